@@ -1,0 +1,21 @@
+"""Errors a user can act on. The CLI prints them as one line (no traceback) and exits 2."""
+
+
+class TetherError(Exception):
+    """Base class: a message that names the file/line/field at fault and what is wrong."""
+
+
+class ConfigError(TetherError):
+    """A config file or override is wrong (unknown field, bad type, bad value)."""
+
+
+class DataError(TetherError):
+    """A dataset is unreadable or holds bad rows."""
+
+
+class ModelLoadError(TetherError):
+    """A model cannot be resolved or loaded (hub unreachable, missing dir, bad embedded name)."""
+
+
+class TrainingError(TetherError):
+    """A run must stop (NaN/inf loss, diverged KL); the message names the step and quantity."""
