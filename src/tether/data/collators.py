@@ -1,0 +1,82 @@
+"""Collators: lists of token ids → padded tensors. Pure functions of their inputs (tested literally).
+
+Conventions: `attention_mask` 1 = real token; `loss_mask` True where the token is a training target
+(response tokens, EOS included); position ids restart at 0 at each sequence's first real token so
+left padding changes nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tether.data.tokenization import EncodedExample
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B,T) 0/1 mask → (B,T) positions counting real tokens only (pads get 0)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B,T)
+
+
+def collate_sft(batch: list[EncodedExample], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad prompt+response to the batch's longest sequence."""
+    width = max(len(ex) for ex in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)  # (B,T)
+    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)  # (B,T)
+    loss_mask = torch.zeros((len(batch), width), dtype=torch.bool)  # (B,T)
+    for i, ex in enumerate(batch):
+        p, r = len(ex.prompt_ids), len(ex.response_ids)
+        input_ids[i, : p + r] = torch.tensor(ex.prompt_ids + ex.response_ids)
+        attention_mask[i, : p + r] = 1
+        loss_mask[i, p : p + r] = True
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "loss_mask": loss_mask,
+            "position_ids": position_ids_from_mask(attention_mask)}
+
+
+def pack_examples(examples: list[EncodedExample], max_length: int) -> list[list[EncodedExample]]:
+    """Greedy first-fit packing of examples into rows of at most `max_length` tokens (order kept)."""
+    rows: list[list[EncodedExample]] = []
+    lengths: list[int] = []
+    for ex in examples:
+        for i, used in enumerate(lengths):
+            if used + len(ex) <= max_length:
+                rows[i].append(ex)
+                lengths[i] += len(ex)
+                break
+        else:
+            rows.append([ex])
+            lengths.append(len(ex))
+    return rows
+
+
+def collate_packed(rows: list[list[EncodedExample]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Concatenate each row's examples; position ids restart per example.
+
+    No attention_mask is returned on purpose: transformers then derives a block-diagonal mask from
+    the restarting position ids, so packed examples never attend to each other. Trailing pads form
+    their own segment and are excluded from the loss.
+    """
+    width = max(sum(len(ex) for ex in row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # (B,T)
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)  # (B,T)
+    loss_mask = torch.zeros((len(rows), width), dtype=torch.bool)  # (B,T)
+    for i, row in enumerate(rows):
+        start = 0
+        for ex in row:
+            p, n = len(ex.prompt_ids), len(ex)
+            input_ids[i, start : start + n] = torch.tensor(ex.prompt_ids + ex.response_ids)
+            position_ids[i, start : start + n] = torch.arange(n)
+            loss_mask[i, start + p : start + n] = True
+            start += n
+        position_ids[i, start:] = torch.arange(width - start)
+    return {"input_ids": input_ids, "attention_mask": None, "loss_mask": loss_mask, "position_ids": position_ids}
+
+
+def collate_prompts(prompts: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-pad prompts for generation (the last column is every prompt's last token)."""
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)  # (B,P)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)  # (B,P)
+    for i, p in enumerate(prompts):
+        input_ids[i, width - len(p):] = torch.tensor(p)
+        attention_mask[i, width - len(p):] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}

@@ -1,0 +1,56 @@
+"""Chat-template tokenisation shared by every stage.
+
+A prompt is rendered with the tokenizer's chat template and `add_generation_prompt=True`; a response
+is its text tokenised without special tokens, followed by EOS. This is exactly what the policy sees
+at generation time (prompt ids, then sampled tokens until EOS), so training and sampling agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tether.data.records import Messages
+from tether.errors import DataError
+
+
+def encode_prompt(tokenizer, prompt: Messages) -> list[int]:
+    ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
+    if isinstance(ids, dict) or hasattr(ids, "keys"):  # some versions return a BatchEncoding
+        ids = ids["input_ids"]
+    return list(ids)
+
+
+def encode_response(tokenizer, text: str, add_eos: bool = True) -> list[int]:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return ids + [tokenizer.eos_token_id] if add_eos else ids
+
+
+@dataclass
+class EncodedExample:
+    """Token ids of one (prompt, response); `source` names the row for error messages."""
+
+    prompt_ids: list[int]
+    response_ids: list[int]
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids) + len(self.response_ids)
+
+
+def encode_sft_examples(tokenizer, examples, max_length: int, drop_long: bool = False) -> tuple[list[EncodedExample], int]:
+    """Tokenise SFT examples; an over-long example is an error naming its row (or dropped and counted)."""
+    encoded, too_long = [], []
+    for ex in examples:
+        item = EncodedExample(encode_prompt(tokenizer, ex.prompt), encode_response(tokenizer, ex.completion),
+                              ex.meta.get("source", ""))
+        if len(item) > max_length:
+            too_long.append(item)
+            continue
+        encoded.append(item)
+    if too_long and not drop_long:
+        first = too_long[0]
+        raise DataError(
+            f"{first.source or 'dataset'}: {len(too_long)} examples longer than max_length={max_length} tokens "
+            f"(first: {len(first)} tokens); raise max_length or pass --data.drop_bad_rows true to drop them"
+        )
+    return encoded, len(too_long)

@@ -1,0 +1,110 @@
+"""Evaluate policies on held-out prompts with the demo task's gold judge.
+
+`evaluate_policy` generates one response per prompt (greedy by default, so numbers are
+reproducible), scores each with the gold judge and summarises: mean gold score with a 95 % CI,
+correct rate, response length, EOS rate, diversity, per-family breakdown. `compare` turns two
+policies' scored samples on the same prompts into a win rate (ties count half).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tether.data.gold_judge import gold_score
+from tether.data.records import PromptRow, prompt_text
+from tether.eval.metrics import distinct_n, mean_ci, repetition_rate, win_rate
+from tether.sampling.generate import SamplingConfig, generate
+
+
+@dataclass
+class ScoredSample:
+    prompt: str
+    family: str
+    response: str
+    gold: float
+    correct: bool
+    truncated: bool
+    n_tokens: int
+
+
+@dataclass
+class PolicyEval:
+    name: str
+    n: int
+    gold_mean: float
+    gold_ci: tuple[float, float]
+    correct_rate: float
+    eos_rate: float
+    mean_tokens: float
+    distinct_1: float
+    distinct_2: float
+    repetition: float
+    by_family: dict[str, dict[str, float]] = field(default_factory=dict)
+    samples: list[ScoredSample] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        d = asdict(self)
+        d.pop("samples")
+        return d
+
+
+def score_generations(rows: list[PromptRow], generations) -> list[ScoredSample]:
+    scored = []
+    for row, gen in zip(rows, generations):
+        g = gold_score(row.meta, gen.text, truncated=gen.truncated)
+        scored.append(ScoredSample(prompt_text(row.prompt), row.meta.get("family", ""), gen.text, g.total,
+                                   g.correct, gen.truncated, len(gen.response_ids)))
+    return scored
+
+
+def summarise(name: str, samples: list[ScoredSample]) -> PolicyEval:
+    gold = [s.gold for s in samples]
+    mean, lo, hi = mean_ci(gold)
+    by_family: dict[str, list[ScoredSample]] = defaultdict(list)
+    for s in samples:
+        by_family[s.family].append(s)
+    texts = [s.response for s in samples]
+    return PolicyEval(
+        name=name, n=len(samples), gold_mean=mean, gold_ci=(lo, hi),
+        correct_rate=sum(s.correct for s in samples) / len(samples),
+        eos_rate=sum(not s.truncated for s in samples) / len(samples),
+        mean_tokens=sum(s.n_tokens for s in samples) / len(samples),
+        distinct_1=distinct_n(texts, 1), distinct_2=distinct_n(texts, 2),
+        repetition=sum(repetition_rate(t) for t in texts) / len(texts),
+        by_family={fam: {"n": len(ss), "gold_mean": sum(s.gold for s in ss) / len(ss),
+                         "correct_rate": sum(s.correct for s in ss) / len(ss)}
+                   for fam, ss in sorted(by_family.items())},
+        samples=samples,
+    )
+
+
+def evaluate_policy(name: str, model, tokenizer, rows: list[PromptRow], sampling: SamplingConfig | None = None,
+                    seed: int = 0, show_progress: bool = True) -> PolicyEval:
+    sampling = sampling or SamplingConfig(do_sample=False, max_new_tokens=64)
+    generations = generate(model, tokenizer, [r.prompt for r in rows], sampling, seed=seed,
+                           show_progress=show_progress)
+    return summarise(name, score_generations(rows, generations))
+
+
+def compare(a: PolicyEval, b: PolicyEval, tolerance: float = 1e-6) -> dict[str, float]:
+    """Win rate of `a` over `b` by gold score on the same prompts (ties = half), with a 95 % CI."""
+    assert [s.prompt for s in a.samples] == [s.prompt for s in b.samples], "policies evaluated on different prompts"
+    outcomes = [0 if abs(x.gold - y.gold) <= tolerance else (1 if x.gold > y.gold else -1)
+                for x, y in zip(a.samples, b.samples)]
+    rate, lo, hi = win_rate(outcomes)
+    return {"win_rate": rate, "ci_low": lo, "ci_high": hi, "wins": outcomes.count(1), "ties": outcomes.count(0),
+            "losses": outcomes.count(-1)}
+
+
+def write_eval(path: Path, evals: list[PolicyEval], comparisons: dict[str, dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"policies": {e.name: e.summary() for e in evals}, "comparisons": comparisons},
+                               indent=2))
+    samples = path.with_name(path.stem + "_samples.jsonl")
+    with samples.open("w") as f:
+        for i in range(len(evals[0].samples)):
+            f.write(json.dumps({"prompt": evals[0].samples[i].prompt,
+                                **{e.name: asdict(e.samples[i]) for e in evals}}) + "\n")

@@ -1,0 +1,203 @@
+"""Evaluation metrics as pure functions of plain numbers and strings (no torch needed).
+
+Inputs are any iterables of numbers (lists, numpy arrays, 1-D tensors: each item goes through
+``float``). Each function raises ValueError on input it cannot score (empty, mismatched lengths)
+rather than returning a number that looks real.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Sequence
+from statistics import NormalDist
+from typing import NamedTuple
+
+__all__ = [
+    "Calibration",
+    "ReliabilityBin",
+    "WinRate",
+    "distinct_n",
+    "expected_calibration_error",
+    "mean_ci",
+    "pairwise_accuracy",
+    "pearson",
+    "repetition_rate",
+    "win_rate",
+]
+
+
+class WinRate(NamedTuple):
+    """A win rate with its confidence interval and the counts behind it."""
+
+    rate: float
+    """(wins + ties / 2) / n."""
+    lo: float
+    """Lower end of the Wilson score interval."""
+    hi: float
+    """Upper end of the Wilson score interval."""
+    wins: int
+    ties: int
+    losses: int
+
+
+class ReliabilityBin(NamedTuple):
+    """One row of a reliability table: predictions with ``lo <= prob < hi`` (the last bin includes 1)."""
+
+    lo: float
+    hi: float
+    count: int
+    mean_prob: float | None
+    """Mean predicted probability in the bin; None for an empty bin."""
+    accuracy: float | None
+    """Fraction of labels equal to 1 in the bin; None for an empty bin."""
+
+
+class Calibration(NamedTuple):
+    """Expected calibration error and the reliability table it is computed from."""
+
+    ece: float
+    bins: list[ReliabilityBin]
+
+
+def _floats(values: Iterable[float], what: str) -> list[float]:
+    """``values`` as a list of floats; ValueError naming ``what`` when empty."""
+    out = [float(v) for v in values]
+    if not out:
+        raise ValueError(f"{what} is empty")
+    return out
+
+
+def _z(confidence: float) -> float:
+    """Two-sided standard-normal quantile for ``confidence`` (1.959964 for 0.95)."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
+
+
+def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, lo, hi)``: the mean with a normal-approximation interval ``mean ± z·s/√n``.
+
+    ``s`` is the sample standard deviation (n − 1). With a single value the interval is undefined and
+    ``lo``/``hi`` are nan.
+    """
+    xs = _floats(values, "values")
+    z = _z(confidence)
+    n = len(xs)
+    mean = math.fsum(xs) / n
+    if n == 1:
+        return mean, math.nan, math.nan
+    std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
+    half = z * std / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def win_rate(outcomes: Iterable[int], confidence: float = 0.95) -> WinRate:
+    """Win rate of +1 (win) / 0 (tie) / −1 (loss) outcomes; a tie counts as half a win.
+
+    The interval is the Wilson score interval with ``p = rate`` over ``n`` comparisons (ties enter as
+    half-successes): ``(p + z²/2n ± z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n)``. Unlike ``p ± z·se`` it stays
+    inside [0, 1] and is not degenerate at p = 0 or 1.
+    """
+    values = list(outcomes)
+    if not values:
+        raise ValueError("outcomes is empty")
+    bad = [v for v in values if v not in (1, 0, -1)]
+    if bad:
+        raise ValueError(f"outcomes must be +1 (win), 0 (tie) or -1 (loss); got {bad[0]!r}")
+    wins, ties, losses = values.count(1), values.count(0), values.count(-1)
+    n = len(values)
+    p = (wins + 0.5 * ties) / n
+    z = _z(confidence)
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return WinRate(p, max(0.0, center - half), min(1.0, center + half), wins, ties, losses)
+
+
+def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    """All contiguous ``n``-word windows of ``words``."""
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+def distinct_n(texts: Iterable[str], n: int) -> float:
+    """Distinct-n (Li et al. 2016): unique word n-grams / total word n-grams, pooled over ``texts``.
+
+    Words are whitespace-separated tokens. Returns 0.0 when no text has ``n`` words.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    grams = [g for text in texts for g in _ngrams(text.split(), n)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def repetition_rate(text: str, n: int = 4) -> float:
+    """Fraction of the word ``n``-grams (default 4) in ``text`` that repeat an earlier one.
+
+    ``1 − unique / total``: "a b c d a b c d" has 5 four-grams, 4 unique, so 0.2. 0.0 for under n words.
+    """
+    grams = _ngrams(text.split(), n)
+    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def pairwise_accuracy(chosen_scores: Iterable[float], rejected_scores: Iterable[float]) -> float:
+    """Fraction of pairs where the chosen response scores higher; an exact tie counts 0.5."""
+    chosen = _floats(chosen_scores, "chosen_scores")
+    rejected = _floats(rejected_scores, "rejected_scores")
+    if len(chosen) != len(rejected):
+        raise ValueError(f"{len(chosen)} chosen scores but {len(rejected)} rejected scores")
+    credit = [1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(chosen, rejected)]
+    return math.fsum(credit) / len(credit)
+
+
+def expected_calibration_error(
+    probs: Iterable[float], labels: Iterable[int], n_bins: int = 10
+) -> Calibration:
+    """ECE of predicted probabilities ``P(label = 1)`` against 0/1 ``labels``, over equal-width bins.
+
+    ``ECE = Σ_b (count_b / N) · |mean_prob_b − accuracy_b|`` where ``accuracy_b`` is the fraction of
+    labels equal to 1 in bin b. Bin b holds ``b/n_bins <= p < (b+1)/n_bins``; p = 1 falls in the last bin.
+    For a reward model use ``probs = sigmoid(chosen_score − rejected_score)``, ``labels = 1``; better,
+    present each pair in a random order so both label values occur.
+    """
+    ps = _floats(probs, "probs")
+    ys = [int(y) for y in labels]
+    if len(ps) != len(ys):
+        raise ValueError(f"{len(ps)} probs but {len(ys)} labels")
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    if any(not 0.0 <= p <= 1.0 for p in ps):
+        raise ValueError("probs must lie in [0, 1]")
+    if any(y not in (0, 1) for y in ys):
+        raise ValueError("labels must be 0 or 1")
+    edges = [b / n_bins for b in range(n_bins + 1)]
+    members: list[list[int]] = [[] for _ in range(n_bins)]
+    for i, p in enumerate(ps):
+        members[min(bisect.bisect_right(edges, p) - 1, n_bins - 1)].append(i)
+    bins, ece = [], 0.0
+    for b, idx in enumerate(members):
+        lo, hi = edges[b], edges[b + 1]
+        if not idx:
+            bins.append(ReliabilityBin(lo, hi, 0, None, None))
+            continue
+        mean_prob = math.fsum(ps[i] for i in idx) / len(idx)
+        accuracy = sum(ys[i] for i in idx) / len(idx)
+        bins.append(ReliabilityBin(lo, hi, len(idx), mean_prob, accuracy))
+        ece += len(idx) / len(ps) * abs(mean_prob - accuracy)
+    return Calibration(ece, bins)
+
+
+def pearson(x: Iterable[float], y: Iterable[float]) -> float:
+    """Pearson correlation of ``x`` and ``y``; nan when either is constant (correlation undefined)."""
+    xs, ys = _floats(x, "x"), _floats(y, "y")
+    if len(xs) != len(ys):
+        raise ValueError(f"x has {len(xs)} values but y has {len(ys)}")
+    if len(xs) < 2:
+        raise ValueError("pearson needs at least 2 pairs")
+    mx, my = math.fsum(xs) / len(xs), math.fsum(ys) / len(ys)
+    sxy = math.fsum((a - mx) * (b - my) for a, b in zip(xs, ys))
+    sxx = math.fsum((a - mx) ** 2 for a in xs)
+    syy = math.fsum((b - my) ** 2 for b in ys)
+    if sxx == 0.0 or syy == 0.0:
+        return math.nan
+    return sxy / math.sqrt(sxx * syy)

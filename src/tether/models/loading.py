@@ -1,0 +1,109 @@
+"""Resolve a model spec (embedded name, local dir, HF id) and load a policy and its tokenizer.
+
+Tokenizer conventions tether relies on everywhere:
+- `pad_token` is distinct from `eos_token` (SmolLM2 ships pad == eos == <|im_end|>; we use its
+  <|endoftext|> token as pad, so a sequence's end is never found by searching for pad);
+- `padding_side` is set per use (left for generation prompts, right for training batches) by the
+  collators, never assumed;
+- `model_max_length` is set from the config, not trusted (SmolLM2 reports 1e30).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tether.errors import ModelLoadError
+from tether.models.embedded import EMBEDDED_MODELS, fetch_embedded
+
+_PAD_CANDIDATES = ("<|endoftext|>", "<pad>", "<|pad|>", "[PAD]", "<unk>")
+
+
+def resolve_model_path(spec: str) -> str:
+    """Embedded name → its cached dir (fetched on first use); local dir → itself; else an HF id."""
+    if spec in EMBEDDED_MODELS:
+        return str(fetch_embedded(spec))
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{spec}: not a model dir (no config.json)")
+        return str(path)
+    if spec.startswith((".", "/", "~")) or os.sep in spec and spec.count("/") > 1:
+        raise ModelLoadError(f"{spec}: no such model dir")
+    return spec  # a hub id: transformers resolves it (offline → a clear error below)
+
+
+def _hub_error(spec: str, err: Exception) -> ModelLoadError:
+    return ModelLoadError(
+        f"could not load '{spec}' from the Hugging Face hub ({type(err).__name__}); the hub may be "
+        f"unreachable: use a local model dir or an embedded model ({', '.join(EMBEDDED_MODELS)})"
+    )
+
+
+def ensure_pad_token(tokenizer) -> None:
+    """Give the tokenizer a pad token distinct from EOS, reusing an existing special token."""
+    if tokenizer.pad_token is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
+        return
+    vocab = tokenizer.get_vocab()
+    for candidate in _PAD_CANDIDATES:
+        if candidate in vocab and vocab[candidate] != tokenizer.eos_token_id:
+            tokenizer.pad_token = candidate
+            return
+    tokenizer.add_special_tokens({"pad_token": "<|tether_pad|>"})  # caller must resize embeddings
+
+
+def load_tokenizer(spec: str, max_length: int | None = None):
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as err:
+        raise _hub_error(spec, err) from None
+    ensure_pad_token(tokenizer)
+    if max_length is not None:
+        tokenizer.model_max_length = max_length
+    if tokenizer.chat_template is None:
+        raise ModelLoadError(f"{spec}: tokenizer has no chat template; tether formats prompts as chats")
+    return tokenizer
+
+
+def torch_dtype(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def disable_dropout(model) -> None:
+    """Set every dropout probability to 0 (RLHF stages need deterministic logprobs)."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    for attr in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop"):
+        if hasattr(model.config, attr) and isinstance(getattr(model.config, attr), float):
+            setattr(model.config, attr, 0.0)
+
+
+def load_causal_lm(spec: str, tokenizer=None, dtype: str = "float32", dropout: bool = False):
+    """Load a causal LM for training or generation, matched to `tokenizer` (pad id, vocab size)."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(spec)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype))
+    except OSError as err:
+        raise _hub_error(spec, err) from None
+    if tokenizer is not None:
+        if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+            model.resize_token_embeddings(len(tokenizer))
+        model.config.pad_token_id = tokenizer.pad_token_id
+        if model.generation_config is not None:
+            model.generation_config.pad_token_id = tokenizer.pad_token_id
+            model.generation_config.eos_token_id = tokenizer.eos_token_id
+    if not dropout:
+        disable_dropout(model)
+    return model

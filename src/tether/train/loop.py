@@ -1,0 +1,196 @@
+"""Plumbing every training stage shares, as small functions (no base class, no hooks).
+
+A stage's `train(cfg)` reads top to bottom: build the accelerator, load data and models, then for each
+optimizer step: take this process's slice of the global batch, run microbatches with gradient
+accumulation, clip, step, log, evaluate, checkpoint. The global batch is fixed by config
+(`train.batch_size` examples), independent of the number of processes; microbatches per process
+follow from it, so 1 and N processes follow the same loss curve.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from tether.errors import ConfigError, TrainingError
+from tether.ops import exact_div
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    """Seed for data order, initialisation of new heads and sampling."""
+    learning_rate: float = 2e-5
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 0.0
+    """AdamW weight decay (not applied to biases and norms)."""
+    adam_epsilon: float = 1e-8
+    """AdamW epsilon."""
+    lr_scheduler_type: Literal["constant", "linear", "cosine"] = "cosine"
+    """Learning-rate schedule after warmup."""
+    warmup_ratio: float = 0.05
+    """Fraction of max_steps spent warming the learning rate up linearly from 0."""
+    max_steps: int = 100
+    """Optimizer steps to train for."""
+    batch_size: int = 16
+    """Global batch: examples per optimizer step, summed over processes and accumulation."""
+    micro_batch_size: int = 8
+    """Examples per forward pass in each process (gradient accumulation makes up the rest)."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this (0 disables)."""
+    logging_steps: int = 5
+    """Log training metrics every N steps."""
+    eval_steps: int = 50
+    """Evaluate on the held-out set every N steps (0 disables; the end of training always evaluates)."""
+    save_steps: int = 0
+    """Checkpoint every N steps (0: only at the end)."""
+    save_total_limit: int = 2
+    """Keep at most this many checkpoints."""
+    resume: bool = True
+    """Resume from the latest checkpoint in output_dir if there is one."""
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    """Trackers besides metrics.jsonl: tensorboard, wandb, trackio, mlflow (accelerate trackers)."""
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    """Autocast precision (GPU); keep `no` on CPU."""
+
+    def validate(self) -> None:
+        if self.batch_size % self.micro_batch_size:
+            raise ConfigError(f"train.batch_size ({self.batch_size}) must be a multiple of "
+                              f"train.micro_batch_size ({self.micro_batch_size})")
+        if self.max_steps < 1:
+            raise ConfigError(f"train.max_steps must be >= 1, got {self.max_steps}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"train.learning_rate must be > 0, got {self.learning_rate}")
+
+
+def make_accelerator(cfg: TrainConfig, output_dir: Path):
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    trackers = [t for t in cfg.report_to if t and t != "none"]
+    # cpu=True on machines without CUDA: that is what makes accelerate use gloo across processes
+    # started by torchrun / `accelerate launch --multi_gpu` (its `--cpu` launcher needs MPI for >1 process).
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),
+        mixed_precision=cfg.mixed_precision,
+        # Our schedules count optimizer steps of the *global* batch; accelerate would otherwise step
+        # the scheduler once per process per step.
+        step_scheduler_with_optimizer=False,
+        log_with=trackers or None,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+    )
+    return accelerator
+
+
+def init_trackers(accelerator, name: str, config: dict) -> None:
+    if accelerator.log_with:
+        flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in _flatten(config).items()}
+        accelerator.init_trackers(name, config=flat)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def accumulation_steps(cfg: TrainConfig, world_size: int) -> int:
+    """Microbatches per process per optimizer step (raises if the global batch does not split evenly)."""
+    per_process = exact_div(cfg.batch_size, world_size, "train.batch_size / number of processes")
+    return exact_div(per_process, cfg.micro_batch_size, "per-process batch / train.micro_batch_size")
+
+
+def build_optimizer(model, cfg: TrainConfig, eps: float | None = None):
+    """AdamW over trainable parameters; no weight decay on biases and norm weights."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, eps=cfg.adam_epsilon if eps is None else eps)
+
+
+def build_scheduler(optimizer, cfg: TrainConfig):
+    warmup = int(cfg.warmup_ratio * cfg.max_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, cfg.max_steps - warmup)
+        if cfg.lr_scheduler_type == "linear":
+            return max(0.0, 1.0 - progress)
+        if cfg.lr_scheduler_type == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def global_sum(accelerator, value: float | int) -> float:
+    """Sum a python number over processes."""
+    if accelerator.num_processes == 1:
+        return float(value)
+    t = torch.tensor([float(value)], dtype=torch.float64, device=accelerator.device)
+    return float(accelerator.reduce(t, reduction="sum").item())
+
+
+def check_finite(step: int, **quantities: float) -> None:
+    """Stop the run naming the step and the first non-finite quantity."""
+    for name, value in quantities.items():
+        if not math.isfinite(value):
+            raise TrainingError(f"step {step}: {name} is {value}; stopping (the last good checkpoint is kept)")
+
+
+def clip_and_step(accelerator, model, optimizer, scheduler, max_grad_norm: float) -> float:
+    """Clip gradients (0 = no clip), step optimizer and scheduler, zero grads; return the pre-clip norm."""
+    if max_grad_norm > 0:
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    else:
+        grads = [p.grad.norm() for p in model.parameters() if p.grad is not None]
+        grad_norm = torch.stack(grads).norm() if grads else torch.tensor(0.0)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(grad_norm)
+
+
+class StepTimer:
+    """Wall time and token throughput per logging window."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.tokens = 0
+
+    def lap(self) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        out = {"perf/tokens_per_s": self.tokens / elapsed, "perf/seconds": elapsed}
+        self.start, self.tokens = time.perf_counter(), 0
+        return out
+
+
+def progress(accelerator, total: int, initial: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, disable=not accelerator.is_main_process, dynamic_ncols=True)
+
+
+def save_model(accelerator, model, tokenizer, out_dir: Path) -> None:
+    """save_pretrained the (LoRA-merged) model and the tokenizer; main process only."""
+    from tether.models.lora import merged_for_saving
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        merged_for_saving(accelerator.unwrap_model(model)).save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
+    accelerator.wait_for_everyone()

@@ -1,0 +1,25 @@
+"""Slow: the demo pipeline on the real embedded model (`tether demo --quick`), through the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_quick_runs_every_stage(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tether.cli.main", "demo", "--quick", "--name", "e2e"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "runs" / "e2e" / "summary.json").read_text())
+    assert set(summary["policies"]) == {"base", "sft"}
+    for policy in summary["policies"].values():
+        assert policy["n"] == 24
+        assert -1.0 <= policy["gold_mean"] <= 1.0
+    assert (tmp_path / "runs" / "e2e" / "sft" / "model.safetensors").is_file()
+    assert "SFT win rate vs base" in proc.stdout

@@ -1,0 +1,105 @@
+"""SFT on a tiny offline model: it learns, resume reproduces the uninterrupted run, and 2 processes
+follow the same loss curve as 1 (same global batch)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tether.runtime.config import load_config
+from tether.runtime.metrics import read_metrics
+from tether.train.sft import SFTConfig, train
+
+QUESTIONS = [("What is 12 plus 7?", "19."), ("Capital of France?", "Paris."), ("Opposite of hot?", "Cold."),
+             ("Convert 3 km to meters.", "3000 m."), ("Is 7 prime?", "Yes."), ("What is 2 plus 2?", "4."),
+             ("Capital of Spain?", "Madrid."), ("Opposite of up?", "Down.")]
+
+
+def write_sft_file(path: Path, n: int = 48) -> Path:
+    with path.open("w") as f:
+        for i in range(n):
+            q, a = QUESTIONS[i % len(QUESTIONS)]
+            f.write(json.dumps({"prompt": [{"role": "user", "content": q}], "completion": a,
+                                "meta": {"id": i}}) + "\n")
+    return path
+
+
+def tiny_cfg(model_dir: Path, data: Path, out: Path, *extra: str) -> SFTConfig:
+    return load_config(SFTConfig, None, [
+        "--output_dir", str(out), "--model.name", str(model_dir), "--model.max_length", "64",
+        "--data.train_file", str(data), "--data.eval_fraction", "0.1",
+        "--train.max_steps", "4", "--train.batch_size", "8", "--train.micro_batch_size", "2",
+        "--train.learning_rate", "3e-3", "--train.warmup_ratio", "0", "--train.logging_steps", "1",
+        "--train.eval_steps", "0", "--train.report_to", "[]", *extra])
+
+
+def losses(run: Path) -> list[float]:
+    return [m["loss/sft"] for m in read_metrics(run / "metrics.jsonl") if "loss/sft" in m]
+
+
+def test_sft_learns_and_saves_a_loadable_model(tiny_model_dir, tmp_path):
+    data = write_sft_file(tmp_path / "sft.jsonl")
+    cfg = tiny_cfg(tiny_model_dir, data, tmp_path / "run", "--train.max_steps", "12")
+    result = train(cfg)
+    curve = losses(tmp_path / "run")
+    assert len(curve) == 12 and all(torch.isfinite(torch.tensor(curve)))
+    assert sum(curve[-3:]) / 3 < sum(curve[:3]) / 3 - 0.3  # it learns
+    assert result.eval_loss is not None and result.eval_loss < curve[0]
+    from transformers import AutoModelForCausalLM
+
+    before = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(tmp_path / "run").state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # trainable parameters changed
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["steps"] == 12
+
+
+def test_resume_reproduces_the_uninterrupted_run(tiny_model_dir, tmp_path):
+    data = write_sft_file(tmp_path / "sft.jsonl")
+    train(tiny_cfg(tiny_model_dir, data, tmp_path / "straight"))
+    train(tiny_cfg(tiny_model_dir, data, tmp_path / "resumed"), interrupt_at_step=2)
+    assert len(losses(tmp_path / "resumed")) == 2
+    train(tiny_cfg(tiny_model_dir, data, tmp_path / "resumed"))  # picks up checkpoints/step-2
+    straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
+    assert len(resumed) == 4
+    assert resumed == pytest.approx(straight, rel=1e-6, abs=1e-7)
+
+
+def test_lora_and_packing_train(tiny_model_dir, tmp_path):
+    data = write_sft_file(tmp_path / "sft.jsonl")
+    result = train(tiny_cfg(tiny_model_dir, data, tmp_path / "lora", "--model.use_lora", "true",
+                            "--model.lora_r", "4", "--packing", "true"))
+    assert result.steps == 4 and torch.isfinite(torch.tensor(result.train_loss))
+    assert (tmp_path / "lora" / "model.safetensors").is_file()  # merged: loads as a plain model
+
+
+def test_token_mean_loss_does_not_depend_on_microbatching(tiny_model_dir, tmp_path):
+    data = write_sft_file(tmp_path / "sft.jsonl")
+    train(tiny_cfg(tiny_model_dir, data, tmp_path / "mb2"))
+    train(tiny_cfg(tiny_model_dir, data, tmp_path / "mb8", "--train.micro_batch_size", "8"))
+    assert losses(tmp_path / "mb2") == pytest.approx(losses(tmp_path / "mb8"), rel=1e-4)
+
+
+def test_two_processes_follow_the_one_process_loss_curve(tiny_model_dir, tmp_path):
+    data = write_sft_file(tmp_path / "sft.jsonl")
+    train(tiny_cfg(tiny_model_dir, data, tmp_path / "one"))
+    yaml_cfg = tmp_path / "two.yaml"
+    from tether.runtime.config import save_config
+
+    save_config(tiny_cfg(tiny_model_dir, data, tmp_path / "two"), yaml_cfg)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # On CPU, `accelerate launch --multi_gpu` starts the processes with torchrun; tether selects gloo.
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                           "-m", "tether.cli.main", "sft", "--config", str(yaml_cfg)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "two" / "result.json").read_text())["num_processes"] == 2
+    assert json.loads((tmp_path / "one" / "result.json").read_text())["num_processes"] == 1
+    assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-4)

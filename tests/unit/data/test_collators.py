@@ -1,0 +1,48 @@
+import torch
+
+from tether.data.collators import (collate_packed, collate_prompts, collate_sft, pack_examples,
+                                   position_ids_from_mask)
+from tether.data.tokenization import EncodedExample
+
+PAD = 0
+
+
+def test_collate_sft_right_pads_and_masks_response_only():
+    batch = [EncodedExample([5, 6], [7, 2]), EncodedExample([5], [8, 9, 2])]
+    out = collate_sft(batch, PAD)
+    assert out["input_ids"].tolist() == [[5, 6, 7, 2], [5, 8, 9, 2]]
+    assert out["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 1]]
+    assert out["loss_mask"].tolist() == [[False, False, True, True], [False, True, True, True]]
+    batch = [EncodedExample([5, 6, 6], [7, 2]), EncodedExample([5], [2])]
+    out = collate_sft(batch, PAD)
+    assert out["input_ids"].tolist() == [[5, 6, 6, 7, 2], [5, 2, PAD, PAD, PAD]]
+    assert out["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
+    assert out["loss_mask"].tolist() == [[False, False, False, True, True], [False, True, False, False, False]]
+    assert out["position_ids"].tolist() == [[0, 1, 2, 3, 4], [0, 1, 1, 1, 1]]
+
+
+def test_collate_prompts_left_pads():
+    out = collate_prompts([[5, 6, 7], [8]], PAD)
+    assert out["input_ids"].tolist() == [[5, 6, 7], [PAD, PAD, 8]]
+    assert out["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+def test_position_ids_ignore_left_padding():
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    assert position_ids_from_mask(mask).tolist() == [[0, 0, 0, 1, 2], [0, 1, 2, 3, 4]]
+
+
+def test_pack_first_fit_keeps_order_and_limit():
+    exs = [EncodedExample([1] * 3, [2] * 2), EncodedExample([1] * 4, [2] * 4), EncodedExample([1], [2] * 2)]
+    rows = pack_examples(exs, max_length=8)
+    assert [[len(e) for e in row] for row in rows] == [[5, 3], [8]]
+
+
+def test_collate_packed_restarts_positions_and_masks():
+    rows = [[EncodedExample([5], [7, 2]), EncodedExample([6, 6], [2])], [EncodedExample([5], [2])]]
+    out = collate_packed(rows, PAD)
+    assert out["attention_mask"] is None
+    assert out["input_ids"].tolist() == [[5, 7, 2, 6, 6, 2], [5, 2, PAD, PAD, PAD, PAD]]
+    assert out["position_ids"].tolist() == [[0, 1, 2, 0, 1, 2], [0, 1, 0, 1, 2, 3]]
+    assert out["loss_mask"].tolist() == [[False, True, True, False, False, True],
+                                         [False, True, False, False, False, False]]

@@ -1,0 +1,22 @@
+from collections import Counter
+
+from tether.runtime.seeding import global_batch_indices, rank_slice
+
+
+def test_global_batches_cover_each_epoch_exactly_once():
+    n, bs = 10, 4
+    stream = [i for step in range(5) for i in global_batch_indices(n, bs, step, seed=1)]  # 20 = 2 epochs
+    assert Counter(stream[:10]) == Counter(range(10))
+    assert Counter(stream[10:]) == Counter(range(10))
+    assert stream[:10] != stream[10:]  # a new permutation per epoch
+
+
+def test_batches_are_a_pure_function_of_seed_and_step():
+    assert global_batch_indices(50, 8, 3, seed=7) == global_batch_indices(50, 8, 3, seed=7)
+    assert global_batch_indices(50, 8, 3, seed=7) != global_batch_indices(50, 8, 3, seed=8)
+
+
+def test_rank_slices_partition_the_global_batch():
+    batch = list(range(8))
+    assert rank_slice(batch, 0, 2) + rank_slice(batch, 1, 2) == batch
+    assert rank_slice(batch, 0, 1) == batch
