@@ -34,3 +34,26 @@ def tiny(tiny_model_dir):
     tokenizer = load_tokenizer(str(tiny_model_dir))
     model = load_causal_lm(str(tiny_model_dir), tokenizer).eval()
     return model, tokenizer
+
+
+QUESTIONS = [("What is 12 plus 7?", "19."), ("Capital of France?", "Paris."), ("Opposite of hot?", "Cold."),
+             ("Convert 3 km to meters.", "3000 m."), ("Is 7 prime?", "Yes."), ("What is 2 plus 2?", "4."),
+             ("Capital of Spain?", "Madrid."), ("Opposite of up?", "Down.")]
+
+
+def _write_sft_file(path: Path, n: int = 48) -> Path:
+    import json
+
+    with path.open("w") as f:
+        for i in range(n):
+            q, a = QUESTIONS[i % len(QUESTIONS)]
+            f.write(json.dumps({"prompt": [{"role": "user", "content": q}], "completion": a,
+                                "meta": {"id": i}}) + "\n")
+    return path
+
+
+
+@pytest.fixture
+def sft_file():
+    """Writer of a small SFT jsonl in tether's own format: sft_file(path, n=48) -> path."""
+    return _write_sft_file

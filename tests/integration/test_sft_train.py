@@ -16,20 +16,6 @@ from tether.runtime.config import load_config
 from tether.runtime.metrics import read_metrics
 from tether.train.sft import SFTConfig, train
 
-QUESTIONS = [("What is 12 plus 7?", "19."), ("Capital of France?", "Paris."), ("Opposite of hot?", "Cold."),
-             ("Convert 3 km to meters.", "3000 m."), ("Is 7 prime?", "Yes."), ("What is 2 plus 2?", "4."),
-             ("Capital of Spain?", "Madrid."), ("Opposite of up?", "Down.")]
-
-
-def write_sft_file(path: Path, n: int = 48) -> Path:
-    with path.open("w") as f:
-        for i in range(n):
-            q, a = QUESTIONS[i % len(QUESTIONS)]
-            f.write(json.dumps({"prompt": [{"role": "user", "content": q}], "completion": a,
-                                "meta": {"id": i}}) + "\n")
-    return path
-
-
 def tiny_cfg(model_dir: Path, data: Path, out: Path, *extra: str) -> SFTConfig:
     return load_config(SFTConfig, None, [
         "--output_dir", str(out), "--model.name", str(model_dir), "--model.max_length", "64",
@@ -43,8 +29,8 @@ def losses(run: Path) -> list[float]:
     return [m["loss/sft"] for m in read_metrics(run / "metrics.jsonl") if "loss/sft" in m]
 
 
-def test_sft_learns_and_saves_a_loadable_model(tiny_model_dir, tmp_path):
-    data = write_sft_file(tmp_path / "sft.jsonl")
+def test_sft_learns_and_saves_a_loadable_model(tiny_model_dir, tmp_path, sft_file):
+    data = sft_file(tmp_path / "sft.jsonl")
     cfg = tiny_cfg(tiny_model_dir, data, tmp_path / "run", "--train.max_steps", "12")
     result = train(cfg)
     curve = losses(tmp_path / "run")
@@ -60,8 +46,8 @@ def test_sft_learns_and_saves_a_loadable_model(tiny_model_dir, tmp_path):
     assert json.loads((tmp_path / "run" / "result.json").read_text())["steps"] == 12
 
 
-def test_resume_reproduces_the_uninterrupted_run(tiny_model_dir, tmp_path):
-    data = write_sft_file(tmp_path / "sft.jsonl")
+def test_resume_reproduces_the_uninterrupted_run(tiny_model_dir, tmp_path, sft_file):
+    data = sft_file(tmp_path / "sft.jsonl")
     train(tiny_cfg(tiny_model_dir, data, tmp_path / "straight"))
     train(tiny_cfg(tiny_model_dir, data, tmp_path / "resumed"), interrupt_at_step=2)
     assert len(losses(tmp_path / "resumed")) == 2
@@ -71,23 +57,23 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_model_dir, tmp_path):
     assert resumed == pytest.approx(straight, rel=1e-6, abs=1e-7)
 
 
-def test_lora_and_packing_train(tiny_model_dir, tmp_path):
-    data = write_sft_file(tmp_path / "sft.jsonl")
+def test_lora_and_packing_train(tiny_model_dir, tmp_path, sft_file):
+    data = sft_file(tmp_path / "sft.jsonl")
     result = train(tiny_cfg(tiny_model_dir, data, tmp_path / "lora", "--model.use_lora", "true",
                             "--model.lora_r", "4", "--packing", "true"))
     assert result.steps == 4 and torch.isfinite(torch.tensor(result.train_loss))
     assert (tmp_path / "lora" / "model.safetensors").is_file()  # merged: loads as a plain model
 
 
-def test_token_mean_loss_does_not_depend_on_microbatching(tiny_model_dir, tmp_path):
-    data = write_sft_file(tmp_path / "sft.jsonl")
+def test_token_mean_loss_does_not_depend_on_microbatching(tiny_model_dir, tmp_path, sft_file):
+    data = sft_file(tmp_path / "sft.jsonl")
     train(tiny_cfg(tiny_model_dir, data, tmp_path / "mb2"))
     train(tiny_cfg(tiny_model_dir, data, tmp_path / "mb8", "--train.micro_batch_size", "8"))
     assert losses(tmp_path / "mb2") == pytest.approx(losses(tmp_path / "mb8"), rel=1e-4)
 
 
-def test_two_processes_follow_the_one_process_loss_curve(tiny_model_dir, tmp_path):
-    data = write_sft_file(tmp_path / "sft.jsonl")
+def test_two_processes_follow_the_one_process_loss_curve(tiny_model_dir, tmp_path, sft_file):
+    data = sft_file(tmp_path / "sft.jsonl")
     train(tiny_cfg(tiny_model_dir, data, tmp_path / "one"))
     yaml_cfg = tmp_path / "two.yaml"
     from tether.runtime.config import save_config

@@ -53,15 +53,16 @@ def models_fetch(name: str = typer.Argument("smollm2-135m-instruct", help="Embed
 
 
 @data_app.command("validate")
-def data_validate(file: Path, kind: str = typer.Option(..., help="sft | preference | prompt | feedback"),
+def data_validate(file: Path, kind: Optional[str] = typer.Option(None, help="sft | preference | prompt | feedback "
+                                                                        "(default: what each row holds)"),
                   format: str = typer.Option("auto", help="auto | tether | trl | messages | hh | oasst | gsm8k"),
                   max_chars: int = typer.Option(20000, help="Longest allowed text field in characters."),
                   show: int = typer.Option(50, help="Print at most this many bad rows.")) -> None:
     """Check every row of a dataset; list each bad row (file:line: problem) and counts. Exit 1 if any."""
-    from tether.data.validate import load_records
+    from tether.data.validate import validate
 
-    _, report = load_records(file, kind, format, drop_bad=True, max_chars=max_chars)
-    typer.echo(report.summary(limit=show))
+    report = validate(file, kind, format, max_chars=max_chars)
+    typer.echo(report.summary(show))
     raise typer.Exit(1 if report.n_bad else 0)
 
 
@@ -158,12 +159,12 @@ def demo_cmd(quick: bool = typer.Option(False, help="Fewer steps/prompts: smoke 
     from tether.pipeline import DemoOptions, run_demo
 
     typer.echo(f"model: {fetch_embedded(DEFAULT_MODEL)}")
-    summary = run_demo(DemoOptions(name=name + ("-quick" if quick and name == "demo" else ""), seed=seed,
-                                   quick=quick), log=typer.echo)
+    run_name = name + ("-quick" if quick and name == "demo" else "")
+    summary = run_demo(DemoOptions(name=run_name, seed=seed, quick=quick), log=typer.echo)
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"demo results (held-out prompts, gold judge) — runs/{name}")
+    table = Table(title=f"demo results (held-out prompts, gold judge) — runs/{run_name}")
     for col in ("policy", "gold score", "correct", "EOS rate", "tokens"):
         table.add_column(col)
     for pname, s in summary["policies"].items():

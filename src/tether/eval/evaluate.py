@@ -94,9 +94,8 @@ def compare(a: PolicyEval, b: PolicyEval, tolerance: float = 1e-6) -> dict[str, 
     assert [s.prompt for s in a.samples] == [s.prompt for s in b.samples], "policies evaluated on different prompts"
     outcomes = [0 if abs(x.gold - y.gold) <= tolerance else (1 if x.gold > y.gold else -1)
                 for x, y in zip(a.samples, b.samples)]
-    rate, lo, hi = win_rate(outcomes)
-    return {"win_rate": rate, "ci_low": lo, "ci_high": hi, "wins": outcomes.count(1), "ties": outcomes.count(0),
-            "losses": outcomes.count(-1)}
+    w = win_rate(outcomes)
+    return {"win_rate": w.rate, "ci_low": w.lo, "ci_high": w.hi, "wins": w.wins, "ties": w.ties, "losses": w.losses}
 
 
 def write_eval(path: Path, evals: list[PolicyEval], comparisons: dict[str, dict]) -> None:

@@ -1,0 +1,89 @@
+"""The CLI through a subprocess, as a user runs it: the configs the README shows, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tether(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tether.cli.main", *args], capture_output=True, text=True,
+                          cwd=cwd or ROOT, timeout=600)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_sft_from_the_demo_config_with_overrides(tiny_model_dir, tmp_path, sft_file):
+    data = sft_file(tmp_path / "sft.jsonl")
+    proc = tether("sft", "--config", str(ROOT / "configs/demo/sft.yaml"), "--model.name", str(tiny_model_dir),
+                  "--data.train_file", str(data), "--output_dir", str(tmp_path / "run"), "--train.max_steps", "2",
+                  "--train.batch_size", "4", "--train.micro_batch_size", "2", "--train.save_steps", "0",
+                  "--train.eval_steps", "0", "--train.report_to", "[]")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "sft: 2 steps" in proc.stdout
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    assert "max_steps: 2" in saved and str(tiny_model_dir) in saved  # the resolved config is replayable
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["steps"] == 2
+
+
+def test_unknown_config_field_is_one_line(tmp_path):
+    assert_one_line_error(tether("sft", "--config", str(ROOT / "configs/demo/sft.yaml"), "--train.lerning_rate", "1"),
+                          "train.lerning_rate", "did you mean 'train.learning_rate'")
+
+
+def test_bad_yaml_value_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  batch_size: eight\n")
+    assert_one_line_error(tether("sft", "--config", str(bad)), "bad.yaml", "train.batch_size")
+
+
+def test_missing_data_file_is_one_line(tiny_model_dir, tmp_path, sft_file):
+    assert_one_line_error(tether("sft", "--model.name", str(tiny_model_dir), "--data.train_file",
+                                 str(tmp_path / "nope.jsonl"), "--output_dir", str(tmp_path / "run")), "nope.jsonl")
+
+
+def test_bad_rows_refuse_the_run_with_one_line(tiny_model_dir, tmp_path, sft_file):
+    data = sft_file(tmp_path / "sft.jsonl", n=8)
+    with data.open("a") as f:
+        f.write('{"prompt": [{"role": "user", "content": "Hi"}], "completion": "  "}\n{not json\n')
+    proc = tether("sft", "--model.name", str(tiny_model_dir), "--data.train_file", str(data),
+                  "--output_dir", str(tmp_path / "run"), "--train.report_to", "[]")
+    assert_one_line_error(proc, "sft.jsonl", "2 bad rows")
+
+
+def test_unknown_model_dir_is_one_line(tmp_path, sft_file):
+    data = sft_file(tmp_path / "sft.jsonl")
+    proc = tether("sft", "--model.name", str(tmp_path / "no-such-model"), "--data.train_file", str(data),
+                  "--output_dir", str(tmp_path / "run"))
+    assert_one_line_error(proc, "no-such-model")
+
+
+def test_data_validate_lists_each_bad_row(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    rows = [{"prompt": "Q1", "chosen": "A", "rejected": "B"}, {"prompt": "Q2", "chosen": "same", "rejected": "same"},
+            {"prompt": "Q3", "chosen": "", "rejected": "B"}, {"prompt": "Q4", "chosen": "A"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = tether("data", "validate", str(path), "--kind", "preference")
+    assert proc.returncode == 1
+    assert f"{path}:2:" in proc.stdout and f"{path}:3:" in proc.stdout and f"{path}:4:" in proc.stdout
+    assert f"{path}:1:" not in proc.stdout
+
+
+def test_data_make_demo_and_models_list(tmp_path):
+    proc = tether("data", "make", "demo", "--out", str(tmp_path / "d"), "--seed", "1")
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert manifest["seed"] == 1
+    proc = tether("models", "list")
+    assert proc.returncode == 0 and "smollm2-135m-instruct" in proc.stdout
