@@ -22,4 +22,7 @@ def test_demo_quick_runs_every_stage(tmp_path):
         assert policy["n"] == 24
         assert -1.0 <= policy["gold_mean"] <= 1.0
     assert (tmp_path / "runs" / "e2e" / "sft" / "model.safetensors").is_file()
+    assert (tmp_path / "runs" / "e2e" / "rm" / "score_head.safetensors").is_file()
+    rm = summary["reward_model"]
+    assert rm["n_pairs"] > 0 and 0.0 <= rm["accuracy"] <= 1.0
     assert "SFT win rate vs base" in proc.stdout

@@ -99,12 +99,27 @@ def sft_cmd(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help
                f"→ {result.output_dir}")
 
 
+@app.command("rm", context_settings=OVERRIDES)
+def rm_cmd(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help="YAML config.")) -> None:
+    """Train a Bradley–Terry reward model (stage 2). Fields: `tether config rm`."""
+    from tether.runtime.config import load_config
+    from tether.train.reward import RMConfig, train
+
+    cfg = load_config(RMConfig, str(config) if config else None, list(ctx.args))
+    result = train(cfg)
+    ev = result.eval
+    typer.echo(f"rm: {result.steps} steps → {result.output_dir}; held-out accuracy "
+               f"{ev.get('eval/accuracy', float('nan')):.1%}, margin {ev.get('eval/margin', float('nan')):.3f}, "
+               f"ECE {ev.get('eval/ece', float('nan')):.3f}; bias shift {result.bias_shift:+.3f}")
+
+
 @app.command("config")
-def config_cmd(stage: str = typer.Argument(..., help="sft")) -> None:
+def config_cmd(stage: str = typer.Argument(..., help="sft | rm")) -> None:
     """Print every config field of a stage with its type, default and meaning."""
+    from tether.train.reward import RMConfig
     from tether.train.sft import SFTConfig
 
-    classes = {"sft": SFTConfig}
+    classes = {"sft": SFTConfig, "rm": RMConfig}
     if stage not in classes:
         raise TetherError(f"unknown stage '{stage}'; available: {', '.join(classes)}")
     typer.echo(_config_epilog(classes[stage]).replace("\n\n", "\n"))
@@ -132,6 +147,85 @@ def eval_policy(model: str = typer.Option(..., help="Policy: embedded name, mode
     comparison = compare(evals[1], evals[0])
     write_eval(out, evals, {"policy_vs_baseline": comparison})
     _print_policy_table(evals, comparison)
+
+
+@eval_app.command("rm")
+def eval_rm(model: Path = typer.Option(..., help="Reward model dir (from `tether rm`)."),
+            pairs: Path = typer.Option(..., help="Preference file (any supported format)."),
+            format: str = typer.Option("auto", help="Row format."),
+            out: Optional[Path] = typer.Option(None, help="Write the report as JSON here."),
+            limit: int = typer.Option(0, help="Use the first N pairs (0 = all)."),
+            max_length: int = typer.Option(512, help="Longer pairs are dropped and counted."),
+            drop_bad_rows: bool = typer.Option(False, help="Drop malformed rows (counted) instead of refusing.")) -> None:
+    """Reward-model accuracy, margin, calibration (ECE + reliability table), score distributions, length bias."""
+    from tether.data.validate import load_records
+    from tether.eval.reward_eval import evaluate_reward_model, format_report, write_report
+    from tether.models.loading import load_tokenizer
+    from tether.models.scalar_head import ScalarHeadModel
+
+    records, report = load_records(pairs, "preference", format, drop_bad=drop_bad_rows)
+    records = records[:limit] if limit else records
+    tokenizer = load_tokenizer(str(model), max_length)
+    rm = ScalarHeadModel.from_pretrained(model).eval()
+    result = evaluate_reward_model(rm, tokenizer, records, max_length)
+    result["dropped_bad_rows"] = report.n_dropped
+    typer.echo(format_report(result))
+    if out:
+        write_report(out, result)
+
+
+@data_app.command("label")
+def data_label(prompts: Path = typer.Option(..., help="Prompt file (prompt-only rows; demo-task meta for gold)."),
+               out: Path = typer.Option(..., help="Output preference jsonl (or candidates jsonl with export)."),
+               model: str = typer.Option("runs/demo/sft", help="Policy that samples the candidates."),
+               labeller: str = typer.Option("gold", help="gold | rm | export | human"),
+               reward_model: Optional[Path] = typer.Option(None, help="Reward model dir (labeller rm)."),
+               candidates: Optional[Path] = typer.Option(None, help="Exported candidates (labeller human)."),
+               choices: Optional[Path] = typer.Option(None, help="Annotators' choices {id, choice: a|b|tie} (human)."),
+               k: int = typer.Option(4, help="Responses sampled per prompt."),
+               max_pairs_per_prompt: int = typer.Option(2, help="Keep at most this many pairs per prompt (0 = all)."),
+               temperature: float = typer.Option(1.0), max_new_tokens: int = typer.Option(64),
+               limit: int = typer.Option(0, help="Use the first N prompts (0 = all)."),
+               seed: int = typer.Option(0)) -> None:
+    """Sample K responses per prompt from a policy and label pairs (gold judge, reward model, or humans)."""
+    from tether.data.validate import load_records, save_records
+    from tether.sampling import labelling
+
+    if labeller == "human":
+        if not (candidates and choices):
+            raise TetherError("--labeller human needs --candidates (from --labeller export) and --choices")
+        pairs, stats = labelling.pairs_from_choices(candidates, choices)
+    else:
+        if labeller not in ("gold", "rm", "export"):
+            raise TetherError(f"unknown labeller '{labeller}'; use gold, rm, export or human")
+        if labeller == "rm" and reward_model is None:
+            raise TetherError("--labeller rm needs --reward-model DIR")
+        from tether.models.loading import load_causal_lm, load_tokenizer
+        from tether.sampling.generate import SamplingConfig
+
+        rows, _ = load_records(prompts, "prompt")
+        rows = rows[:limit] if limit else rows
+        tokenizer = load_tokenizer(model)
+        policy = load_causal_lm(model, tokenizer)
+        sampling = SamplingConfig(do_sample=True, temperature=temperature, max_new_tokens=max_new_tokens)
+        cands = labelling.sample_candidates(policy, tokenizer, rows, k, sampling, seed)
+        if labeller == "export":
+            n = labelling.export_candidates(out, rows, cands)
+            typer.echo(f"wrote {n} candidate pairs for annotators to {out}; collect rows "
+                       "{\"id\": ..., \"choice\": \"a\" | \"b\" | \"tie\"} and run --labeller human")
+            return
+        if labeller == "gold":
+            scores = labelling.gold_scores(rows, cands)
+        else:
+            from tether.models.scalar_head import ScalarHeadModel
+
+            scores = labelling.rm_scores(ScalarHeadModel.from_pretrained(reward_model).eval(), tokenizer, cands)
+        pairs, stats = labelling.pairs_from_scores(rows, cands, scores, labeller,
+                                                   max_pairs_per_prompt=max_pairs_per_prompt, seed=seed)
+    save_records(out, pairs)
+    typer.echo(f"wrote {stats.pairs} pairs to {out} (prompts {stats.prompts}, candidates {stats.candidates}, "
+               f"ties dropped {stats.ties_dropped}, duplicate responses dropped {stats.duplicates_dropped}, "
+               f"truncated candidates {stats.truncated_candidates})")
 
 
 def _print_policy_table(evals, comparison) -> None:
@@ -172,8 +266,11 @@ def demo_cmd(quick: bool = typer.Option(False, help="Fewer steps/prompts: smoke 
                       f"{s['mean_tokens']:.1f}")
     Console().print(table)
     c = summary["comparisons"]["sft_vs_base"]
-    typer.echo(f"SFT win rate vs base: {c['win_rate']:.1%} (95% CI {c['ci_low']:.1%}–{c['ci_high']:.1%}); "
-               f"timings: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["timings"].items()))
+    rm = summary["reward_model"]
+    typer.echo(f"SFT win rate vs base: {c['win_rate']:.1%} (95% CI {c['ci_low']:.1%}–{c['ci_high']:.1%})")
+    typer.echo(f"reward model on {rm['n_pairs']} held-out on-policy pairs: accuracy {rm['accuracy']:.1%}, "
+               f"margin {rm['margin']:.3f}, ECE {rm['ece']:.3f}, corr(score, length) {rm['length_corr']:.3f}")
+    typer.echo("timings (s): " + ", ".join(f"{k[:-2]} {v:.0f}" for k, v in summary["timings"].items()))
 
 
 def main() -> None:

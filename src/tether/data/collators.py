@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from tether.data.tokenization import EncodedExample
+from tether.data.tokenization import EncodedExample, EncodedPair
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -80,3 +80,24 @@ def collate_prompts(prompts: list[list[int]], pad_id: int) -> dict[str, torch.Te
         input_ids[i, width - len(p):] = torch.tensor(p)
         attention_mask[i, width - len(p):] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def collate_pairs(batch: list[EncodedPair], pad_id: int) -> dict[str, torch.Tensor]:
+    """B pairs → 2B right-padded sequences, chosen rows first (rows 0..B-1), then rejected (B..2B-1).
+
+    One batched forward scores both sides. `response_mask` marks response tokens (for mean pooling
+    over the response, and lengths).
+    """
+    seqs = [(p.prompt_ids, p.chosen_ids) for p in batch] + [(p.prompt_ids, p.rejected_ids) for p in batch]
+    width = max(len(a) + len(b) for a, b in seqs)
+    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)  # (2B,T)
+    attention_mask = torch.zeros((len(seqs), width), dtype=torch.long)  # (2B,T)
+    response_mask = torch.zeros((len(seqs), width), dtype=torch.bool)  # (2B,T)
+    for i, (prompt, response) in enumerate(seqs):
+        n = len(prompt) + len(response)
+        input_ids[i, :n] = torch.tensor(prompt + response)
+        attention_mask[i, :n] = 1
+        response_mask[i, len(prompt) : n] = True
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask,
+            "position_ids": position_ids_from_mask(attention_mask),
+            "margin": torch.tensor([p.margin for p in batch], dtype=torch.float32)}  # (B,)

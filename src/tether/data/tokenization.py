@@ -54,3 +54,34 @@ def encode_sft_examples(tokenizer, examples, max_length: int, drop_long: bool = 
             f"(first: {len(first)} tokens); raise max_length or pass --data.drop_bad_rows true to drop them"
         )
     return encoded, len(too_long)
+
+
+@dataclass
+class EncodedPair:
+    """Token ids of a preference pair: one prompt, two responses (each ending in EOS)."""
+
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+    margin: float = 0.0
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids) + max(len(self.chosen_ids), len(self.rejected_ids))
+
+
+def encode_pairs(tokenizer, pairs, max_length: int, drop_long: bool = False) -> tuple[list[EncodedPair], int]:
+    """Tokenise preference pairs; over-long pairs are an error naming the row (or dropped and counted)."""
+    encoded, too_long = [], []
+    for pair in pairs:
+        item = EncodedPair(encode_prompt(tokenizer, pair.prompt), encode_response(tokenizer, pair.chosen),
+                           encode_response(tokenizer, pair.rejected), float(pair.margin or 0.0),
+                           pair.meta.get("source", ""))
+        (too_long if len(item) > max_length else encoded).append(item)
+    if too_long and not drop_long:
+        first = too_long[0]
+        raise DataError(
+            f"{first.source or 'dataset'}: {len(too_long)} pairs longer than max_length={max_length} tokens "
+            f"(first: {len(first)} tokens); raise max_length or pass --data.drop_bad_rows true to drop them"
+        )
+    return encoded, len(too_long)

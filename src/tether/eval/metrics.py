@@ -201,3 +201,41 @@ def pearson(x: Iterable[float], y: Iterable[float]) -> float:
     if sxx == 0.0 or syy == 0.0:
         return math.nan
     return sxy / math.sqrt(sxx * syy)
+
+
+def _distribution(values: list[float]) -> dict[str, float]:
+    xs = sorted(values)
+    n = len(xs)
+    mean = sum(xs) / n
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / max(n - 1, 1))
+
+    def q(p: float) -> float:
+        return xs[min(n - 1, int(p * (n - 1) + 0.5))]
+
+    return {"mean": mean, "std": std, "p10": q(0.1), "p50": q(0.5), "p90": q(0.9)}
+
+
+def reward_model_report(chosen: list[float], rejected: list[float], chosen_len: list[int],
+                        rejected_len: list[int], n_bins: int = 10) -> dict:
+    """Pairwise accuracy, mean margin, calibration (ECE of σ(r_c − r_r), each pair counted in both orders so
+    both labels occur), chosen/rejected score distributions, and length bias (corr(score, length); how often
+    the RM vs the labels prefer the longer response)."""
+    deltas = [c - r for c, r in zip(chosen, rejected)]
+    probs = [1.0 / (1.0 + math.exp(-d)) if d > -700 else 0.0 for d in deltas]
+    calib = expected_calibration_error(probs + [1.0 - p for p in probs], [1] * len(probs) + [0] * len(probs),
+                                       n_bins=n_bins)
+    unequal = [(c, r, lc, lr) for c, r, lc, lr in zip(chosen, rejected, chosen_len, rejected_len) if lc != lr]
+    return {
+        "n_pairs": len(chosen),
+        "accuracy": pairwise_accuracy(chosen, rejected),
+        "margin": sum(deltas) / len(deltas),
+        "ece": calib.ece,
+        "reliability": [b._asdict() for b in calib.bins],
+        "chosen_scores": _distribution(chosen),
+        "rejected_scores": _distribution(rejected),
+        "length_corr": pearson(chosen + rejected, [float(x) for x in chosen_len + rejected_len]),
+        "rm_prefers_longer": (sum((c > r) == (lc > lr) for c, r, lc, lr in unequal) / len(unequal)) if unequal else None,
+        "labels_prefer_longer": (sum(lc > lr for _, _, lc, lr in unequal) / len(unequal)) if unequal else None,
+    }
+
+

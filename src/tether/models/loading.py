@@ -83,6 +83,9 @@ def disable_dropout(model) -> None:
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
+        # e.g. Llama attention copies config.attention_dropout into a float attribute at build time
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0
     for attr in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop"):
         if hasattr(model.config, attr) and isinstance(getattr(model.config, attr), float):
             setattr(model.config, attr, 0.0)

@@ -46,3 +46,16 @@ def test_collate_packed_restarts_positions_and_masks():
     assert out["position_ids"].tolist() == [[0, 1, 2, 0, 1, 2], [0, 1, 0, 1, 2, 3]]
     assert out["loss_mask"].tolist() == [[False, True, True, False, False, True],
                                          [False, True, False, False, False, False]]
+
+
+def test_collate_pairs_chosen_first_one_batch():
+    from tether.data.collators import collate_pairs
+    from tether.data.tokenization import EncodedPair
+
+    out = collate_pairs([EncodedPair([5, 6], [7, 2], [8, 8, 8, 2], margin=1.5), EncodedPair([5], [9, 2], [2])], PAD)
+    assert out["input_ids"].tolist() == [[5, 6, 7, 2, PAD, PAD], [5, 9, 2, PAD, PAD, PAD],
+                                         [5, 6, 8, 8, 8, 2], [5, 2, PAD, PAD, PAD, PAD]]
+    assert out["attention_mask"].sum(1).tolist() == [4, 3, 6, 2]
+    assert out["response_mask"].tolist()[2] == [False, False, True, True, True, True]
+    assert out["response_mask"].tolist()[3] == [False, True, False, False, False, False]
+    assert out["margin"].tolist() == [1.5, 0.0]

@@ -1,0 +1,141 @@
+"""Preference collection, the real stage-2 workflow: sample K responses per prompt from a policy (the
+SFT model), then turn them into preference pairs with a labeller:
+
+- `gold`: the demo task's programmatic judge (plays the human annotator; needs demo-task meta);
+- `rm`: a reward model's scores;
+- `human`: export candidate pairs for annotators (`export_candidates`), then read their choices back
+  (`pairs_from_choices`).
+
+Within a prompt, every pair of distinct candidates whose scores differ by more than `tie_tolerance`
+is a pair (better one chosen); ties and duplicate texts are dropped and counted. `max_pairs_per_prompt`
+keeps the widest-gap pair first, then a seeded random choice of the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tether.data.gold_judge import gold_score
+from tether.data.readers import BadRow, read_rows
+from tether.data.records import PreferencePair, PromptRow
+from tether.errors import DataError
+from tether.sampling.generate import Generation, SamplingConfig, generate
+
+
+@dataclass
+class LabelStats:
+    prompts: int = 0
+    candidates: int = 0
+    pairs: int = 0
+    ties_dropped: int = 0
+    duplicates_dropped: int = 0
+    truncated_candidates: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def sample_candidates(model, tokenizer, rows: list[PromptRow], k: int, sampling: SamplingConfig,
+                      seed: int = 0) -> list[list[Generation]]:
+    """K sampled responses per prompt (one batched generate over all prompt copies)."""
+    flat = generate(model, tokenizer, [r.prompt for r in rows for _ in range(k)], sampling, seed=seed,
+                    show_progress=True)
+    return [flat[i * k : (i + 1) * k] for i in range(len(rows))]
+
+
+def gold_scores(rows: list[PromptRow], candidates: list[list[Generation]]) -> list[list[float]]:
+    if rows and "answer" not in rows[0].meta:
+        raise DataError("the gold labeller needs demo-task prompts (meta with 'answer'); use --labeller rm or human")
+    return [[gold_score(row.meta, g.text, truncated=g.truncated).total for g in gens]
+            for row, gens in zip(rows, candidates)]
+
+
+def rm_scores(reward_model, tokenizer, candidates: list[list[Generation]], batch_size: int = 16) -> list[list[float]]:
+    from tether.models.scoring import score_sequences
+
+    flat = [g for gens in candidates for g in gens]
+    scores = score_sequences(reward_model, [g.prompt_ids for g in flat], [g.response_ids for g in flat],
+                             tokenizer.pad_token_id, batch_size)
+    k = len(candidates[0]) if candidates else 0
+    return [scores[i * k : (i + 1) * k] for i in range(len(candidates))]
+
+
+def pairs_from_scores(rows: list[PromptRow], candidates: list[list[Generation]], scores: list[list[float]],
+                      labeller: str, tie_tolerance: float = 1e-6, max_pairs_per_prompt: int = 0,
+                      seed: int = 0) -> tuple[list[PreferencePair], LabelStats]:
+    rng = random.Random(seed)
+    stats = LabelStats(prompts=len(rows))
+    pairs: list[PreferencePair] = []
+    for row, gens, sc in zip(rows, candidates, scores):
+        stats.candidates += len(gens)
+        stats.truncated_candidates += sum(g.truncated for g in gens)
+        found = []
+        for i in range(len(gens)):
+            for j in range(i + 1, len(gens)):
+                if gens[i].text == gens[j].text:
+                    stats.duplicates_dropped += 1
+                elif abs(sc[i] - sc[j]) <= tie_tolerance:
+                    stats.ties_dropped += 1
+                elif gens[i].text.strip() and gens[j].text.strip():
+                    found.append((i, j) if sc[i] > sc[j] else (j, i))
+        found.sort(key=lambda ij: sc[ij[1]] - sc[ij[0]])  # widest gap first
+        if max_pairs_per_prompt and len(found) > max_pairs_per_prompt:
+            rest = found[1:]
+            rng.shuffle(rest)
+            found = [found[0]] + rest[: max_pairs_per_prompt - 1]
+        for w, l_ in found:
+            pairs.append(PreferencePair(row.prompt, gens[w].text, gens[l_].text, meta={
+                **{k: v for k, v in row.meta.items() if k != "source"}, "labeller": labeller,
+                "chosen_score": sc[w], "rejected_score": sc[l_]}))
+    stats.pairs = len(pairs)
+    return pairs, stats
+
+
+def export_candidates(path: Path, rows: list[PromptRow], candidates: list[list[Generation]]) -> int:
+    """Write every candidate pair for annotators: one row {id, prompt, response_a, response_b}."""
+    n = 0
+    with Path(path).open("w") as f:
+        for r, (row, gens) in enumerate(zip(rows, candidates)):
+            for i in range(len(gens)):
+                for j in range(i + 1, len(gens)):
+                    if gens[i].text != gens[j].text:
+                        f.write(json.dumps({"id": f"{r}/{i}-{j}", "prompt": row.prompt, "response_a": gens[i].text,
+                                            "response_b": gens[j].text}) + "\n")
+                        n += 1
+    return n
+
+
+def pairs_from_choices(candidates_file: Path, choices_file: Path) -> tuple[list[PreferencePair], LabelStats]:
+    """Join exported candidates with annotators' choices rows {id, choice: a | b | tie}; ties dropped, counted.
+
+    A malformed choices row (bad JSON, unknown id, choice not a/b/tie) is an error naming file:line.
+    """
+    candidates = {}
+    for line, row in read_rows(candidates_file):
+        if isinstance(row, BadRow) or not isinstance(row, dict) or "id" not in row:
+            raise DataError(f"{candidates_file}:{line}: not an exported candidate row")
+        candidates[row["id"]] = row
+    stats, pairs, seen = LabelStats(), [], set()
+    for line, row in read_rows(choices_file):
+        where = f"{choices_file}:{line}"
+        if isinstance(row, BadRow):
+            raise DataError(f"{where}: {row.kind} ({row.detail})")
+        if not isinstance(row, dict) or row.get("id") not in candidates:
+            raise DataError(f"{where}: unknown or missing candidate id {row.get('id') if isinstance(row, dict) else row!r}")
+        choice = row.get("choice")
+        if choice not in ("a", "b", "tie"):
+            raise DataError(f"{where}: choice must be 'a', 'b' or 'tie', got {choice!r}")
+        if row["id"] in seen:
+            raise DataError(f"{where}: candidate {row['id']} chosen twice")
+        seen.add(row["id"])
+        cand = candidates[row["id"]]
+        if choice == "tie":
+            stats.ties_dropped += 1
+            continue
+        a, b = cand["response_a"], cand["response_b"]
+        chosen, rejected = (a, b) if choice == "a" else (b, a)
+        pairs.append(PreferencePair(cand["prompt"], chosen, rejected, meta={"labeller": "human", "id": row["id"]}))
+    stats.pairs = len(pairs)
+    stats.extra["unlabelled_candidates"] = len(candidates) - len(seen)
+    return pairs, stats

@@ -1,0 +1,268 @@
+"""Stage 2 of RLHF: a Bradley–Terry reward model learned from preference pairs.
+
+    tether rm --config configs/demo/rm.yaml [--train.max_steps 40 ...]
+
+P(chosen ≻ rejected) = σ(r(x, y_c) − r(x, y_r)); loss −log σ(r_c − r_r − m) averaged over the pairs
+of the global batch. Chosen and rejected go through one batched forward (2B rows). The score is read
+at the last real token of each sequence (its EOS), located from the attention mask, never by
+searching for a pad id. After training, a bias shift makes the mean score of reference responses
+(demonstrations from `data.norm_file`) zero, so PPO sees rewards centred on what the SFT policy writes.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from tether.data.collators import collate_pairs
+from tether.data.tokenization import EncodedPair, encode_pairs, encode_sft_examples
+from tether.data.validate import load_records
+from tether.errors import ConfigError
+from tether.eval.metrics import reward_model_report
+from tether.losses.reward import bradley_terry_loss
+from tether.models.loading import load_tokenizer
+from tether.models.scoring import score_pairs, score_sequences
+from tether.models.scalar_head import ScalarHeadModel, apply_lora_to_scalar
+from tether.models.spec import ModelConfig
+from tether.runtime.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from tether.runtime.config import save_config, to_dict
+from tether.runtime.metrics import MetricsLogger
+from tether.runtime.seeding import global_batch_indices, rank_slice, seed_everything
+from tether.train.loop import (StepTimer, TrainConfig, accumulation_steps, build_optimizer, build_scheduler,
+                               check_finite, clip_and_step, global_sum, init_trackers, make_accelerator,
+                               progress)
+
+RESULT_FILE = "result.json"
+
+
+@dataclass
+class RMDataConfig:
+    train_files: list[str] = field(default_factory=lambda: ["runs/demo/data/preference.jsonl"])
+    """Preference files (TRL prompt/chosen/rejected, HH, OASST, tether jsonl, ...); concatenated."""
+    eval_file: str | None = None
+    """Held-out pairs for accuracy/calibration; if unset, `eval_fraction` of the training pairs (by prompt)."""
+    eval_fraction: float = 0.1
+    """Fraction of training prompts held out when eval_file is unset (all pairs of a prompt go together)."""
+    format: Literal["auto", "tether", "trl", "messages", "hh", "oasst", "gsm8k"] = "auto"
+    """Row format (auto-detected from the columns by default)."""
+    drop_bad_rows: bool = False
+    """Drop malformed/identical/empty/over-long pairs (counted and reported) instead of refusing the data."""
+    max_train_pairs: int = 0
+    """Use at most this many training pairs (0 = all), taken in a seeded random order."""
+    max_eval_pairs: int = 512
+    """Cap on held-out pairs scored at each evaluation."""
+    norm_file: str | None = "runs/demo/data/sft.jsonl"
+    """Reference (prompt, response) demonstrations whose mean score is shifted to 0 after training (unset: no shift)."""
+    max_norm_examples: int = 256
+    """Demonstrations scored for the normalisation shift."""
+
+
+@dataclass
+class RMConfig:
+    output_dir: str = "runs/demo/rm"
+    """Run dir: the reward model (transformers dir + score head), config.yaml, metrics.jsonl, checkpoints/."""
+    pooling: Literal["last", "mean"] = "last"
+    """Where the score is read: the last real token (EOS), or the mean over real tokens."""
+    use_margin: bool = False
+    """Use each pair's `margin` field in the loss: −log σ(r_c − r_r − margin)."""
+    center_coef: float = 0.0
+    """Weight of the centring penalty (r_c + r_r)² that keeps scores near 0 (0 = off)."""
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="runs/demo/sft"))
+    """Backbone to start from (the SFT model by default); its LM head is replaced by a fresh scalar head."""
+    data: RMDataConfig = field(default_factory=RMDataConfig)
+    """Preference data."""
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(learning_rate=1e-5, batch_size=16,
+                                                                   micro_batch_size=4))
+    """Optimisation and loop settings (batch sizes count pairs)."""
+
+    def validate(self) -> None:
+        if not 0.0 <= self.data.eval_fraction < 1.0:
+            raise ConfigError(f"data.eval_fraction must be in [0, 1), got {self.data.eval_fraction}")
+        if not self.data.train_files:
+            raise ConfigError("data.train_files is empty")
+
+
+@dataclass
+class RMResult:
+    output_dir: Path
+    steps: int
+    eval: dict
+    bias_shift: float
+
+
+def _prompt_key(pair: EncodedPair) -> tuple[int, ...]:
+    return tuple(pair.prompt_ids)
+
+
+def _load_pairs(cfg: RMConfig, tokenizer) -> tuple[list[EncodedPair], list[EncodedPair], int]:
+    records, dropped = [], 0
+    for path in cfg.data.train_files:
+        recs, report = load_records(path, "preference", cfg.data.format, drop_bad=cfg.data.drop_bad_rows)
+        records += recs
+        dropped += report.n_dropped
+    pairs, n_long = encode_pairs(tokenizer, records, cfg.model.max_length, cfg.data.drop_bad_rows)
+    dropped += n_long
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    if cfg.data.eval_file:
+        eval_records, report = load_records(cfg.data.eval_file, "preference", cfg.data.format,
+                                            drop_bad=cfg.data.drop_bad_rows)
+        eval_pairs, n_long = encode_pairs(tokenizer, eval_records, cfg.model.max_length, cfg.data.drop_bad_rows)
+        dropped += report.n_dropped + n_long
+    else:  # hold out whole prompts, so held-out accuracy is on prompts never trained on
+        prompts = sorted({_prompt_key(p) for p in pairs})
+        order = torch.randperm(len(prompts), generator=gen).tolist()
+        held = {prompts[i] for i in order[: int(len(prompts) * cfg.data.eval_fraction)]}
+        eval_pairs = [p for p in pairs if _prompt_key(p) in held]
+        pairs = [p for p in pairs if _prompt_key(p) not in held]
+    if cfg.data.max_train_pairs and len(pairs) > cfg.data.max_train_pairs:
+        keep = torch.randperm(len(pairs), generator=gen)[: cfg.data.max_train_pairs].tolist()
+        pairs = [pairs[i] for i in sorted(keep)]
+    return pairs, eval_pairs[: cfg.data.max_eval_pairs], dropped
+
+
+def _score_pairs(model, batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward over 2B rows → chosen (B,), rejected (B,) scores."""
+    scores = model(batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                   batch["position_ids"].to(device))  # (2B,)
+    n = scores.shape[0] // 2
+    return scores[:n], scores[n:]
+
+
+def score_eval_pairs(accelerator, model, pairs: list[EncodedPair], batch_size: int,
+                     pad_id: int) -> tuple[list[float], list[float]]:
+    """Chosen and rejected scores of every pair, sharded over processes and gathered in input order."""
+    mine = pairs[accelerator.process_index :: accelerator.num_processes]
+    chosen, rejected = score_pairs(model, mine, pad_id, batch_size)
+    world = accelerator.num_processes
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        parts_c, parts_r = gather_object([chosen]), gather_object([rejected])  # one list per process
+        # process r scored pairs r, r+W, r+2W, ...: interleave back into input order
+        chosen = [parts_c[r][i] for i in range(len(parts_c[0])) for r in range(world) if i < len(parts_c[r])]
+        rejected = [parts_r[r][i] for i in range(len(parts_r[0])) for r in range(world) if i < len(parts_r[r])]
+    return chosen, rejected
+
+
+def pair_metrics(pairs: list[EncodedPair], chosen: list[float], rejected: list[float]) -> dict[str, float]:
+    """Held-out accuracy, margin, calibration and length correlation, as `eval/...` metrics."""
+    report = reward_model_report(chosen, rejected, [len(p.chosen_ids) for p in pairs],
+                                 [len(p.rejected_ids) for p in pairs])
+    return {"eval/accuracy": report["accuracy"], "eval/margin": report["margin"], "eval/ece": report["ece"],
+            "eval/chosen_score": report["chosen_scores"]["mean"],
+            "eval/rejected_score": report["rejected_scores"]["mean"], "eval/length_corr": report["length_corr"]}
+
+
+def mean_reference_score(model, tokenizer, cfg: RMConfig) -> float:
+    """Mean score of reference demonstrations (for the bias shift), before any shift."""
+    records, _ = load_records(cfg.data.norm_file, "sft", "auto", drop_bad=True)
+    examples, _ = encode_sft_examples(tokenizer, records[: cfg.data.max_norm_examples], cfg.model.max_length,
+                                      drop_long=True)
+    scores = score_sequences(model, [e.prompt_ids for e in examples], [e.response_ids for e in examples],
+                             tokenizer.pad_token_id, cfg.train.micro_batch_size * 2)
+    return sum(scores) / max(len(scores), 1)
+
+
+def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
+    """Train the reward model to `cfg.train.max_steps` (resuming if a checkpoint exists)."""
+    out = Path(cfg.output_dir)
+    tcfg = cfg.train
+    accelerator = make_accelerator(tcfg, out)
+    seed_everything(tcfg.seed)
+    n_micro = accumulation_steps(tcfg, accelerator.num_processes)
+
+    # 1. Data: validated pairs → token ids; held-out pairs are from prompts never trained on.
+    tokenizer = load_tokenizer(cfg.model.name, cfg.model.max_length)
+    train_pairs, eval_pairs, dropped = _load_pairs(cfg, tokenizer)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        accelerator.print(f"rm: {len(train_pairs)} training pairs, {len(eval_pairs)} held-out pairs"
+                          + (f", {dropped} bad rows dropped" if dropped else ""))
+
+    # 2. Model: backbone from the SFT policy + a fresh scalar head (+ LoRA), optimizer, schedule.
+    model = ScalarHeadModel.from_pretrained_lm(cfg.model.name, tokenizer, pooling=cfg.pooling,
+                                               dtype=cfg.model.dtype, seed=tcfg.seed)
+    if cfg.model.use_lora:
+        model = apply_lora_to_scalar(model, cfg.model)
+    model.train()
+    optimizer = build_optimizer(model, tcfg)
+    scheduler = build_scheduler(optimizer, tcfg)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    # 3. Resume.
+    start_step, checkpoint = 0, latest_checkpoint(out) if tcfg.resume else None
+    if checkpoint is not None:
+        start_step = load_checkpoint(accelerator, checkpoint)["step"]
+        accelerator.print(f"rm: resumed from {checkpoint} (step {start_step})")
+    metrics = MetricsLogger(accelerator, out / "metrics.jsonl", resume_step=start_step if checkpoint else None)
+    init_trackers(accelerator, "rm", to_dict(cfg))
+
+    # 4. Loop: each optimizer step sees `batch_size` pairs in total over processes and microbatches.
+    timer, window, eval_metrics = StepTimer(), [], {}
+    bar = progress(accelerator, tcfg.max_steps, start_step, "rm")
+    for step in range(start_step, tcfg.max_steps):
+        indices = rank_slice(global_batch_indices(len(train_pairs), tcfg.batch_size, step, tcfg.seed),
+                             accelerator.process_index, accelerator.num_processes)
+        micro = [collate_pairs([train_pairs[i] for i in indices[k::n_micro]], tokenizer.pad_token_id)
+                 for k in range(n_micro)]
+        stats_sum: dict[str, float] = {}
+        for k, batch in enumerate(micro):
+            sync = nullcontext() if k == n_micro - 1 else accelerator.no_sync(model)
+            with sync:
+                chosen, rejected = _score_pairs(model, batch, accelerator.device)  # (b,), (b,)
+                margin = batch["margin"].to(accelerator.device) if cfg.use_margin else None
+                loss, stats = bradley_terry_loss(chosen, rejected, margin=margin, num_pairs=tcfg.batch_size,
+                                                 center_coef=cfg.center_coef)
+                accelerator.backward(loss * accelerator.num_processes)  # DDP averages over processes
+            for name, value in stats.items():  # per-microbatch means → weighted sums
+                stats_sum[name] = stats_sum.get(name, 0.0) + float(value) * len(chosen)
+            timer.tokens += int(batch["input_ids"].numel())
+        grad_norm = clip_and_step(accelerator, model, optimizer, scheduler, tcfg.max_grad_norm)
+        step_stats = {name: global_sum(accelerator, v) / tcfg.batch_size for name, v in stats_sum.items()}
+        step_stats["loss/reward"] = step_stats.get("loss/reward", 0.0)
+        check_finite(step + 1, **{"loss/reward": step_stats["loss/reward"], "train/grad_norm": grad_norm})
+        window.append(step_stats)
+        bar.update(1)
+        bar.set_postfix(loss=f"{step_stats['loss/reward']:.3f}", acc=f"{step_stats.get('reward/accuracy', 0):.2f}")
+
+        done = step + 1
+        if done % tcfg.logging_steps == 0 or done == tcfg.max_steps:
+            mean = {name: sum(s[name] for s in window) / len(window) for name in window[0]}
+            metrics.log({**mean, "train/grad_norm": grad_norm, "train/lr": scheduler.get_last_lr()[0],
+                         **timer.lap()}, step=done)
+            window = []
+        if eval_pairs and ((tcfg.eval_steps and done % tcfg.eval_steps == 0) or done == tcfg.max_steps):
+            eval_metrics = pair_metrics(eval_pairs, *score_eval_pairs(accelerator, model, eval_pairs, tcfg.micro_batch_size,
+                                                          tokenizer.pad_token_id))
+            metrics.log(eval_metrics, step=done)
+        if (tcfg.save_steps and done % tcfg.save_steps == 0) or done == tcfg.max_steps or done == interrupt_at_step:
+            save_checkpoint(accelerator, out, done, {}, keep=tcfg.save_total_limit)
+        if done == interrupt_at_step:
+            bar.close()
+            accelerator.end_training()
+            return RMResult(out, done, eval_metrics, 0.0)
+    bar.close()
+
+    # 5. Normalise (mean reference score → 0), save as a transformers dir + score head.
+    unwrapped = accelerator.unwrap_model(model)
+    shift = mean_reference_score(model, tokenizer, cfg) if cfg.data.norm_file else 0.0
+    unwrapped.bias_shift.fill_(shift)
+    if eval_pairs and not eval_metrics:
+        eval_metrics = pair_metrics(eval_pairs, *score_eval_pairs(accelerator, model, eval_pairs, tcfg.micro_batch_size,
+                                                      tokenizer.pad_token_id))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        unwrapped.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        (out / RESULT_FILE).write_text(json.dumps(
+            {"steps": tcfg.max_steps, "bias_shift": shift, "train_pairs": len(train_pairs),
+             "eval_pairs": len(eval_pairs), "dropped_rows": dropped, "num_processes": accelerator.num_processes,
+             **eval_metrics}, indent=2))
+    accelerator.end_training()
+    return RMResult(out, tcfg.max_steps, eval_metrics, shift)

@@ -1,0 +1,83 @@
+"""Reward-model training on a tiny offline model: it learns a separable preference, evaluation and the
+bias shift are right, resume reproduces the uninterrupted run, the saved model reloads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tether.runtime.config import load_config
+from tether.runtime.metrics import read_metrics
+from tether.train.reward import RMConfig, train
+
+
+def write_pairs(path: Path, n: int = 64, offset: int = 0) -> Path:
+    """Chosen = a short correct answer; rejected = a padded one (the demo's concise-vs-padded contrast)."""
+    with path.open("w") as f:
+        for i in range(offset, offset + n):
+            q = f"What is {i} plus {i}?"
+            f.write(json.dumps({"prompt": [{"role": "user", "content": q}], "chosen": f"{2 * i}.",
+                                "rejected": f"Great question! I think it might be {2 * i}, but I am not sure.",
+                                "meta": {"id": i}}) + "\n")
+    return path
+
+
+def rm_cfg(model_dir: Path, tmp: Path, out: str, *extra: str) -> RMConfig:
+    return load_config(RMConfig, None, [
+        "--output_dir", str(tmp / out), "--model.name", str(model_dir), "--model.max_length", "64",
+        "--data.train_files", f"[{write_pairs(tmp / 'train.jsonl')}]",
+        "--data.eval_file", str(write_pairs(tmp / "eval.jsonl", 16, offset=500)),
+        "--data.norm_file", str(tmp / "norm.jsonl"),
+        "--train.max_steps", "4", "--train.batch_size", "8", "--train.micro_batch_size", "4",
+        "--train.learning_rate", "3e-3", "--train.warmup_ratio", "0", "--train.logging_steps", "1",
+        "--train.eval_steps", "0", "--train.report_to", "[]", *extra])
+
+
+@pytest.fixture
+def norm_file(tmp_path, sft_file):
+    return sft_file(tmp_path / "norm.jsonl", n=16)
+
+
+def test_rm_learns_and_normalises(tiny_model_dir, tmp_path, norm_file):
+    result = train(rm_cfg(tiny_model_dir, tmp_path, "rm", "--train.max_steps", "16"))
+    assert result.eval["eval/accuracy"] == 1.0  # held-out prompts never trained on
+    assert result.eval["eval/margin"] > 0
+    curve = [m["loss/reward"] for m in read_metrics(tmp_path / "rm" / "metrics.jsonl") if "loss/reward" in m]
+    assert curve[-1] < 0.05 < curve[0]
+    # the saved model reloads with its bias shift, and the reference demonstrations now score ~0 on average
+    from tether.models.loading import load_tokenizer
+    from tether.models.scalar_head import ScalarHeadModel
+    from tether.models.scoring import score_sequences
+    from tether.data.tokenization import encode_sft_examples
+    from tether.data.validate import load_records
+
+    rm = ScalarHeadModel.from_pretrained(tmp_path / "rm").eval()
+    assert float(rm.bias_shift) == pytest.approx(result.bias_shift)
+    tok = load_tokenizer(str(tmp_path / "rm"))
+    examples, _ = encode_sft_examples(tok, load_records(norm_file, "sft")[0], 64)
+    scores = score_sequences(rm, [e.prompt_ids for e in examples], [e.response_ids for e in examples],
+                             tok.pad_token_id)
+    assert sum(scores) / len(scores) == pytest.approx(0.0, abs=1e-4)
+    saved = json.loads((tmp_path / "rm" / "result.json").read_text())
+    assert saved["eval/accuracy"] == 1.0 and saved["train_pairs"] == 64
+
+
+def test_rm_resume_reproduces_the_uninterrupted_run(tiny_model_dir, tmp_path, norm_file):
+    train(rm_cfg(tiny_model_dir, tmp_path, "straight"))
+    train(rm_cfg(tiny_model_dir, tmp_path, "resumed"), interrupt_at_step=2)
+    train(rm_cfg(tiny_model_dir, tmp_path, "resumed"))
+
+    def losses(run):
+        return [m["loss/reward"] for m in read_metrics(tmp_path / run / "metrics.jsonl") if "loss/reward" in m]
+
+    assert len(losses("resumed")) == 4
+    assert losses("resumed") == pytest.approx(losses("straight"), rel=1e-6, abs=1e-7)
+
+
+def test_rm_lora_trains_only_adapters_and_head(tiny_model_dir, tmp_path, norm_file):
+    result = train(rm_cfg(tiny_model_dir, tmp_path, "lora", "--model.use_lora", "true", "--model.lora_r", "4"))
+    assert torch.isfinite(torch.tensor(result.eval["eval/margin"]))
+    assert (tmp_path / "lora" / "score_head.safetensors").is_file()

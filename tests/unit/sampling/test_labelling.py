@@ -1,0 +1,50 @@
+import json
+
+import pytest
+
+from tether.data.records import PromptRow
+from tether.errors import DataError
+from tether.sampling.generate import Generation
+from tether.sampling.labelling import export_candidates, pairs_from_choices, pairs_from_scores
+
+
+def gen(text: str) -> Generation:
+    return Generation([1], [5, 2], text, truncated=False)
+
+
+ROWS = [PromptRow([{"role": "user", "content": "Q?"}], meta={"id": "q"})]
+
+
+def test_every_untied_pair_better_one_chosen_ties_and_duplicates_counted():
+    cands = [[gen("A"), gen("B"), gen("C"), gen("A")]]
+    scores = [[1.0, 0.2, 0.2, 1.0]]
+    pairs, stats = pairs_from_scores(ROWS, cands, scores, "gold")
+    # (0,1) A>B, (0,2) A>C, (1,2) tie, (0,3) duplicate text, (1,3) A>B, (2,3) A>C
+    assert stats.ties_dropped == 1 and stats.duplicates_dropped == 1
+    assert sorted((p.chosen, p.rejected) for p in pairs) == [("A", "B"), ("A", "B"), ("A", "C"), ("A", "C")]
+    assert all(p.meta["chosen_score"] > p.meta["rejected_score"] for p in pairs)
+    assert stats.pairs == 4 and stats.candidates == 4
+
+
+def test_cap_keeps_the_widest_gap_first():
+    cands = [[gen("A"), gen("B"), gen("C")]]
+    pairs, _ = pairs_from_scores(ROWS, cands, [[0.5, 1.0, -1.0]], "rm", max_pairs_per_prompt=1)
+    assert [(p.chosen, p.rejected) for p in pairs] == [("B", "C")]
+
+
+def test_human_choices_round_trip_and_errors(tmp_path):
+    cands = [[gen("A"), gen("B"), gen("C")]]
+    cand_file = tmp_path / "cands.jsonl"
+    assert export_candidates(cand_file, ROWS, cands) == 3
+    ids = [json.loads(line)["id"] for line in cand_file.read_text().splitlines()]
+    choices = tmp_path / "choices.jsonl"
+    choices.write_text(json.dumps({"id": ids[0], "choice": "b"}) + "\n" + json.dumps({"id": ids[1], "choice": "tie"}) + "\n")
+    pairs, stats = pairs_from_choices(cand_file, choices)
+    assert [(p.chosen, p.rejected) for p in pairs] == [("B", "A")]
+    assert stats.ties_dropped == 1 and stats.extra["unlabelled_candidates"] == 1
+    choices.write_text(json.dumps({"id": ids[0], "choice": "maybe"}) + "\n")
+    with pytest.raises(DataError, match=r"choices.jsonl:1: choice must be"):
+        pairs_from_choices(cand_file, choices)
+    choices.write_text(json.dumps({"id": ids[0], "choice": "a"}) + "\n" + json.dumps({"id": "nope", "choice": "a"}) + "\n")
+    with pytest.raises(DataError, match=r"choices.jsonl:2: unknown"):
+        pairs_from_choices(cand_file, choices)
