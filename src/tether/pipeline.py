@@ -51,12 +51,12 @@ def _stage_done(path: Path) -> bool:
 
 def _label_on_policy(policy_dir: Path, rows, out: Path, opts: DemoOptions, seed: int, log) -> dict:
     """Sample K responses per prompt from the SFT policy and label pairs with the gold judge."""
-    from tether.models.loading import load_causal_lm, load_tokenizer
+    from tether.models.loading import freeze, load_causal_lm, load_tokenizer
     from tether.sampling import labelling
     from tether.sampling.generate import SamplingConfig
 
     tokenizer = load_tokenizer(str(policy_dir))
-    policy = load_causal_lm(str(policy_dir), tokenizer)
+    policy = freeze(load_causal_lm(str(policy_dir), tokenizer))
     sampling = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=64, batch_size=64)
     cands = labelling.sample_candidates(policy, tokenizer, rows, opts.samples_per_prompt, sampling, seed)
     pairs, stats = labelling.pairs_from_scores(rows, cands, labelling.gold_scores(rows, cands), "gold",
@@ -70,7 +70,7 @@ def _label_on_policy(policy_dir: Path, rows, out: Path, opts: DemoOptions, seed:
 def run_demo(opts: DemoOptions, log=print) -> dict:
     from tether.eval.evaluate import compare, evaluate_policy, write_eval
     from tether.eval.reward_eval import evaluate_reward_model, write_report
-    from tether.models.loading import load_causal_lm, load_tokenizer
+    from tether.models.loading import freeze, load_causal_lm, load_tokenizer
     from tether.models.scalar_head import ScalarHeadModel
     from tether.train import reward, sft
 
@@ -149,7 +149,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     comparisons = {"sft_vs_base": compare(evals[1], evals[0])}
     write_eval(run / "eval" / "policies.json", evals, comparisons)
     held_out, _ = load_records(data_dir / "eval_pairs.jsonl", "preference")
-    rm_report = evaluate_reward_model(ScalarHeadModel.from_pretrained(rm_dir).eval(), load_tokenizer(str(rm_dir)),
+    rm_report = evaluate_reward_model(freeze(ScalarHeadModel.from_pretrained(rm_dir)), load_tokenizer(str(rm_dir)),
                                       held_out, rm_cfg.model.max_length)
     write_report(run / "eval" / "rm.json", rm_report)
     timings["eval_s"] = time.perf_counter() - t0

@@ -48,11 +48,11 @@ def test_rm_learns_and_normalises(tiny_model_dir, tmp_path, norm_file):
     curve = [m["loss/reward"] for m in read_metrics(tmp_path / "rm" / "metrics.jsonl") if "loss/reward" in m]
     assert curve[-1] < 0.05 < curve[0]
     # the saved model reloads with its bias shift, and the reference demonstrations now score ~0 on average
+    from tether.data.tokenization import encode_sft_examples
+    from tether.data.validate import load_records
     from tether.models.loading import load_tokenizer
     from tether.models.scalar_head import ScalarHeadModel
     from tether.models.scoring import score_sequences
-    from tether.data.tokenization import encode_sft_examples
-    from tether.data.validate import load_records
 
     rm = ScalarHeadModel.from_pretrained(tmp_path / "rm").eval()
     assert float(rm.bias_shift) == pytest.approx(result.bias_shift)

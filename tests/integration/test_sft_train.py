@@ -16,6 +16,7 @@ from tether.runtime.config import load_config
 from tether.runtime.metrics import read_metrics
 from tether.train.sft import SFTConfig, train
 
+
 def tiny_cfg(model_dir: Path, data: Path, out: Path, *extra: str) -> SFTConfig:
     return load_config(SFTConfig, None, [
         "--output_dir", str(out), "--model.name", str(model_dir), "--model.max_length", "64",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -53,7 +52,7 @@ def models_fetch(name: str = typer.Argument("smollm2-135m-instruct", help="Embed
 
 
 @data_app.command("validate")
-def data_validate(file: Path, kind: Optional[str] = typer.Option(None, help="sft | preference | prompt | feedback "
+def data_validate(file: Path, kind: str | None = typer.Option(None, help="sft | preference | prompt | feedback "
                                                                         "(default: what each row holds)"),
                   format: str = typer.Option("auto", help="auto | tether | trl | messages | hh | oasst | gsm8k"),
                   max_chars: int = typer.Option(20000, help="Longest allowed text field in characters."),
@@ -87,7 +86,7 @@ def _sft_epilog() -> str:
 
 
 @app.command("sft", context_settings=OVERRIDES)
-def sft_cmd(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help="YAML config.")) -> None:
+def sft_cmd(ctx: typer.Context, config: Path | None = typer.Option(None, help="YAML config.")) -> None:
     """Supervised fine-tuning (stage 1). Fields: `tether config sft`."""
     from tether.runtime.config import load_config
     from tether.train.sft import SFTConfig, train
@@ -100,7 +99,7 @@ def sft_cmd(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help
 
 
 @app.command("rm", context_settings=OVERRIDES)
-def rm_cmd(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help="YAML config.")) -> None:
+def rm_cmd(ctx: typer.Context, config: Path | None = typer.Option(None, help="YAML config.")) -> None:
     """Train a Bradley–Terry reward model (stage 2). Fields: `tether config rm`."""
     from tether.runtime.config import load_config
     from tether.train.reward import RMConfig, train
@@ -153,20 +152,20 @@ def eval_policy(model: str = typer.Option(..., help="Policy: embedded name, mode
 def eval_rm(model: Path = typer.Option(..., help="Reward model dir (from `tether rm`)."),
             pairs: Path = typer.Option(..., help="Preference file (any supported format)."),
             format: str = typer.Option("auto", help="Row format."),
-            out: Optional[Path] = typer.Option(None, help="Write the report as JSON here."),
+            out: Path | None = typer.Option(None, help="Write the report as JSON here."),
             limit: int = typer.Option(0, help="Use the first N pairs (0 = all)."),
             max_length: int = typer.Option(512, help="Longer pairs are dropped and counted."),
             drop_bad_rows: bool = typer.Option(False, help="Drop malformed rows (counted) instead of refusing.")) -> None:
     """Reward-model accuracy, margin, calibration (ECE + reliability table), score distributions, length bias."""
     from tether.data.validate import load_records
     from tether.eval.reward_eval import evaluate_reward_model, format_report, write_report
-    from tether.models.loading import load_tokenizer
+    from tether.models.loading import freeze, load_tokenizer
     from tether.models.scalar_head import ScalarHeadModel
 
     records, report = load_records(pairs, "preference", format, drop_bad=drop_bad_rows)
     records = records[:limit] if limit else records
     tokenizer = load_tokenizer(str(model), max_length)
-    rm = ScalarHeadModel.from_pretrained(model).eval()
+    rm = freeze(ScalarHeadModel.from_pretrained(model))
     result = evaluate_reward_model(rm, tokenizer, records, max_length)
     result["dropped_bad_rows"] = report.n_dropped
     typer.echo(format_report(result))
@@ -179,9 +178,9 @@ def data_label(prompts: Path = typer.Option(..., help="Prompt file (prompt-only 
                out: Path = typer.Option(..., help="Output preference jsonl (or candidates jsonl with export)."),
                model: str = typer.Option("runs/demo/sft", help="Policy that samples the candidates."),
                labeller: str = typer.Option("gold", help="gold | rm | export | human"),
-               reward_model: Optional[Path] = typer.Option(None, help="Reward model dir (labeller rm)."),
-               candidates: Optional[Path] = typer.Option(None, help="Exported candidates (labeller human)."),
-               choices: Optional[Path] = typer.Option(None, help="Annotators' choices {id, choice: a|b|tie} (human)."),
+               reward_model: Path | None = typer.Option(None, help="Reward model dir (labeller rm)."),
+               candidates: Path | None = typer.Option(None, help="Exported candidates (labeller human)."),
+               choices: Path | None = typer.Option(None, help="Annotators' choices {id, choice: a|b|tie} (human)."),
                k: int = typer.Option(4, help="Responses sampled per prompt."),
                max_pairs_per_prompt: int = typer.Option(2, help="Keep at most this many pairs per prompt (0 = all)."),
                temperature: float = typer.Option(1.0), max_new_tokens: int = typer.Option(64),
@@ -200,13 +199,13 @@ def data_label(prompts: Path = typer.Option(..., help="Prompt file (prompt-only 
             raise TetherError(f"unknown labeller '{labeller}'; use gold, rm, export or human")
         if labeller == "rm" and reward_model is None:
             raise TetherError("--labeller rm needs --reward-model DIR")
-        from tether.models.loading import load_causal_lm, load_tokenizer
+        from tether.models.loading import freeze, load_causal_lm, load_tokenizer
         from tether.sampling.generate import SamplingConfig
 
         rows, _ = load_records(prompts, "prompt")
         rows = rows[:limit] if limit else rows
         tokenizer = load_tokenizer(model)
-        policy = load_causal_lm(model, tokenizer)
+        policy = freeze(load_causal_lm(model, tokenizer))
         sampling = SamplingConfig(do_sample=True, temperature=temperature, max_new_tokens=max_new_tokens)
         cands = labelling.sample_candidates(policy, tokenizer, rows, k, sampling, seed)
         if labeller == "export":
@@ -219,7 +218,7 @@ def data_label(prompts: Path = typer.Option(..., help="Prompt file (prompt-only 
         else:
             from tether.models.scalar_head import ScalarHeadModel
 
-            scores = labelling.rm_scores(ScalarHeadModel.from_pretrained(reward_model).eval(), tokenizer, cands)
+            scores = labelling.rm_scores(freeze(ScalarHeadModel.from_pretrained(reward_model)), tokenizer, cands)
         pairs, stats = labelling.pairs_from_scores(rows, cands, scores, labeller,
                                                    max_pairs_per_prompt=max_pairs_per_prompt, seed=seed)
     save_records(out, pairs)

@@ -28,7 +28,7 @@ def resolve_model_path(spec: str) -> str:
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{spec}: not a model dir (no config.json)")
         return str(path)
-    if spec.startswith((".", "/", "~")) or os.sep in spec and spec.count("/") > 1:
+    if spec.startswith((".", "/", "~")) or (os.sep in spec and spec.count("/") > 1):
         raise ModelLoadError(f"{spec}: no such model dir")
     return spec  # a hub id: transformers resolves it (offline → a clear error below)
 
@@ -109,4 +109,12 @@ def load_causal_lm(spec: str, tokenizer=None, dtype: str = "float32", dropout: b
             model.generation_config.eos_token_id = tokenizer.eos_token_id
     if not dropout:
         disable_dropout(model)
+    return model
+
+
+def freeze(model):
+    """Eval mode and no gradients: for models that only score or serve as a reference (RM, reference policy)."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
     return model

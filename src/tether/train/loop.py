@@ -136,7 +136,7 @@ def build_scheduler(optimizer, cfg: TrainConfig):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def global_sum(accelerator, value: float | int) -> float:
+def global_sum(accelerator, value: float) -> float:
     """Sum a python number over processes."""
     if accelerator.num_processes == 1:
         return float(value)

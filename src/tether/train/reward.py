@@ -26,16 +26,26 @@ from tether.errors import ConfigError
 from tether.eval.metrics import reward_model_report
 from tether.losses.reward import bradley_terry_loss
 from tether.models.loading import load_tokenizer
-from tether.models.scoring import score_pairs, score_sequences
 from tether.models.scalar_head import ScalarHeadModel, apply_lora_to_scalar
+from tether.models.scoring import score_pairs, score_sequences
 from tether.models.spec import ModelConfig
 from tether.runtime.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from tether.runtime.config import save_config, to_dict
 from tether.runtime.metrics import MetricsLogger
 from tether.runtime.seeding import global_batch_indices, rank_slice, seed_everything
-from tether.train.loop import (StepTimer, TrainConfig, accumulation_steps, build_optimizer, build_scheduler,
-                               check_finite, clip_and_step, global_sum, init_trackers, make_accelerator,
-                               progress)
+from tether.train.loop import (
+    StepTimer,
+    TrainConfig,
+    accumulation_steps,
+    build_optimizer,
+    build_scheduler,
+    check_finite,
+    clip_and_step,
+    global_sum,
+    init_trackers,
+    make_accelerator,
+    progress,
+)
 
 RESULT_FILE = "result.json"
 
@@ -99,20 +109,21 @@ def _prompt_key(pair: EncodedPair) -> tuple[int, ...]:
     return tuple(pair.prompt_ids)
 
 
-def _load_pairs(cfg: RMConfig, tokenizer) -> tuple[list[EncodedPair], list[EncodedPair], int]:
+def _load_pairs(cfg: RMConfig, tokenizer) -> tuple[list[EncodedPair], list[EncodedPair], dict[str, int]]:
+    """Training and held-out pairs, and what was dropped: {"bad_rows": n, "over_long": m}."""
     records, dropped = [], 0
     for path in cfg.data.train_files:
         recs, report = load_records(path, "preference", cfg.data.format, drop_bad=cfg.data.drop_bad_rows)
         records += recs
         dropped += report.n_dropped
-    pairs, n_long = encode_pairs(tokenizer, records, cfg.model.max_length, cfg.data.drop_bad_rows)
-    dropped += n_long
+    pairs, over_long = encode_pairs(tokenizer, records, cfg.model.max_length, cfg.data.drop_bad_rows)
     gen = torch.Generator().manual_seed(cfg.train.seed)
     if cfg.data.eval_file:
         eval_records, report = load_records(cfg.data.eval_file, "preference", cfg.data.format,
                                             drop_bad=cfg.data.drop_bad_rows)
         eval_pairs, n_long = encode_pairs(tokenizer, eval_records, cfg.model.max_length, cfg.data.drop_bad_rows)
-        dropped += report.n_dropped + n_long
+        dropped += report.n_dropped
+        over_long += n_long
     else:  # hold out whole prompts, so held-out accuracy is on prompts never trained on
         prompts = sorted({_prompt_key(p) for p in pairs})
         order = torch.randperm(len(prompts), generator=gen).tolist()
@@ -122,7 +133,7 @@ def _load_pairs(cfg: RMConfig, tokenizer) -> tuple[list[EncodedPair], list[Encod
     if cfg.data.max_train_pairs and len(pairs) > cfg.data.max_train_pairs:
         keep = torch.randperm(len(pairs), generator=gen)[: cfg.data.max_train_pairs].tolist()
         pairs = [pairs[i] for i in sorted(keep)]
-    return pairs, eval_pairs[: cfg.data.max_eval_pairs], dropped
+    return pairs, eval_pairs[: cfg.data.max_eval_pairs], {"bad_rows": dropped, "over_long": over_long}
 
 
 def _score_pairs(model, batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,8 +193,9 @@ def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
-        accelerator.print(f"rm: {len(train_pairs)} training pairs, {len(eval_pairs)} held-out pairs"
-                          + (f", {dropped} bad rows dropped" if dropped else ""))
+        accelerator.print(f"rm: {len(train_pairs)} training pairs, {len(eval_pairs)} held-out pairs; dropped "
+                          f"{dropped['bad_rows']} bad rows and {dropped['over_long']} pairs over "
+                          f"{cfg.model.max_length} tokens")
 
     # 2. Model: backbone from the SFT policy + a fresh scalar head (+ LoRA), optimizer, schedule.
     model = ScalarHeadModel.from_pretrained_lm(cfg.model.name, tokenizer, pooling=cfg.pooling,
@@ -262,7 +274,7 @@ def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
         tokenizer.save_pretrained(out)
         (out / RESULT_FILE).write_text(json.dumps(
             {"steps": tcfg.max_steps, "bias_shift": shift, "train_pairs": len(train_pairs),
-             "eval_pairs": len(eval_pairs), "dropped_rows": dropped, "num_processes": accelerator.num_processes,
+             "eval_pairs": len(eval_pairs), "dropped": dropped, "num_processes": accelerator.num_processes,
              **eval_metrics}, indent=2))
     accelerator.end_training()
     return RMResult(out, tcfg.max_steps, eval_metrics, shift)

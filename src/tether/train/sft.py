@@ -31,9 +31,20 @@ from tether.runtime.checkpoint import latest_checkpoint, load_checkpoint, save_c
 from tether.runtime.config import save_config, to_dict
 from tether.runtime.metrics import MetricsLogger
 from tether.runtime.seeding import global_batch_indices, rank_slice, seed_everything
-from tether.train.loop import (StepTimer, TrainConfig, accumulation_steps, build_optimizer, build_scheduler,
-                               check_finite, clip_and_step, global_sum, init_trackers, make_accelerator,
-                               progress, save_model)
+from tether.train.loop import (
+    StepTimer,
+    TrainConfig,
+    accumulation_steps,
+    build_optimizer,
+    build_scheduler,
+    check_finite,
+    clip_and_step,
+    global_sum,
+    init_trackers,
+    make_accelerator,
+    progress,
+    save_model,
+)
 
 RESULT_FILE = "result.json"
 

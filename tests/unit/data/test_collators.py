@@ -1,7 +1,12 @@
 import torch
 
-from tether.data.collators import (collate_packed, collate_prompts, collate_sft, pack_examples,
-                                   position_ids_from_mask)
+from tether.data.collators import (
+    collate_packed,
+    collate_prompts,
+    collate_sft,
+    pack_examples,
+    position_ids_from_mask,
+)
 from tether.data.tokenization import EncodedExample
 
 PAD = 0

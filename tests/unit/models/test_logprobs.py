@@ -2,7 +2,7 @@
 
 import torch
 
-from tether.data.collators import collate_sft, collate_packed
+from tether.data.collators import collate_packed, collate_sft
 from tether.data.tokenization import EncodedExample
 from tether.models.logprobs import sequence_token_logprobs
 

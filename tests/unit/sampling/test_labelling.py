@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from tether.data.records import PromptRow
 from tether.errors import DataError
@@ -48,3 +49,18 @@ def test_human_choices_round_trip_and_errors(tmp_path):
     choices.write_text(json.dumps({"id": ids[0], "choice": "a"}) + "\n" + json.dumps({"id": "nope", "choice": "a"}) + "\n")
     with pytest.raises(DataError, match=r"choices.jsonl:2: unknown"):
         pairs_from_choices(cand_file, choices)
+
+
+def test_rm_labeller_scores_with_a_frozen_model_and_changes_nothing(tiny_model_dir, tiny):
+    from tether.models.loading import freeze
+    from tether.models.scalar_head import ScalarHeadModel
+    from tether.sampling.labelling import rm_scores
+
+    _, tok = tiny
+    rm = freeze(ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok))
+    before = {k: v.clone() for k, v in rm.state_dict().items()}
+    cands = [[Generation([1, 40], [50, tok.eos_token_id], "x", False), Generation([1, 40], [51, tok.eos_token_id], "y", False)]]
+    scores = rm_scores(rm, tok, cands)
+    assert len(scores[0]) == 2 and scores[0][0] != scores[0][1]
+    assert not rm.training and not any(p.requires_grad for p in rm.parameters())
+    assert all(torch.equal(before[k], v) for k, v in rm.state_dict().items())

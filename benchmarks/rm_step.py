@@ -1,0 +1,113 @@
+"""Reward-model training step speed: tether vs TRL's RewardTrainer on identical work.
+
+    .venv/bin/python benchmarks/rm_step.py [--pairs 8] [--seq-len 256] [--steps 3]
+    (TRL part runs where `trl` is installed: pip install -e '.[bench]')
+
+Work per step: `--pairs` preference pairs, every chosen and rejected sequence exactly `--seq-len`
+tokens (synthetic ids; cost depends on shapes only), full fine-tuning of SmolLM2-135M with a scalar
+head, AdamW, one optimizer step. Reports seconds/step and tokens/s (2 × pairs × seq-len tokens per
+step) and the ratio. Writes benchmarks/results/rm_step.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from tether.data.collators import collate_pairs
+from tether.data.tokenization import EncodedPair
+from tether.losses.reward import bradley_terry_loss
+from tether.models.loading import load_tokenizer, resolve_model_path
+from tether.models.scalar_head import ScalarHeadModel
+
+
+def make_pairs(n: int, seq_len: int, seed: int = 0) -> list[EncodedPair]:
+    g = torch.Generator().manual_seed(seed)
+    half = seq_len // 2
+    return [EncodedPair(torch.randint(100, 40000, (half,), generator=g).tolist(),
+                        torch.randint(100, 40000, (seq_len - half,), generator=g).tolist(),
+                        torch.randint(100, 40000, (seq_len - half,), generator=g).tolist()) for _ in range(n)]
+
+
+def bench_tether(model_spec: str, pairs: list[EncodedPair], steps: int) -> float:
+    tok = load_tokenizer(model_spec)
+    model = ScalarHeadModel.from_pretrained_lm(model_spec, tok).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    batch = collate_pairs(pairs, tok.pad_token_id)
+    times = []
+    for _ in range(steps + 1):  # the first step is warm-up
+        t0 = time.perf_counter()
+        scores = model(batch["input_ids"], batch["attention_mask"], batch["position_ids"])  # (2B,)
+        loss, _ = bradley_terry_loss(scores[: len(pairs)], scores[len(pairs):])
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t0)
+    return sum(times[1:]) / steps
+
+
+def bench_trl(model_spec: str, pairs: list[EncodedPair], steps: int) -> float | None:
+    try:
+        from datasets import Dataset
+        from transformers import AutoModelForSequenceClassification, TrainerCallback
+        from trl import RewardConfig, RewardTrainer
+    except ImportError:
+        return None
+    path = resolve_model_path(model_spec)
+    tok = load_tokenizer(model_spec)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    model.config.pad_token_id = tok.pad_token_id
+    data = Dataset.from_list([{"chosen_ids": p.prompt_ids + p.chosen_ids, "rejected_ids": p.prompt_ids + p.rejected_ids}
+                              for p in pairs] * (steps + 2))
+    times: list[float] = []
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            times.append(time.perf_counter() - self.t0)
+
+    args = RewardConfig(output_dir="/tmp/tether-bench-trl", per_device_train_batch_size=len(pairs), max_steps=steps + 1,
+                        learning_rate=1e-6, logging_steps=1000, save_strategy="no", report_to="none", use_cpu=True,
+                        max_length=None, dataloader_num_workers=0, disable_tqdm=True, gradient_checkpointing=False,
+                        bf16=False)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tok, callbacks=[StepTimer()])
+    trainer.train()
+    return sum(times[1:]) / steps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--pairs", type=int, default=8)
+    ap.add_argument("--seq-len", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=3)
+    args = ap.parse_args()
+    pairs = make_pairs(args.pairs, args.seq_len)
+    tokens = 2 * args.pairs * args.seq_len
+    result = {"model": args.model, "pairs": args.pairs, "seq_len": args.seq_len, "threads": torch.get_num_threads()}
+    t = bench_tether(args.model, pairs, args.steps)
+    result["tether"] = {"seconds_per_step": round(t, 3), "tokens_per_s": round(tokens / t, 1)}
+    print(f"tether  {t:7.2f} s/step  {tokens / t:7.1f} tok/s")
+    trl_t = bench_trl(args.model, pairs, args.steps)
+    if trl_t is None:
+        print("trl     not installed (pip install -e '.[bench]'); skipped")
+    else:
+        import trl
+
+        result["trl"] = {"version": trl.__version__, "seconds_per_step": round(trl_t, 3),
+                         "tokens_per_s": round(tokens / trl_t, 1)}
+        result["speedup_vs_trl"] = round(trl_t / t, 3)
+        print(f"trl     {trl_t:7.2f} s/step  {tokens / trl_t:7.1f} tok/s   (tether {trl_t / t:.2f}x faster)")
+    out = Path(__file__).parent / "results" / "rm_step.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
