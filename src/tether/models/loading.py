@@ -91,19 +91,29 @@ def disable_dropout(model) -> None:
             setattr(model.config, attr, 0.0)
 
 
-def load_causal_lm(spec: str, tokenizer=None, dtype: str = "float32", dropout: bool = False):
-    """Load a causal LM for training or generation, matched to `tokenizer` (pad id, vocab size)."""
-    from transformers import AutoModelForCausalLM
+def load_pretrained(auto_class, spec: str, tokenizer=None, dtype: str = "float32"):
+    """`auto_class.from_pretrained` on a resolved spec, matched to `tokenizer` (vocab size, pad id).
 
+    A hub that can't be reached becomes a one-line ModelLoadError naming the alternatives.
+    """
     path = resolve_model_path(spec)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype))
+        model = auto_class.from_pretrained(path, dtype=torch_dtype(dtype))
     except OSError as err:
         raise _hub_error(spec, err) from None
     if tokenizer is not None:
         if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
             model.resize_token_embeddings(len(tokenizer))
         model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def load_causal_lm(spec: str, tokenizer=None, dtype: str = "float32", dropout: bool = False):
+    """Load a causal LM for training or generation, matched to `tokenizer` (pad id, vocab size)."""
+    from transformers import AutoModelForCausalLM
+
+    model = load_pretrained(AutoModelForCausalLM, spec, tokenizer, dtype)
+    if tokenizer is not None:
         if model.generation_config is not None:
             model.generation_config.pad_token_id = tokenizer.pad_token_id
             model.generation_config.eos_token_id = tokenizer.eos_token_id

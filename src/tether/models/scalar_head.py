@@ -28,7 +28,7 @@ import torch
 
 from tether.data.collators import position_ids_from_mask
 from tether.errors import ModelLoadError
-from tether.models.loading import _hub_error, disable_dropout, resolve_model_path, torch_dtype
+from tether.models.loading import disable_dropout, load_pretrained
 from tether.models.lora import is_peft, merged_for_saving
 from tether.models.spec import ModelConfig
 from tether.ops import masked_sum
@@ -113,15 +113,7 @@ class ScalarHeadModel(torch.nn.Module):
         """
         from transformers import AutoModel
 
-        path = resolve_model_path(spec)
-        try:
-            backbone = AutoModel.from_pretrained(path, dtype=torch_dtype(dtype))
-        except OSError as err:
-            raise _hub_error(spec, err) from None
-        if tokenizer is not None:
-            if len(tokenizer) > backbone.get_input_embeddings().weight.shape[0]:
-                backbone.resize_token_embeddings(len(tokenizer))
-            backbone.config.pad_token_id = tokenizer.pad_token_id
+        backbone = load_pretrained(AutoModel, spec, tokenizer, dtype)
         hidden = backbone.config.hidden_size
         head = torch.nn.Linear(hidden, 1, dtype=torch.float32)
         generator = torch.Generator().manual_seed(seed)
@@ -148,10 +140,7 @@ class ScalarHeadModel(torch.nn.Module):
         if pooling not in POOLINGS:
             raise ModelLoadError(f"{directory / HEAD_CONFIG_FILE}: pooling must be one of {POOLINGS}, "
                                  f"got {pooling!r}")
-        try:
-            backbone = AutoModel.from_pretrained(resolve_model_path(str(directory)), dtype=torch_dtype(dtype))
-        except OSError as err:
-            raise ModelLoadError(f"{directory}: cannot load the backbone ({err})") from None
+        backbone = load_pretrained(AutoModel, str(directory), dtype=dtype)
         if backbone.config.hidden_size != hidden:
             raise ModelLoadError(f"{directory}: head hidden_size {hidden} != backbone hidden_size "
                                  f"{backbone.config.hidden_size}")

@@ -184,6 +184,38 @@ def progress(accelerator, total: int, initial: int, desc: str):
     return tqdm(total=total, initial=initial, desc=desc, disable=not accelerator.is_main_process, dynamic_ncols=True)
 
 
+@dataclass
+class Prepared:
+    """What `prepare_training` returns: wrapped model/optimizer/schedule, the step to start at, the metrics sink."""
+
+    model: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    start_step: int
+    metrics: object
+
+
+def prepare_training(accelerator, model, cfg: TrainConfig, out: Path, stage: str, config_dict: dict) -> Prepared:
+    """AdamW + schedule, accelerate wrapping, resume from the latest checkpoint (if `cfg.resume`), metrics sinks.
+
+    The data order is a function of (seed, step), so a checkpoint's step plus the accelerate state
+    (model, optimizer, scheduler, RNG) is all a resumed run needs to continue the same trajectory.
+    """
+    from tether.runtime.checkpoint import latest_checkpoint, load_checkpoint
+    from tether.runtime.metrics import MetricsLogger
+
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    start_step, checkpoint = 0, latest_checkpoint(out) if cfg.resume else None
+    if checkpoint is not None:
+        start_step = load_checkpoint(accelerator, checkpoint)["step"]
+        accelerator.print(f"{stage}: resumed from {checkpoint} (step {start_step})")
+    metrics = MetricsLogger(accelerator, out / "metrics.jsonl", resume_step=start_step if checkpoint else None)
+    init_trackers(accelerator, stage, config_dict)
+    return Prepared(model, optimizer, scheduler, start_step, metrics)
+
+
 def save_model(accelerator, model, tokenizer, out_dir: Path) -> None:
     """save_pretrained the (LoRA-merged) model and the tokenizer; main process only."""
     from tether.models.lora import merged_for_saving

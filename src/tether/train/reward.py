@@ -29,21 +29,18 @@ from tether.models.loading import load_tokenizer
 from tether.models.scalar_head import ScalarHeadModel, apply_lora_to_scalar
 from tether.models.scoring import score_pairs, score_sequences
 from tether.models.spec import ModelConfig
-from tether.runtime.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from tether.runtime.checkpoint import save_checkpoint
 from tether.runtime.config import save_config, to_dict
-from tether.runtime.metrics import MetricsLogger
 from tether.runtime.seeding import global_batch_indices, rank_slice, seed_everything
 from tether.train.loop import (
     StepTimer,
     TrainConfig,
     accumulation_steps,
-    build_optimizer,
-    build_scheduler,
     check_finite,
     clip_and_step,
     global_sum,
-    init_trackers,
     make_accelerator,
+    prepare_training,
     progress,
 )
 
@@ -197,23 +194,15 @@ def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
                           f"{dropped['bad_rows']} bad rows and {dropped['over_long']} pairs over "
                           f"{cfg.model.max_length} tokens")
 
-    # 2. Model: backbone from the SFT policy + a fresh scalar head (+ LoRA), optimizer, schedule.
+    # 2. Model: backbone from the SFT policy + a fresh scalar head (+ LoRA).
     model = ScalarHeadModel.from_pretrained_lm(cfg.model.name, tokenizer, pooling=cfg.pooling,
                                                dtype=cfg.model.dtype, seed=tcfg.seed)
     if cfg.model.use_lora:
         model = apply_lora_to_scalar(model, cfg.model)
     model.train()
-    optimizer = build_optimizer(model, tcfg)
-    scheduler = build_scheduler(optimizer, tcfg)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-
-    # 3. Resume.
-    start_step, checkpoint = 0, latest_checkpoint(out) if tcfg.resume else None
-    if checkpoint is not None:
-        start_step = load_checkpoint(accelerator, checkpoint)["step"]
-        accelerator.print(f"rm: resumed from {checkpoint} (step {start_step})")
-    metrics = MetricsLogger(accelerator, out / "metrics.jsonl", resume_step=start_step if checkpoint else None)
-    init_trackers(accelerator, "rm", to_dict(cfg))
+    # 3. Optimizer, schedule, accelerate wrapping; resume from the latest checkpoint if there is one.
+    run = prepare_training(accelerator, model, tcfg, out, "rm", to_dict(cfg))
+    model, optimizer, scheduler, start_step, metrics = run.model, run.optimizer, run.scheduler, run.start_step, run.metrics
 
     # 4. Loop: each optimizer step sees `batch_size` pairs in total over processes and microbatches.
     timer, window, eval_metrics = StepTimer(), [], {}

@@ -27,21 +27,18 @@ from tether.models.loading import load_causal_lm, load_tokenizer
 from tether.models.logprobs import target_logits
 from tether.models.lora import apply_lora, eval_mode
 from tether.models.spec import ModelConfig
-from tether.runtime.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from tether.runtime.checkpoint import save_checkpoint
 from tether.runtime.config import save_config, to_dict
-from tether.runtime.metrics import MetricsLogger
 from tether.runtime.seeding import global_batch_indices, rank_slice, seed_everything
 from tether.train.loop import (
     StepTimer,
     TrainConfig,
     accumulation_steps,
-    build_optimizer,
-    build_scheduler,
     check_finite,
     clip_and_step,
     global_sum,
-    init_trackers,
     make_accelerator,
+    prepare_training,
     progress,
     save_model,
 )
@@ -160,22 +157,14 @@ def train(cfg: SFTConfig, interrupt_at_step: int | None = None) -> SFTResult:
         if dropped:
             accelerator.print(f"sft: dropped {dropped} bad or over-long rows (data.drop_bad_rows=true)")
 
-    # 2. Model (+ LoRA), optimizer, schedule.
+    # 2. Model (+ LoRA).
     model = load_causal_lm(cfg.model.name, tokenizer, cfg.model.dtype)
     if cfg.model.use_lora:
         model = apply_lora(model, cfg.model)
     model.train()
-    optimizer = build_optimizer(model, tcfg)
-    scheduler = build_scheduler(optimizer, tcfg)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-
-    # 3. Resume: the data order is a function of (seed, step), so the step is all we need besides state.
-    start_step, checkpoint = 0, latest_checkpoint(out) if tcfg.resume else None
-    if checkpoint is not None:
-        start_step = load_checkpoint(accelerator, checkpoint)["step"]
-        accelerator.print(f"sft: resumed from {checkpoint} (step {start_step})")
-    metrics = MetricsLogger(accelerator, out / "metrics.jsonl", resume_step=start_step if checkpoint else None)
-    init_trackers(accelerator, "sft", to_dict(cfg))
+    # 3. Optimizer, schedule, accelerate wrapping; resume from the latest checkpoint if there is one.
+    run = prepare_training(accelerator, model, tcfg, out, "sft", to_dict(cfg))
+    model, optimizer, scheduler, start_step, metrics = run.model, run.optimizer, run.scheduler, run.start_step, run.metrics
 
     # 4. Loop: each optimizer step sees `batch_size` examples in total over processes and microbatches.
     timer, window_loss, eval_loss, train_loss = StepTimer(), [], None, float("nan")
