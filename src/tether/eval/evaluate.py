@@ -13,9 +13,15 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
+from tether.data.collators import collate_sft
 from tether.data.gold_judge import gold_score
 from tether.data.records import PromptRow, prompt_text
 from tether.eval.metrics import distinct_n, mean_ci, repetition_rate, win_rate
+from tether.data.tokenization import EncodedExample
+from tether.models.logprobs import sequence_logprobs
+from tether.models.lora import eval_mode
 from tether.sampling.generate import SamplingConfig, generate
 
 
@@ -107,3 +113,27 @@ def write_eval(path: Path, evals: list[PolicyEval], comparisons: dict[str, dict]
         for i in range(len(evals[0].samples)):
             f.write(json.dumps({"prompt": evals[0].samples[i].prompt,
                                 **{e.name: asdict(e.samples[i]) for e in evals}}) + "\n")
+
+
+@torch.no_grad()
+def kl_to_reference(policy, reference, tokenizer, rows: list[PromptRow], max_new_tokens: int = 64,
+                    seed: int = 0, batch_size: int = 16) -> dict[str, float]:
+    """KL(π ‖ π_ref) estimated on the policy's own samples (temperature 1): mean over prompts of
+    Σ_t [log π(y_t|·) − log π_ref(y_t|·)] for y ~ π (the unbiased k1 estimator of the sequence KL).
+
+    Per-sample values can be negative; their mean is the estimate (with a 95 % CI).
+    """
+    sampling = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=max_new_tokens, batch_size=32)
+    gens = generate(policy, tokenizer, [r.prompt for r in rows], sampling, seed=seed)
+    values = []
+    for start in range(0, len(gens), batch_size):
+        chunk = [EncodedExample(g.prompt_ids, g.response_ids) for g in gens[start : start + batch_size]]
+        batch = collate_sft(chunk, tokenizer.pad_token_id)
+        batch["response_mask"] = batch.pop("loss_mask")
+        with eval_mode(policy), eval_mode(reference):
+            logp, _ = sequence_logprobs(policy, batch)  # (b,)
+            ref_logp, _ = sequence_logprobs(reference, batch)  # (b,)
+        values += (logp - ref_logp).tolist()
+    mean, lo, hi = mean_ci(values)
+    return {"kl": mean, "kl_ci_low": lo, "kl_ci_high": hi, "n": len(values),
+            "mean_tokens": sum(len(g.response_ids) for g in gens) / len(gens)}

@@ -39,3 +39,16 @@ def sequence_token_logprobs(model, input_ids, attention_mask, position_ids, targ
     out = torch.zeros(target_mask[:, 1:].shape, dtype=logprobs.dtype, device=logprobs.device)  # (B,T-1)
     out[target_mask[:, 1:]] = logprobs
     return out
+
+
+def sequence_logprobs(model, batch: dict, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log π(response | prompt) per row and the number of response tokens per row.
+
+    `batch` has input_ids, attention_mask, position_ids and `response_mask` (B,T) marking response
+    tokens (as `collate_pairs` / `collate_sft`'s loss_mask do). Returns (sum (B,), count (B,)); the
+    mean per-token logprob, used by length-normalised losses, is sum / count.
+    """
+    mask = batch["response_mask"]
+    token_logps = sequence_token_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["position_ids"],
+                                          mask, temperature)  # (B,T-1)
+    return token_logps.sum(-1), mask[:, 1:].sum(-1)  # (B,), (B,)

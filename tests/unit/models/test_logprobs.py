@@ -65,3 +65,21 @@ def test_packed_rows_do_not_attend_across_examples(tiny):
                                          sep["loss_mask"])
     torch.testing.assert_close(lp_packed[packed["loss_mask"][:, 1:]], lp_sep[sep["loss_mask"][:, 1:]],
                                atol=1e-5, rtol=1e-5)
+
+
+def test_sequence_logprobs_sum_response_tokens_only(tiny):
+    from tether.data.collators import collate_pairs
+    from tether.data.tokenization import EncodedPair
+    from tether.models.logprobs import sequence_logprobs
+
+    model, tok = tiny
+    eos = tok.eos_token_id
+    pairs = [EncodedPair([1, 40, 41], [50, 51, eos], [52, eos]), EncodedPair([1, 43], [53, eos], [54, 55, 56, eos])]
+    batch = collate_pairs(pairs, tok.pad_token_id)
+    with torch.no_grad():
+        total, count = sequence_logprobs(model, batch)
+    rows = [(p.prompt_ids, p.chosen_ids) for p in pairs] + [(p.prompt_ids, p.rejected_ids) for p in pairs]
+    for i, (prompt, response) in enumerate(rows):
+        expected = _plain_logprobs(model, prompt + response)[len(prompt) - 1:].sum()
+        torch.testing.assert_close(total[i].double(), expected, atol=1e-5, rtol=1e-5)
+        assert int(count[i]) == len(response)
