@@ -81,3 +81,14 @@ def test_rm_lora_trains_only_adapters_and_head(tiny_model_dir, tmp_path, norm_fi
     result = train(rm_cfg(tiny_model_dir, tmp_path, "lora", "--model.use_lora", "true", "--model.lora_r", "4"))
     assert torch.isfinite(torch.tensor(result.eval["eval/margin"]))
     assert (tmp_path / "lora" / "score_head.safetensors").is_file()
+
+
+def test_logged_loss_is_the_global_batch_loss_however_it_is_split(tiny_model_dir, tmp_path, norm_file):
+    train(rm_cfg(tiny_model_dir, tmp_path, "mb4"))
+    train(rm_cfg(tiny_model_dir, tmp_path, "mb8", "--train.micro_batch_size", "8"))
+
+    def first(run):
+        return next(m["loss/reward"] for m in read_metrics(tmp_path / run / "metrics.jsonl") if "loss/reward" in m)
+
+    assert first("mb4") == pytest.approx(first("mb8"), rel=1e-5)
+    assert 0.3 < first("mb8") < 1.5  # ~log 2 at a random head: not halved by microbatching

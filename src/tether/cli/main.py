@@ -112,13 +112,28 @@ def rm_cmd(ctx: typer.Context, config: Path | None = typer.Option(None, help="YA
                f"ECE {ev.get('eval/ece', float('nan')):.3f}; bias shift {result.bias_shift:+.3f}")
 
 
+@app.command("dpo", context_settings=OVERRIDES)
+def dpo_cmd(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help="YAML config."),
+            loss: Optional[str] = typer.Option(None, help="dpo | ipo | kto | orpo | simpo (overrides the config)")) -> None:
+    """Direct preference optimisation: DPO, IPO, KTO, ORPO, SimPO. Fields: `tether config dpo`."""
+    from tether.runtime.config import load_config
+    from tether.train.dpo import DPOConfig, train
+
+    overrides = list(ctx.args) + (["--loss", loss] if loss else [])
+    cfg = load_config(DPOConfig, str(config) if config else None, overrides)
+    result = train(cfg)
+    shown = ", ".join(f"{k.split('/', 1)[1]} {v:.3f}" for k, v in result.eval.items())
+    typer.echo(f"{cfg.loss}: {result.steps} steps → {result.output_dir}; held-out: {shown}")
+
+
 @app.command("config")
-def config_cmd(stage: str = typer.Argument(..., help="sft | rm")) -> None:
+def config_cmd(stage: str = typer.Argument(..., help="sft | rm | dpo")) -> None:
     """Print every config field of a stage with its type, default and meaning."""
+    from tether.train.dpo import DPOConfig
     from tether.train.reward import RMConfig
     from tether.train.sft import SFTConfig
 
-    classes = {"sft": SFTConfig, "rm": RMConfig}
+    classes = {"sft": SFTConfig, "rm": RMConfig, "dpo": DPOConfig}
     if stage not in classes:
         raise TetherError(f"unknown stage '{stage}'; available: {', '.join(classes)}")
     typer.echo(_config_epilog(classes[stage]).replace("\n\n", "\n"))

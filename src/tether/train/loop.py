@@ -164,6 +164,34 @@ def clip_and_step(accelerator, model, optimizer, scheduler, max_grad_norm: float
     return float(grad_norm)
 
 
+class StepStats:
+    """A step's stats accumulated over microbatches and processes.
+
+    The loss of a microbatch is already normalised by the *global* count (so gradients are right), so
+    the step loss is the plain sum of microbatch losses; every other stat is a mean over its microbatch
+    and is weighted by the microbatch size.
+    """
+
+    def __init__(self, loss_name: str):
+        self.loss_name = loss_name
+        self.loss = 0.0
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def add(self, loss: torch.Tensor, stats: dict, n: int) -> None:
+        self.loss += float(loss.detach())
+        self.count += n
+        for name, value in stats.items():
+            if name != self.loss_name:
+                self.sums[name] = self.sums.get(name, 0.0) + float(value) * n
+
+    def reduce(self, accelerator) -> dict[str, float]:
+        count = global_sum(accelerator, self.count)
+        out = {name: global_sum(accelerator, v) / count for name, v in self.sums.items()}
+        out[self.loss_name] = global_sum(accelerator, self.loss)
+        return out
+
+
 class StepTimer:
     """Wall time and token throughput per logging window."""
 

@@ -33,12 +33,12 @@ from tether.runtime.checkpoint import save_checkpoint
 from tether.runtime.config import save_config, to_dict
 from tether.runtime.seeding import global_batch_indices, rank_slice, seed_everything
 from tether.train.loop import (
+    StepStats,
     StepTimer,
     TrainConfig,
     accumulation_steps,
     check_finite,
     clip_and_step,
-    global_sum,
     make_accelerator,
     prepare_training,
     progress,
@@ -212,7 +212,7 @@ def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
                              accelerator.process_index, accelerator.num_processes)
         micro = [collate_pairs([train_pairs[i] for i in indices[k::n_micro]], tokenizer.pad_token_id)
                  for k in range(n_micro)]
-        stats_sum: dict[str, float] = {}
+        acc = StepStats("loss/reward")
         for k, batch in enumerate(micro):
             sync = nullcontext() if k == n_micro - 1 else accelerator.no_sync(model)
             with sync:
@@ -221,12 +221,10 @@ def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
                 loss, stats = bradley_terry_loss(chosen, rejected, margin=margin, num_pairs=tcfg.batch_size,
                                                  center_coef=cfg.center_coef)
                 accelerator.backward(loss * accelerator.num_processes)  # DDP averages over processes
-            for name, value in stats.items():  # per-microbatch means → weighted sums
-                stats_sum[name] = stats_sum.get(name, 0.0) + float(value) * len(chosen)
+            acc.add(loss, stats, len(chosen))
             timer.tokens += int(batch["input_ids"].numel())
         grad_norm = clip_and_step(accelerator, model, optimizer, scheduler, tcfg.max_grad_norm)
-        step_stats = {name: global_sum(accelerator, v) / tcfg.batch_size for name, v in stats_sum.items()}
-        step_stats["loss/reward"] = step_stats.get("loss/reward", 0.0)
+        step_stats = acc.reduce(accelerator)
         check_finite(step + 1, **{"loss/reward": step_stats["loss/reward"], "train/grad_norm": grad_norm})
         window.append(step_stats)
         bar.update(1)

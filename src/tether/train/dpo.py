@@ -1,0 +1,336 @@
+"""Direct preference optimisation family: DPO, IPO, KTO, ORPO, SimPO.
+
+    tether dpo --loss dpo --config configs/demo/dpo.yaml [--beta 0.1 ...]
+
+The optimal KL-regularised policy satisfies r(x, y) = β log π(y|x)/π_ref(y|x) + β log Z(x); put into
+the Bradley–Terry likelihood, Z cancels and the policy is trained directly on preference pairs.
+Each loss is a pure function in `tether.losses.preference` (registry `PREFERENCE_LOSSES`).
+
+Reference log-probabilities: with full fine-tuning they are computed ONCE, with the initial weights,
+for exactly the examples this run will visit (the data order is a pure function of seed and step),
+cached to `ref_logps.pt`, and never recomputed — no second model copy in memory. With LoRA the
+reference is the base model with adapters disabled. ORPO and SimPO need no reference at all.
+Chosen and rejected go through one batched forward (2B rows).
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from tether.data.collators import collate_pairs
+from tether.data.records import FeedbackRow, PreferencePair
+from tether.data.tokenization import EncodedPair, encode_pairs
+from tether.data.validate import load_records
+from tether.errors import ConfigError
+from tether.losses.preference import PREFERENCE_LOSSES
+from tether.models.loading import load_causal_lm, load_tokenizer
+from tether.models.logprobs import sequence_logprobs
+from tether.models.lora import adapters_disabled, apply_lora, eval_mode
+from tether.models.spec import ModelConfig
+from tether.runtime.checkpoint import save_checkpoint
+from tether.runtime.config import save_config, to_dict
+from tether.runtime.seeding import global_batch_indices, rank_slice, seed_everything
+from tether.train.loop import (
+    StepStats,
+    StepTimer,
+    TrainConfig,
+    accumulation_steps,
+    check_finite,
+    clip_and_step,
+    make_accelerator,
+    prepare_training,
+    progress,
+    save_model,
+)
+
+RESULT_FILE = "result.json"
+REF_CACHE = "ref_logps.pt"
+
+
+@dataclass
+class DPODataConfig:
+    train_file: str = "runs/demo/data/preference.jsonl"
+    """Preference pairs (any supported format). KTO splits each pair into a desirable and an undesirable row,
+    or reads unpaired rows {prompt, completion, label} when `kto_unpaired_file` is set."""
+    kto_unpaired_file: str | None = None
+    """KTO only: unpaired binary feedback rows instead of splitting train_file's pairs."""
+    eval_fraction: float = 0.05
+    """Fraction of prompts held out for the eval metrics (all their pairs)."""
+    format: Literal["auto", "tether", "trl", "messages", "hh", "oasst", "gsm8k"] = "auto"
+    """Row format (auto-detected by default)."""
+    drop_bad_rows: bool = False
+    """Drop malformed/identical/empty/over-long rows (counted) instead of refusing the dataset."""
+    max_eval_pairs: int = 128
+    """Cap on held-out pairs scored at each evaluation."""
+
+
+@dataclass
+class DPOConfig:
+    output_dir: str = "runs/demo/dpo"
+    """Run dir: the policy (save_pretrained), config.yaml, metrics.jsonl, checkpoints/, ref_logps.pt."""
+    loss: Literal["dpo", "ipo", "kto", "orpo", "simpo"] = "dpo"
+    """Which objective (see docs/dpo.md for when to use which)."""
+    beta: float = 0.1
+    """β: strength of the implicit KL tether (DPO/IPO/KTO), the odds-ratio weight (ORPO), the reward scale (SimPO)."""
+    label_smoothing: float = 0.0
+    """Conservative DPO / SimPO: assumed probability that a label is flipped."""
+    simpo_gamma: float = 0.5
+    """SimPO target reward margin γ."""
+    kto_desirable_weight: float = 1.0
+    """KTO weight of desirable examples."""
+    kto_undesirable_weight: float = 1.0
+    """KTO weight of undesirable examples."""
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="runs/demo/sft"))
+    """Policy to start from (the SFT model); with full fine-tuning it is also the reference."""
+    data: DPODataConfig = field(default_factory=DPODataConfig)
+    """Preference data."""
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(learning_rate=5e-7, batch_size=16,
+                                                                   micro_batch_size=8))
+    """Optimisation and loop settings (batch sizes count pairs; for KTO, rows)."""
+
+    def validate(self) -> None:
+        if self.beta <= 0:
+            raise ConfigError(f"beta must be > 0, got {self.beta}")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ConfigError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+
+
+@dataclass
+class DPOResult:
+    output_dir: Path
+    steps: int
+    eval: dict
+
+
+# --- data ------------------------------------------------------------------------------------------
+
+def _kto_rows_as_pairs(rows: list[FeedbackRow], tokenizer, max_length: int, drop_long: bool) -> list[EncodedPair]:
+    """Unpaired rows in the pair container: the completion in `chosen_ids`; `margin` holds the label (1/0);
+    the mismatched completion (for KTO's reference-point KL) is the next row's, in `rejected_ids`."""
+    pairs = [PreferencePair(r.prompt, r.completion, rows[(i + 1) % len(rows)].completion,
+                            margin=1.0 if r.label else 0.0, meta=r.meta) for i, r in enumerate(rows)]
+    encoded, _ = encode_pairs(tokenizer, pairs, max_length, drop_long)
+    return encoded
+
+
+def load_examples(cfg: DPOConfig, tokenizer) -> tuple[list[EncodedPair], list[EncodedPair]]:
+    spec = PREFERENCE_LOSSES[cfg.loss]
+    if spec.data == "unpaired" and cfg.data.kto_unpaired_file:
+        rows, _ = load_records(cfg.data.kto_unpaired_file, "feedback", cfg.data.format, drop_bad=cfg.data.drop_bad_rows)
+        examples = _kto_rows_as_pairs(rows, tokenizer, cfg.model.max_length, cfg.data.drop_bad_rows)
+    else:
+        records, _ = load_records(cfg.data.train_file, "preference", cfg.data.format, drop_bad=cfg.data.drop_bad_rows)
+        if spec.data == "unpaired":  # split each pair into a desirable and an undesirable row
+            rows = [FeedbackRow(p.prompt, text, label, p.meta) for p in records
+                    for text, label in ((p.chosen, True), (p.rejected, False))]
+            examples = _kto_rows_as_pairs(rows, tokenizer, cfg.model.max_length, cfg.data.drop_bad_rows)
+        else:
+            examples, _ = encode_pairs(tokenizer, records, cfg.model.max_length, cfg.data.drop_bad_rows)
+    prompts = sorted({tuple(e.prompt_ids) for e in examples})
+    order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(cfg.train.seed)).tolist()
+    held = {prompts[i] for i in order[: int(len(prompts) * cfg.data.eval_fraction)]}
+    train = [e for e in examples if tuple(e.prompt_ids) not in held]
+    held_out = [e for e in examples if tuple(e.prompt_ids) in held][: cfg.data.max_eval_pairs]
+    return train, held_out
+
+
+# --- log-probabilities -----------------------------------------------------------------------------
+
+def pair_logps(model, batch: dict, device) -> dict[str, torch.Tensor]:
+    """Summed and mean response logprobs of chosen (first half) and rejected (second half) rows."""
+    batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+    total, count = sequence_logprobs(model, batch)  # (2B,), (2B,)
+    n = total.shape[0] // 2
+    mean = total / count.clamp(min=1)  # (2B,)
+    return {"chosen": total[:n], "rejected": total[n:], "chosen_mean": mean[:n], "rejected_mean": mean[n:]}
+
+
+@torch.no_grad()
+def reference_logps(model, examples: list[EncodedPair], indices: list[int], batch_size: int, pad_id: int,
+                    device, use_lora: bool) -> dict[int, torch.Tensor]:
+    """Reference logprobs (chosen, rejected, chosen_mean, rejected_mean) of the given examples, computed once."""
+    out: dict[int, torch.Tensor] = {}
+    with eval_mode(model), (adapters_disabled(model) if use_lora else nullcontext()):
+        for start in range(0, len(indices), batch_size):
+            idx = indices[start : start + batch_size]
+            lp = pair_logps(model, collate_pairs([examples[i] for i in idx], pad_id), device)
+            stacked = torch.stack([lp["chosen"], lp["rejected"], lp["chosen_mean"], lp["rejected_mean"]], -1)  # (b,4)
+            for i, row in zip(idx, stacked.cpu()):
+                out[i] = row
+    return out
+
+
+# --- losses: one adapter per registry entry, no if/elif over names ---------------------------------
+
+def _pair_inputs(policy: dict, ref: torch.Tensor | None) -> dict:
+    ref = ref if ref is not None else torch.zeros(policy["chosen"].shape[0], 4)
+    return {"policy_chosen_logps": policy["chosen"], "policy_rejected_logps": policy["rejected"],
+            "ref_chosen_logps": ref[:, 0], "ref_rejected_logps": ref[:, 1],
+            "policy_chosen_logps_mean": policy["chosen_mean"], "policy_rejected_logps_mean": policy["rejected_mean"],
+            "ref_chosen_logps_mean": ref[:, 2], "ref_rejected_logps_mean": ref[:, 3]}
+
+
+LOSS_CALLS = {
+    "dpo": lambda x, cfg, n: PREFERENCE_LOSSES["dpo"].fn(
+        x["policy_chosen_logps"], x["policy_rejected_logps"], x["ref_chosen_logps"], x["ref_rejected_logps"],
+        beta=cfg.beta, label_smoothing=cfg.label_smoothing, num_pairs=n),
+    "ipo": lambda x, cfg, n: PREFERENCE_LOSSES["ipo"].fn(  # IPO on length-averaged logprobs
+        x["policy_chosen_logps_mean"], x["policy_rejected_logps_mean"], x["ref_chosen_logps_mean"],
+        x["ref_rejected_logps_mean"], beta=cfg.beta, num_pairs=n),
+    "orpo": lambda x, cfg, n: PREFERENCE_LOSSES["orpo"].fn(  # SFT term: the chosen reply's token-mean NLL
+        x["policy_chosen_logps_mean"], x["policy_rejected_logps_mean"], beta=cfg.beta, num_pairs=n),
+    "simpo": lambda x, cfg, n: PREFERENCE_LOSSES["simpo"].fn(
+        x["policy_chosen_logps_mean"], x["policy_rejected_logps_mean"], beta=cfg.beta, gamma=cfg.simpo_gamma,
+        label_smoothing=cfg.label_smoothing, num_pairs=n),
+    # KTO: `chosen` rows are the examples, `rejected` rows the mismatched completions for the KL estimate.
+    "kto": lambda x, cfg, n: PREFERENCE_LOSSES["kto"].fn(
+        x["policy_chosen_logps"], x["ref_chosen_logps"], x["labels"],
+        kl_estimate=x["kl_estimate"], beta=cfg.beta, desirable_weight=cfg.kto_desirable_weight,
+        undesirable_weight=cfg.kto_undesirable_weight, num_examples=n),
+}
+
+
+def compute_loss(cfg: DPOConfig, policy: dict, ref: torch.Tensor | None, batch: dict, n_global: int):
+    """The configured loss and its stats, plus `policy/logratio`: the mean sequence log π/π_ref on the data
+    (the implicit reward / β; how far the policy has moved from the reference on these examples)."""
+    x = _pair_inputs(policy, ref)
+    if PREFERENCE_LOSSES[cfg.loss].data == "unpaired":  # KTO: labels, and z0 from the mismatched completions
+        from tether.losses.preference import kto_kl_estimate
+
+        x["labels"] = batch["margin"].to(policy["chosen"].device) > 0.5
+        x["kl_estimate"] = kto_kl_estimate(policy["rejected"].detach(), x["ref_rejected_logps"])
+    loss, stats = LOSS_CALLS[cfg.loss](x, cfg, n_global)
+    if ref is not None:
+        logratio = torch.cat([policy["chosen"] - x["ref_chosen_logps"], policy["rejected"] - x["ref_rejected_logps"]])
+        stats = {**stats, "policy/logratio": logratio.detach().mean()}
+    return loss, stats
+
+
+# --- training --------------------------------------------------------------------------------------
+
+def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
+    """Train the policy with the configured preference loss (resuming if a checkpoint exists)."""
+    out = Path(cfg.output_dir)
+    tcfg = cfg.train
+    spec = PREFERENCE_LOSSES[cfg.loss]
+    accelerator = make_accelerator(tcfg, out)
+    seed_everything(tcfg.seed)
+    n_micro = accumulation_steps(tcfg, accelerator.num_processes)
+
+    # 1. Data: pairs (or KTO rows) → token ids; held-out prompts never trained on.
+    tokenizer = load_tokenizer(cfg.model.name, cfg.model.max_length)
+    train_examples, eval_examples = load_examples(cfg, tokenizer)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        accelerator.print(f"{cfg.loss}: {len(train_examples)} training and {len(eval_examples)} held-out examples")
+
+    # 2. Policy (+ LoRA). Without LoRA the initial policy is the reference: its logprobs are cached first.
+    model = load_causal_lm(cfg.model.name, tokenizer, cfg.model.dtype)
+    if cfg.model.use_lora:
+        model = apply_lora(model, cfg.model)
+    steps_indices = [global_batch_indices(len(train_examples), tcfg.batch_size, s, tcfg.seed)
+                     for s in range(tcfg.max_steps)]
+    ref_cache: dict[int, torch.Tensor] = {}
+    eval_ref: dict[int, torch.Tensor] = {}
+    if spec.needs_reference and not cfg.model.use_lora:
+        cache_path = out / REF_CACHE
+        if cache_path.is_file():
+            saved = torch.load(cache_path)
+            ref_cache, eval_ref = saved["train"], saved["eval"]
+        else:
+            visited = sorted({i for idx in steps_indices for i in idx})
+            accelerator.print(f"{cfg.loss}: caching reference logprobs of {len(visited)} + {len(eval_examples)} examples")
+            ref_cache = reference_logps(model, train_examples, visited, tcfg.micro_batch_size * 2,
+                                        tokenizer.pad_token_id, accelerator.device, use_lora=False)
+            eval_ref = reference_logps(model, eval_examples, list(range(len(eval_examples))),
+                                       tcfg.micro_batch_size * 2, tokenizer.pad_token_id, accelerator.device, False)
+            if accelerator.is_main_process:
+                torch.save({"train": ref_cache, "eval": eval_ref}, cache_path)
+    model.train()
+
+    # 3. Optimizer, schedule, accelerate wrapping; resume from the latest checkpoint if there is one.
+    run = prepare_training(accelerator, model, tcfg, out, cfg.loss, to_dict(cfg))
+    model, optimizer, scheduler, start_step, metrics = run.model, run.optimizer, run.scheduler, run.start_step, run.metrics
+
+    def ref_for(examples, cache, idx) -> torch.Tensor | None:
+        if not spec.needs_reference:
+            return None
+        if cfg.model.use_lora:  # the base with adapters off is the reference, computed on the fly
+            return torch.stack(list(reference_logps(model, examples, idx, len(idx), tokenizer.pad_token_id,
+                                                    accelerator.device, use_lora=True).values()))
+        return torch.stack([cache[i] for i in idx])
+
+    # 4. Loop: each optimizer step sees `batch_size` examples in total over processes and microbatches.
+    timer, window, eval_metrics = StepTimer(), [], {}
+    bar = progress(accelerator, tcfg.max_steps, start_step, cfg.loss)
+    for step in range(start_step, tcfg.max_steps):
+        indices = rank_slice(steps_indices[step], accelerator.process_index, accelerator.num_processes)
+        acc = StepStats(f"loss/{cfg.loss}")
+        for k in range(n_micro):
+            idx = indices[k::n_micro]
+            batch = collate_pairs([train_examples[i] for i in idx], tokenizer.pad_token_id)
+            ref = ref_for(train_examples, ref_cache, idx)
+            sync = nullcontext() if k == n_micro - 1 else accelerator.no_sync(model)
+            with sync:
+                policy = pair_logps(model, batch, accelerator.device)
+                loss, stats = compute_loss(cfg, policy, None if ref is None else ref.to(accelerator.device), batch,
+                                           tcfg.batch_size)
+                accelerator.backward(loss * accelerator.num_processes)  # DDP averages over processes
+            acc.add(loss, stats, len(idx))
+            timer.tokens += int(batch["input_ids"].numel())
+        grad_norm = clip_and_step(accelerator, model, optimizer, scheduler, tcfg.max_grad_norm)
+        step_stats = acc.reduce(accelerator)
+        check_finite(step + 1, **{f"loss/{cfg.loss}": step_stats[f"loss/{cfg.loss}"], "train/grad_norm": grad_norm})
+        window.append(step_stats)
+        bar.update(1)
+        bar.set_postfix(loss=f"{step_stats[f'loss/{cfg.loss}']:.3f}")
+
+        done = step + 1
+        if done % tcfg.logging_steps == 0 or done == tcfg.max_steps:
+            mean = {name: sum(s[name] for s in window) / len(window) for name in window[0]}
+            metrics.log({**mean, "train/grad_norm": grad_norm, "train/lr": scheduler.get_last_lr()[0],
+                         **timer.lap()}, step=done)
+            window = []
+        if eval_examples and ((tcfg.eval_steps and done % tcfg.eval_steps == 0) or done == tcfg.max_steps):
+            eval_metrics = evaluate(cfg, accelerator, model, eval_examples, eval_ref, tokenizer.pad_token_id, ref_for)
+            metrics.log(eval_metrics, step=done)
+        if (tcfg.save_steps and done % tcfg.save_steps == 0) or done == tcfg.max_steps or done == interrupt_at_step:
+            save_checkpoint(accelerator, out, done, {}, keep=tcfg.save_total_limit)
+        if done == interrupt_at_step:
+            bar.close()
+            accelerator.end_training()
+            return DPOResult(out, done, eval_metrics)
+    bar.close()
+
+    # 5. Save the policy as a plain transformers dir (LoRA merged) and a completion record.
+    save_model(accelerator, model, tokenizer, out)
+    if accelerator.is_main_process:
+        (out / RESULT_FILE).write_text(json.dumps(
+            {"loss": cfg.loss, "steps": tcfg.max_steps, "train_examples": len(train_examples),
+             "num_processes": accelerator.num_processes, **eval_metrics}, indent=2))
+    accelerator.end_training()
+    return DPOResult(out, tcfg.max_steps, eval_metrics)
+
+
+@torch.no_grad()
+def evaluate(cfg: DPOConfig, accelerator, model, examples, eval_ref, pad_id: int, ref_for) -> dict[str, float]:
+    """The loss and its stats on held-out examples (this process computes all of them)."""
+    sums: dict[str, float] = {}
+    with eval_mode(model):
+        for start in range(0, len(examples), cfg.train.micro_batch_size):
+            idx = list(range(start, min(start + cfg.train.micro_batch_size, len(examples))))
+            batch = collate_pairs([examples[i] for i in idx], pad_id)
+            ref = ref_for(examples, eval_ref, idx)
+            policy = pair_logps(model, batch, accelerator.device)
+            _, stats = compute_loss(cfg, policy, None if ref is None else ref.to(accelerator.device), batch, len(idx))
+            for name, value in stats.items():
+                sums[name] = sums.get(name, 0.0) + float(value) * len(idx)
+    return {"eval/loss" if name.startswith("loss/") else f"eval/{name.split('/', 1)[-1]}": v / len(examples)
+            for name, v in sums.items()}

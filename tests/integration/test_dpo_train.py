@@ -1,0 +1,89 @@
+"""The DPO family on a tiny offline model: every loss trains; DPO starts at log 2 (policy == reference);
+cached reference logprobs equal recomputed ones; ORPO/SimPO compute no reference; resume is exact."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from tether.runtime.config import load_config
+from tether.runtime.metrics import read_metrics
+from tether.train.dpo import REF_CACHE, DPOConfig, train
+
+
+def write_pairs(path: Path, n: int = 48) -> Path:
+    with path.open("w") as f:
+        for i in range(n):
+            f.write(json.dumps({"prompt": [{"role": "user", "content": f"What is {i} plus {i}?"}],
+                                "chosen": f"{2 * i}.", "rejected": f"I think it might be {2 * i + 1}, not sure.",
+                                "meta": {"id": i}}) + "\n")
+    return path
+
+
+def dpo_cfg(model_dir: Path, tmp: Path, out: str, loss: str, *extra: str) -> DPOConfig:
+    return load_config(DPOConfig, None, [
+        "--output_dir", str(tmp / out), "--loss", loss, "--model.name", str(model_dir), "--model.max_length", "64",
+        "--data.train_file", str(write_pairs(tmp / "pairs.jsonl")), "--data.eval_fraction", "0.2",
+        "--train.max_steps", "4", "--train.batch_size", "8", "--train.micro_batch_size", "4",
+        "--train.learning_rate", "1e-3", "--train.warmup_ratio", "0", "--train.logging_steps", "1",
+        "--train.eval_steps", "0", "--train.report_to", "[]", *extra])
+
+
+def curve(run: Path, key: str) -> list[float]:
+    return [m[key] for m in read_metrics(run / "metrics.jsonl") if key in m]
+
+
+@pytest.mark.parametrize("loss", ["dpo", "ipo", "kto", "orpo", "simpo"])
+def test_every_loss_trains(tiny_model_dir, tmp_path, loss):
+    result = train(dpo_cfg(tiny_model_dir, tmp_path, loss, loss, "--train.max_steps", "8"))
+    losses = curve(tmp_path / loss, f"loss/{loss}")
+    assert len(losses) == 8 and all(math.isfinite(x) for x in losses)
+    assert losses[-1] < losses[0]
+    assert "eval/loss" in result.eval
+    needs_ref = loss in ("dpo", "ipo", "kto")
+    assert (tmp_path / loss / REF_CACHE).is_file() == needs_ref  # ORPO/SimPO never compute a reference
+
+
+def test_dpo_starts_at_log_two_and_margin_grows(tiny_model_dir, tmp_path):
+    train(dpo_cfg(tiny_model_dir, tmp_path, "run", "dpo", "--train.max_steps", "8"))
+    losses = curve(tmp_path / "run", "loss/dpo")
+    assert losses[0] == pytest.approx(math.log(2), abs=1e-5)  # step 1 is computed before any update
+    margins = curve(tmp_path / "run", "dpo/margin")
+    assert margins[0] == pytest.approx(0.0, abs=1e-5) and margins[-1] > 0
+
+
+def test_cached_reference_equals_recomputed(tiny_model_dir, tmp_path):
+    from tether.data.collators import collate_pairs
+    from tether.models.loading import load_causal_lm, load_tokenizer
+    from tether.train.dpo import load_examples, pair_logps
+
+    cfg = dpo_cfg(tiny_model_dir, tmp_path, "run", "dpo")
+    train(cfg)
+    cache = torch.load(tmp_path / "run" / REF_CACHE)["train"]
+    tok = load_tokenizer(str(tiny_model_dir), 64)
+    ref = load_causal_lm(str(tiny_model_dir), tok).eval()
+    examples, _ = load_examples(cfg, tok)
+    idx = sorted(cache)[:6]
+    with torch.no_grad():
+        lp = pair_logps(ref, collate_pairs([examples[i] for i in idx], tok.pad_token_id), "cpu")
+    expected = torch.stack([lp["chosen"], lp["rejected"], lp["chosen_mean"], lp["rejected_mean"]], -1)
+    torch.testing.assert_close(torch.stack([cache[i] for i in idx]), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_dpo_resume_reproduces_the_uninterrupted_run(tiny_model_dir, tmp_path):
+    train(dpo_cfg(tiny_model_dir, tmp_path, "straight", "dpo"))
+    train(dpo_cfg(tiny_model_dir, tmp_path, "resumed", "dpo"), interrupt_at_step=2)
+    train(dpo_cfg(tiny_model_dir, tmp_path, "resumed", "dpo"))
+    assert curve(tmp_path / "resumed", "loss/dpo") == pytest.approx(curve(tmp_path / "straight", "loss/dpo"),
+                                                                    rel=1e-6, abs=1e-7)
+
+
+def test_lora_reference_is_the_base_with_adapters_off(tiny_model_dir, tmp_path):
+    train(dpo_cfg(tiny_model_dir, tmp_path, "lora", "dpo", "--model.use_lora", "true", "--model.lora_r", "4"))
+    losses = curve(tmp_path / "lora", "loss/dpo")
+    assert losses[0] == pytest.approx(math.log(2), abs=1e-5)  # LoRA B = 0 at init: policy == base
+    assert not (tmp_path / "lora" / REF_CACHE).exists()
