@@ -87,3 +87,28 @@ def test_data_make_demo_and_models_list(tmp_path):
     assert manifest["seed"] == 1
     proc = tether("models", "list")
     assert proc.returncode == 0 and "smollm2-135m-instruct" in proc.stdout
+
+
+def test_rm_and_dpo_commands_run_from_the_demo_configs(tiny_model_dir, tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"What is {i} plus {i}?", "chosen": f"{2 * i}.",
+                                         "rejected": f"Maybe {2 * i + 1}?"}) + "\n" for i in range(24)))
+    common = ["--model.name", str(tiny_model_dir), "--train.max_steps", "2", "--train.batch_size", "4",
+              "--train.micro_batch_size", "2", "--train.report_to", "[]", "--train.save_steps", "0",
+              "--train.eval_steps", "0", "--model.max_length", "64"]
+    proc = tether("dpo", "--config", str(ROOT / "configs/demo/dpo.yaml"), "--loss", "simpo", "--data.format", "auto",
+                  "--data.train_file", str(pairs), "--output_dir", str(tmp_path / "dpo"), "--data.eval_fraction", "0.2",
+                  *common)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "simpo: 2 steps" in proc.stdout
+    proc = tether("rm", "--config", str(ROOT / "configs/demo/rm.yaml"), "--data.train_files", f"[{pairs}]",
+                  "--data.eval_file", "null", "--data.norm_file", "null", "--data.format", "auto",
+                  "--output_dir", str(tmp_path / "rm"), *common)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "rm: 2 steps" in proc.stdout and "held-out accuracy" in proc.stdout
+    proc = tether("eval", "rm", "--model", str(tmp_path / "rm"), "--pairs", str(pairs), "--out", str(tmp_path / "e.json"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["n_pairs"] == 24 and len(report["reliability"]) == 10
+    for stage in ("sft", "rm", "dpo"):
+        assert tether("config", stage).returncode == 0

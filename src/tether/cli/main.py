@@ -113,8 +113,8 @@ def rm_cmd(ctx: typer.Context, config: Path | None = typer.Option(None, help="YA
 
 
 @app.command("dpo", context_settings=OVERRIDES)
-def dpo_cmd(ctx: typer.Context, config: Optional[Path] = typer.Option(None, help="YAML config."),
-            loss: Optional[str] = typer.Option(None, help="dpo | ipo | kto | orpo | simpo (overrides the config)")) -> None:
+def dpo_cmd(ctx: typer.Context, config: Path | None = typer.Option(None, help="YAML config."),
+            loss: str | None = typer.Option(None, help="dpo | ipo | kto | orpo | simpo (overrides the config)")) -> None:
     """Direct preference optimisation: DPO, IPO, KTO, ORPO, SimPO. Fields: `tether config dpo`."""
     from tether.runtime.config import load_config
     from tether.train.dpo import DPOConfig, train
