@@ -90,3 +90,14 @@ def test_two_processes_follow_the_one_process_loss_curve(tiny_model_dir, tmp_pat
     assert json.loads((tmp_path / "two" / "result.json").read_text())["num_processes"] == 2
     assert json.loads((tmp_path / "one" / "result.json").read_text())["num_processes"] == 1
     assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-4)
+
+
+def test_non_finite_loss_stops_naming_step_and_quantity(tiny_model_dir, tmp_path, sft_file):
+    from tether.errors import TrainingError
+
+    data = sft_file(tmp_path / "sft.jsonl")
+    cfg = tiny_cfg(tiny_model_dir, data, tmp_path / "nan", "--train.learning_rate", "1e30",
+                   "--train.max_grad_norm", "0", "--train.max_steps", "6")
+    with pytest.raises(TrainingError, match=r"^step [2-6]: (loss/sft|train/grad_norm) is (nan|inf)"):
+        train(cfg)
+    assert not (tmp_path / "nan" / "result.json").exists()  # no model is published from a diverged run
