@@ -43,6 +43,7 @@ from tether.train.loop import (
     accumulation_steps,
     check_finite,
     clip_and_step,
+    length_grouped_microbatches,
     make_accelerator,
     prepare_training,
     progress,
@@ -273,8 +274,8 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
     for step in range(start_step, tcfg.max_steps):
         indices = rank_slice(steps_indices[step], accelerator.process_index, accelerator.num_processes)
         acc = StepStats(f"loss/{cfg.loss}")
-        for k in range(n_micro):
-            idx = indices[k::n_micro]
+        chunks = length_grouped_microbatches(indices, n_micro, lambda i: len(train_examples[i]))
+        for k, idx in enumerate(chunks):
             batch = collate_pairs([train_examples[i] for i in idx], tokenizer.pad_token_id)
             ref = ref_for(train_examples, ref_cache, idx)
             sync = nullcontext() if k == n_micro - 1 else accelerator.no_sync(model)

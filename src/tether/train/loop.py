@@ -109,6 +109,17 @@ def accumulation_steps(cfg: TrainConfig, world_size: int) -> int:
     return exact_div(per_process, cfg.micro_batch_size, "per-process batch / train.micro_batch_size")
 
 
+def length_grouped_microbatches(indices: list[int], n_micro: int, length) -> list[list[int]]:
+    """Split this process's share of a step into `n_micro` equal microbatches of similar lengths.
+
+    The step's examples (and so its token-mean loss and gradient) are unchanged; sorting by length
+    only reduces the padding each forward pays for.
+    """
+    ordered = sorted(indices, key=length)
+    size = len(ordered) // n_micro
+    return [ordered[k * size : (k + 1) * size] for k in range(n_micro)]
+
+
 def build_optimizer(model, cfg: TrainConfig, eps: float | None = None):
     """AdamW over trainable parameters; no weight decay on biases and norm weights."""
     decay, no_decay = [], []

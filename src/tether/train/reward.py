@@ -39,6 +39,7 @@ from tether.train.loop import (
     accumulation_steps,
     check_finite,
     clip_and_step,
+    length_grouped_microbatches,
     make_accelerator,
     prepare_training,
     progress,
@@ -210,8 +211,8 @@ def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
     for step in range(start_step, tcfg.max_steps):
         indices = rank_slice(global_batch_indices(len(train_pairs), tcfg.batch_size, step, tcfg.seed),
                              accelerator.process_index, accelerator.num_processes)
-        micro = [collate_pairs([train_pairs[i] for i in indices[k::n_micro]], tokenizer.pad_token_id)
-                 for k in range(n_micro)]
+        micro = [collate_pairs([train_pairs[i] for i in chunk], tokenizer.pad_token_id)
+                 for chunk in length_grouped_microbatches(indices, n_micro, lambda i: len(train_pairs[i]))]
         acc = StepStats("loss/reward")
         for k, batch in enumerate(micro):
             sync = nullcontext() if k == n_micro - 1 else accelerator.no_sync(model)

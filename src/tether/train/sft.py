@@ -37,6 +37,7 @@ from tether.train.loop import (
     check_finite,
     clip_and_step,
     global_sum,
+    length_grouped_microbatches,
     make_accelerator,
     prepare_training,
     progress,
@@ -172,8 +173,8 @@ def train(cfg: SFTConfig, interrupt_at_step: int | None = None) -> SFTResult:
     for step in range(start_step, tcfg.max_steps):
         indices = rank_slice(global_batch_indices(len(train_examples), tcfg.batch_size, step, tcfg.seed),
                              accelerator.process_index, accelerator.num_processes)
-        micro = [_collate([train_examples[i] for i in indices[k::n_micro]], cfg, tokenizer.pad_token_id)
-                 for k in range(n_micro)]
+        micro = [_collate([train_examples[i] for i in chunk], cfg, tokenizer.pad_token_id)
+                 for chunk in length_grouped_microbatches(indices, n_micro, lambda i: len(train_examples[i]))]
         num_tokens = global_sum(accelerator, sum(int(b["loss_mask"][:, 1:].sum()) for b in micro))
         step_loss = 0.0
         for k, batch in enumerate(micro):

@@ -20,3 +20,12 @@ def test_rank_slices_partition_the_global_batch():
     batch = list(range(8))
     assert rank_slice(batch, 0, 2) + rank_slice(batch, 1, 2) == batch
     assert rank_slice(batch, 0, 1) == batch
+
+
+def test_length_grouped_microbatches_keep_the_step_and_group_lengths():
+    from tether.train.loop import length_grouped_microbatches
+
+    lengths = {0: 5, 1: 90, 2: 7, 3: 80, 4: 6, 5: 85}
+    chunks = length_grouped_microbatches([0, 1, 2, 3, 4, 5], 2, lengths.__getitem__)
+    assert chunks == [[0, 4, 2], [3, 5, 1]]
+    assert sorted(i for c in chunks for i in c) == [0, 1, 2, 3, 4, 5]
