@@ -1437,6 +1437,12 @@ def iter_feedback(pairs: list[PreferencePair]):
 
 def _pair(meta: dict[str, Any], rng: random.Random) -> tuple[str, str, dict[str, Any]]:
     r = rng.random()
+    if r >= 0.75:
+        # Correctness beats length: a correct but padded/longer answer is preferred to a concise wrong one.
+        # Without these pairs, "shorter wins" explains every templated pair and a reward model learns length.
+        chosen = padded_answer(meta, rng) if r < 0.875 else longer_answer(meta, rng)
+        rejected = statement(meta, _wrong_value(meta, rng))
+        return chosen, rejected, {"pair_type": "correct_over_short_wrong", "rejected_style": "wrong"}
     if r < 0.15:
         pair_type, style = "both_correct", "longer"
         rejected = corrupt(meta, "longer", rng)

@@ -111,11 +111,18 @@ def test_preference_styles_and_pair_types(task):
     styles = Counter(p.meta["rejected_style"] for p in task.preference)
     assert set(styles) == set(REJECTED_STYLES) | {"longer"}
     types = Counter(p.meta["pair_type"] for p in task.preference)
-    assert set(types) == {"quality", "both_correct", "both_concise"}
+    assert set(types) == {"quality", "both_correct", "both_concise", "correct_over_short_wrong"}
     for p in task.preference:
         assert p.chosen != p.rejected
         if p.meta["pair_type"] == "both_concise":
             assert len(p.rejected.split()) <= 12
+    # length must not explain the preferences: a good share of pairs prefer the LONGER (correct) answer
+    longer_chosen = sum(len(p.chosen.split()) > len(p.rejected.split()) for p in task.preference)
+    assert longer_chosen / len(task.preference) > 0.2
+    for p in task.preference:
+        if p.meta["pair_type"] == "correct_over_short_wrong":
+            assert gold_score(p.meta, p.chosen).correct and not gold_score(p.meta, p.rejected).correct
+            assert len(p.chosen.split()) > len(p.rejected.split())
 
 
 def test_corrupt_styles_have_their_defect(task):
