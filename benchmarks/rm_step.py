@@ -12,25 +12,16 @@ step) and the ratio. Writes benchmarks/results/rm_step.json.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import torch
 
+from common import make_pairs, mean_after_warmup, trl_step_timer, write_result
 from tether.data.collators import collate_pairs
 from tether.data.tokenization import EncodedPair
 from tether.losses.reward import bradley_terry_loss
 from tether.models.loading import load_tokenizer, resolve_model_path
 from tether.models.scalar_head import ScalarHeadModel
-
-
-def make_pairs(n: int, seq_len: int, seed: int = 0) -> list[EncodedPair]:
-    g = torch.Generator().manual_seed(seed)
-    half = seq_len // 2
-    return [EncodedPair(torch.randint(100, 40000, (half,), generator=g).tolist(),
-                        torch.randint(100, 40000, (seq_len - half,), generator=g).tolist(),
-                        torch.randint(100, 40000, (seq_len - half,), generator=g).tolist()) for _ in range(n)]
 
 
 def bench_tether(model_spec: str, pairs: list[EncodedPair], steps: int) -> float:
@@ -47,13 +38,13 @@ def bench_tether(model_spec: str, pairs: list[EncodedPair], steps: int) -> float
         opt.step()
         opt.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t0)
-    return sum(times[1:]) / steps
+    return mean_after_warmup(times)
 
 
 def bench_trl(model_spec: str, pairs: list[EncodedPair], steps: int) -> float | None:
     try:
         from datasets import Dataset
-        from transformers import AutoModelForSequenceClassification, TrainerCallback
+        from transformers import AutoModelForSequenceClassification
         from trl import RewardConfig, RewardTrainer
     except ImportError:
         return None
@@ -64,21 +55,13 @@ def bench_trl(model_spec: str, pairs: list[EncodedPair], steps: int) -> float | 
     data = Dataset.from_list([{"chosen_ids": p.prompt_ids + p.chosen_ids, "rejected_ids": p.prompt_ids + p.rejected_ids}
                               for p in pairs] * (steps + 2))
     times: list[float] = []
-
-    class StepTimer(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.t0 = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            times.append(time.perf_counter() - self.t0)
-
     args = RewardConfig(output_dir="/tmp/tether-bench-trl", per_device_train_batch_size=len(pairs), max_steps=steps + 1,
                         learning_rate=1e-6, logging_steps=1000, save_strategy="no", report_to="none", use_cpu=True,
                         max_length=None, dataloader_num_workers=0, disable_tqdm=True, gradient_checkpointing=False,
                         bf16=False)
-    trainer = RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tok, callbacks=[StepTimer()])
+    trainer = RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tok, callbacks=[trl_step_timer(times)])
     trainer.train()
-    return sum(times[1:]) / steps
+    return mean_after_warmup(times)
 
 
 def main() -> None:
@@ -104,9 +87,7 @@ def main() -> None:
                          "tokens_per_s": round(tokens / trl_t, 1)}
         result["speedup_vs_trl"] = round(trl_t / t, 3)
         print(f"trl     {trl_t:7.2f} s/step  {tokens / trl_t:7.1f} tok/s   (tether {trl_t / t:.2f}x faster)")
-    out = Path(__file__).parent / "results" / "rm_step.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    write_result("rm_step", result)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""The demo pipeline on the embedded default: data → SFT → on-policy labelling → reward model → evaluation.
+"""The demo pipeline on the embedded default: data → SFT → on-policy labelling → reward model →
+direct preference optimisation (DPO by default; any of the family) → evaluation.
 
 Each stage's output is reused when complete (its `result.json` / output file exists), so re-running
-resumes instead of redoing finished work. Later stages (PPO, DPO, best-of-N, report) extend it.
+resumes instead of redoing finished work. Later stages (PPO, best-of-N, report) extend it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class DemoOptions:
     """Held-out eval prompts whose SFT samples make the RM's held-out pairs."""
     samples_per_prompt: int = 4
     """Responses sampled per prompt for labelling."""
+    preference_losses: tuple[str, ...] = ("dpo",)
+    """Direct preference losses trained from the SFT policy and evaluated (any of dpo, ipo, kto, orpo, simpo)."""
+    kl_prompts: int = 100
+    """Held-out prompts on which each preference-trained policy's KL to the SFT policy is estimated."""
     config_dir: str = field(default_factory=lambda: str(default_config_dir()))
     """Where the stage YAML configs live (see `default_config_dir`)."""
 
@@ -68,11 +73,11 @@ def _label_on_policy(policy_dir: Path, rows, out: Path, opts: DemoOptions, seed:
 
 
 def run_demo(opts: DemoOptions, log=print) -> dict:
-    from tether.eval.evaluate import compare, evaluate_policy, write_eval
+    from tether.eval.evaluate import compare, evaluate_policy, kl_to_reference, write_eval
     from tether.eval.reward_eval import evaluate_reward_model, write_report
     from tether.models.loading import freeze, load_causal_lm, load_tokenizer
     from tether.models.scalar_head import ScalarHeadModel
-    from tether.train import reward, sft
+    from tether.train import dpo, reward, sft
 
     run = Path(opts.runs_dir) / opts.name
     timings: dict[str, float] = {}
@@ -82,10 +87,10 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     t0 = time.perf_counter()
     data_dir = run / "data"
     if not (data_dir / "manifest.json").is_file():
-        log(f"[1/5] data: generating the demo task into {data_dir}")
+        log(f"[1/6] data: generating the demo task into {data_dir}")
         make_demo_task(seed=opts.seed).write(data_dir)
     else:
-        log(f"[1/5] data: reusing {data_dir}")
+        log(f"[1/6] data: reusing {data_dir}")
     timings["data_s"] = time.perf_counter() - t0
 
     # 2. SFT.
@@ -98,9 +103,9 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                       "--data.max_eval_examples", "16"]
     sft_cfg = load_config(sft.SFTConfig, str(Path(opts.config_dir) / "sft.yaml"), overrides)
     if _stage_done(sft_dir):
-        log(f"[2/5] sft: reusing the finished run in {sft_dir}")
+        log(f"[2/6] sft: reusing the finished run in {sft_dir}")
     else:
-        log(f"[2/5] sft: {sft_cfg.train.max_steps} steps × {sft_cfg.train.batch_size} examples → {sft_dir}")
+        log(f"[2/6] sft: {sft_cfg.train.max_steps} steps × {sft_cfg.train.batch_size} examples → {sft_dir}")
         sft.train(sft_cfg)
     timings["sft_s"] = time.perf_counter() - t0
 
@@ -113,9 +118,9 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     targets = [("onpolicy_pairs.jsonl", pref_prompts, opts.seed + 1), ("eval_pairs.jsonl", eval_rows[:n_eval], opts.seed + 2)]
     for fname, rows, seed in targets:
         if (data_dir / fname).is_file():
-            log(f"[3/5] label: reusing {data_dir / fname}")
+            log(f"[3/6] label: reusing {data_dir / fname}")
             continue
-        log(f"[3/5] label: sampling {opts.samples_per_prompt} SFT responses for {len(rows)} prompts, gold-judge pairs")
+        log(f"[3/6] label: sampling {opts.samples_per_prompt} SFT responses for {len(rows)} prompts, gold-judge pairs")
         label_stats[fname] = _label_on_policy(sft_dir, rows, data_dir / fname, opts, seed, log)
     timings["label_s"] = time.perf_counter() - t0
 
@@ -130,30 +135,59 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                       "--data.max_eval_pairs", "32", "--data.max_norm_examples", "16"]
     rm_cfg = load_config(reward.RMConfig, str(Path(opts.config_dir) / "rm.yaml"), overrides)
     if _stage_done(rm_dir):
-        log(f"[4/5] rm: reusing the finished run in {rm_dir}")
+        log(f"[4/6] rm: reusing the finished run in {rm_dir}")
     else:
-        log(f"[4/5] rm: {rm_cfg.train.max_steps} steps × {rm_cfg.train.batch_size} pairs → {rm_dir}")
+        log(f"[4/6] rm: {rm_cfg.train.max_steps} steps × {rm_cfg.train.batch_size} pairs → {rm_dir}")
         reward.train(rm_cfg)
     timings["rm_s"] = time.perf_counter() - t0
 
-    # 5. Evaluate: base vs SFT on held-out prompts (gold judge); the RM on held-out on-policy pairs.
+    # 5. Direct preference optimisation from the SFT policy, on the same templated + on-policy pairs.
+    pref_runs = {}
+    for loss in opts.preference_losses:
+        t0 = time.perf_counter()
+        out = run / f"dpo-{loss}"
+        overrides = ["--output_dir", str(out), "--loss", loss, "--model.name", str(sft_dir), "--train.seed",
+                     str(opts.seed), "--data.train_files",
+                     f"[{data_dir / 'preference.jsonl'}, {data_dir / 'onpolicy_pairs.jsonl'}]"]
+        if quick:
+            overrides += ["--train.max_steps", "3", "--data.max_eval_pairs", "8"]
+        dpo_cfg = load_config(dpo.DPOConfig, str(Path(opts.config_dir) / "dpo.yaml"), overrides)
+        if _stage_done(out):
+            log(f"[5/6] {loss}: reusing the finished run in {out}")
+        else:
+            log(f"[5/6] {loss}: {dpo_cfg.train.max_steps} steps × {dpo_cfg.train.batch_size} pairs → {out}")
+            dpo.train(dpo_cfg)
+        pref_runs[loss] = out
+        timings[f"{loss}_s"] = time.perf_counter() - t0
+
+    # 6. Evaluate on held-out prompts (greedy, gold judge): base vs SFT, each preference policy vs SFT and its
+    #    KL to SFT; the RM on held-out on-policy pairs.
     t0 = time.perf_counter()
     rows = eval_rows[:24] if quick else eval_rows
-    log(f"[5/5] eval: base vs SFT on {len(rows)} held-out prompts (greedy, gold judge); RM on held-out pairs")
+    kl_rows = rows[: 8 if quick else opts.kl_prompts]
+    log(f"[6/6] eval: {len(rows)} held-out prompts (greedy, gold judge); KL to SFT on {len(kl_rows)}; RM on held-out pairs")
     tokenizer = load_tokenizer(sft_cfg.model.name, sft_cfg.model.max_length)
-    evals = []
-    for name, spec in (("base", sft_cfg.model.name), ("sft", str(sft_dir))):
-        model = load_causal_lm(spec, tokenizer)
-        evals.append(evaluate_policy(name, model, tokenizer, rows))
+    sft_model = freeze(load_causal_lm(str(sft_dir), tokenizer))
+    evals = {"base": evaluate_policy("base", load_causal_lm(sft_cfg.model.name, tokenizer), tokenizer, rows),
+             "sft": evaluate_policy("sft", sft_model, tokenizer, rows)}
+    comparisons = {"sft_vs_base": compare(evals["sft"], evals["base"])}
+    kl = {}
+    for loss, out in pref_runs.items():
+        model = freeze(load_causal_lm(str(out), tokenizer))
+        evals[loss] = evaluate_policy(loss, model, tokenizer, rows)
+        comparisons[f"{loss}_vs_sft"] = compare(evals[loss], evals["sft"])
+        kl[loss] = kl_to_reference(model, sft_model, tokenizer, kl_rows, seed=opts.seed)
         del model
-    comparisons = {"sft_vs_base": compare(evals[1], evals[0])}
-    write_eval(run / "eval" / "policies.json", evals, comparisons)
+    write_eval(run / "eval" / "policies.json", list(evals.values()), comparisons)
     held_out, _ = load_records(data_dir / "eval_pairs.jsonl", "preference")
     rm_report = evaluate_reward_model(freeze(ScalarHeadModel.from_pretrained(rm_dir)), load_tokenizer(str(rm_dir)),
                                       held_out, rm_cfg.model.max_length)
     write_report(run / "eval" / "rm.json", rm_report)
     timings["eval_s"] = time.perf_counter() - t0
-    summary = {"policies": {e.name: e.summary() for e in evals}, "comparisons": comparisons,
+    train_seconds = {loss: json.loads((out / "result.json").read_text()).get("train_seconds")
+                     for loss, out in pref_runs.items()}
+    summary = {"policies": {e.name: e.summary() for e in evals.values()}, "comparisons": comparisons,
+               "kl_to_sft": kl, "preference_train_seconds": train_seconds,
                "reward_model": {k: v for k, v in rm_report.items() if k != "reliability"},
                "labelling": label_stats, "timings": timings}
     (run / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -16,7 +16,7 @@ def test_demo_quick_runs_every_stage(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "runs" / "e2e" / "summary.json").read_text())
-    assert set(summary["policies"]) == {"base", "sft"}
+    assert set(summary["policies"]) == {"base", "sft", "dpo"}
     for policy in summary["policies"].values():
         assert policy["n"] == 24
         assert -1.0 <= policy["gold_mean"] <= 1.0
@@ -24,4 +24,7 @@ def test_demo_quick_runs_every_stage(tmp_path):
     assert (tmp_path / "runs" / "e2e" / "rm" / "score_head.safetensors").is_file()
     rm = summary["reward_model"]
     assert rm["n_pairs"] > 0 and 0.0 <= rm["accuracy"] <= 1.0
-    assert "SFT win rate vs base" in proc.stdout
+    assert (tmp_path / "runs" / "e2e" / "dpo-dpo" / "model.safetensors").is_file()
+    assert summary["kl_to_sft"]["dpo"]["n"] == 8
+    assert set(summary["comparisons"]) == {"sft_vs_base", "dpo_vs_sft"}
+    assert "sft win rate vs base" in proc.stdout and "dpo win rate vs sft" in proc.stdout

@@ -97,7 +97,7 @@ def test_rm_and_dpo_commands_run_from_the_demo_configs(tiny_model_dir, tmp_path)
               "--train.micro_batch_size", "2", "--train.report_to", "[]", "--train.save_steps", "0",
               "--train.eval_steps", "0", "--model.max_length", "64"]
     proc = tether("dpo", "--config", str(ROOT / "configs/demo/dpo.yaml"), "--loss", "simpo", "--data.format", "auto",
-                  "--data.train_file", str(pairs), "--output_dir", str(tmp_path / "dpo"), "--data.eval_fraction", "0.2",
+                  "--data.train_files", f"[{pairs}]", "--output_dir", str(tmp_path / "dpo"), "--data.eval_fraction", "0.2",
                   *common)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "simpo: 2 steps" in proc.stdout

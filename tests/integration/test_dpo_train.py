@@ -27,7 +27,7 @@ def write_pairs(path: Path, n: int = 48) -> Path:
 def dpo_cfg(model_dir: Path, tmp: Path, out: str, loss: str, *extra: str) -> DPOConfig:
     return load_config(DPOConfig, None, [
         "--output_dir", str(tmp / out), "--loss", loss, "--model.name", str(model_dir), "--model.max_length", "64",
-        "--data.train_file", str(write_pairs(tmp / "pairs.jsonl")), "--data.eval_fraction", "0.2",
+        "--data.train_files", f"[{write_pairs(tmp / 'pairs.jsonl')}]", "--data.eval_fraction", "0.2",
         "--train.max_steps", "4", "--train.batch_size", "8", "--train.micro_batch_size", "4",
         "--train.learning_rate", "1e-3", "--train.warmup_ratio", "0", "--train.logging_steps", "1",
         "--train.eval_steps", "0", "--train.report_to", "[]", *extra])

@@ -260,28 +260,44 @@ def _print_policy_table(evals, comparison) -> None:
 
 @app.command("demo")
 def demo_cmd(quick: bool = typer.Option(False, help="Fewer steps/prompts: smoke run, no quality bars."),
-             name: str = typer.Option("demo", help="Run name under runs/."), seed: int = typer.Option(0)) -> None:
+             name: str = typer.Option("demo", help="Run name under runs/."), seed: int = typer.Option(0),
+             losses: str = typer.Option("dpo", help="Preference losses to train and compare: comma-separated "
+                                                     "from dpo,ipo,kto,orpo,simpo, or 'all'.")) -> None:
     """The whole pipeline on the embedded model and the demo task (what `make demo` runs)."""
-    from tether.eval.evaluate import PolicyEval  # noqa: F401  (import check before the long run)
+    from tether.losses.preference import PREFERENCE_LOSSES
     from tether.models.embedded import DEFAULT_MODEL, fetch_embedded
     from tether.pipeline import DemoOptions, run_demo
 
+    chosen = tuple(PREFERENCE_LOSSES) if losses == "all" else tuple(x.strip() for x in losses.split(",") if x.strip())
+    unknown = [x for x in chosen if x not in PREFERENCE_LOSSES]
+    if unknown:
+        raise TetherError(f"--losses: unknown loss {', '.join(unknown)}; available: {', '.join(PREFERENCE_LOSSES)}, all")
     typer.echo(f"model: {fetch_embedded(DEFAULT_MODEL)}")
     run_name = name + ("-quick" if quick and name == "demo" else "")
-    summary = run_demo(DemoOptions(name=run_name, seed=seed, quick=quick), log=typer.echo)
+    summary = run_demo(DemoOptions(name=run_name, seed=seed, quick=quick, preference_losses=chosen), log=typer.echo)
+    _print_demo_summary(summary, run_name)
+
+
+def _print_demo_summary(summary: dict, run_name: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"demo results (held-out prompts, gold judge) — runs/{run_name}")
-    for col in ("policy", "gold score", "correct", "EOS rate", "tokens"):
+    table = Table(title=f"demo results (held-out prompts, greedy, gold judge) — runs/{run_name}")
+    for col in ("policy", "gold score", "correct", "EOS rate", "tokens", "win rate vs", "KL to SFT", "train s"):
         table.add_column(col)
+    comparisons, kl, secs = summary["comparisons"], summary["kl_to_sft"], summary["preference_train_seconds"]
     for pname, s in summary["policies"].items():
+        vs = {"base": None, "sft": ("base", comparisons["sft_vs_base"])}.get(pname, ("sft", comparisons.get(f"{pname}_vs_sft")))
+        win = f"{vs[1]['win_rate']:.1%} {vs[0]}" if vs else ""
         table.add_row(pname, f"{s['gold_mean']:.3f}", f"{s['correct_rate']:.1%}", f"{s['eos_rate']:.1%}",
-                      f"{s['mean_tokens']:.1f}")
+                      f"{s['mean_tokens']:.1f}", win, f"{kl[pname]['kl']:.2f}" if pname in kl else "",
+                      f"{secs[pname]:.0f}" if secs.get(pname) is not None else "")
     Console().print(table)
-    c = summary["comparisons"]["sft_vs_base"]
+    for key, c in comparisons.items():
+        a, b = key.split("_vs_")
+        typer.echo(f"{a} win rate vs {b}: {c['win_rate']:.1%} (95% CI {c['ci_low']:.1%}–{c['ci_high']:.1%}; "
+                   f"{c['wins']}W/{c['ties']}T/{c['losses']}L)")
     rm = summary["reward_model"]
-    typer.echo(f"SFT win rate vs base: {c['win_rate']:.1%} (95% CI {c['ci_low']:.1%}–{c['ci_high']:.1%})")
     typer.echo(f"reward model on {rm['n_pairs']} held-out on-policy pairs: accuracy {rm['accuracy']:.1%}, "
                f"margin {rm['margin']:.3f}, ECE {rm['ece']:.3f}, corr(score, length) {rm['length_corr']:.3f}")
     typer.echo("timings (s): " + ", ".join(f"{k[:-2]} {v:.0f}" for k, v in summary["timings"].items()))

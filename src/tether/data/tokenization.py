@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from tether.data.records import Messages
 from tether.errors import DataError
 
@@ -85,3 +87,13 @@ def encode_pairs(tokenizer, pairs, max_length: int, drop_long: bool = False) -> 
             f"(first: {len(first)} tokens); raise max_length or pass --data.drop_bad_rows true to drop them"
         )
     return encoded, len(too_long)
+
+
+def split_by_prompt(items: list, fraction: float, generator) -> tuple[list, list]:
+    """Hold out `fraction` of the distinct prompts (all their items go together), so held-out metrics are
+    on prompts never trained on. Items carry `prompt_ids`; the choice is a pure function of the generator.
+    Returns (train, held_out), each in the input order."""
+    prompts = sorted({tuple(x.prompt_ids) for x in items})
+    order = torch.randperm(len(prompts), generator=generator).tolist()
+    held = {prompts[i] for i in order[: int(len(prompts) * fraction)]}
+    return ([x for x in items if tuple(x.prompt_ids) not in held], [x for x in items if tuple(x.prompt_ids) in held])

@@ -243,6 +243,20 @@ def load_records(
     return records, report
 
 
+def load_many(
+    paths: Iterable[str | Path], kind: str, fmt: str = "auto", drop_bad: bool = False
+) -> tuple[list[Record], int]:
+    """`load_records` over several files, concatenated in order; returns the records and how many rows
+    were dropped in all (only with drop_bad; otherwise the first file with a bad row raises)."""
+    records: list[Record] = []
+    dropped = 0
+    for path in paths:
+        recs, report = load_records(path, kind, fmt, drop_bad=drop_bad)
+        records += recs
+        dropped += report.n_dropped
+    return records, dropped
+
+
 def record_to_row(record: Record) -> dict[str, Any]:
     """A record as a "tether" row: its fields, without a margin that is None."""
     row = dataclasses.asdict(record)

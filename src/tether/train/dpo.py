@@ -16,6 +16,7 @@ Chosen and rejected go through one batched forward (2B rows).
 from __future__ import annotations
 
 import json
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,8 @@ import torch
 
 from tether.data.collators import collate_pairs
 from tether.data.records import FeedbackRow, PreferencePair
-from tether.data.tokenization import EncodedPair, encode_pairs
-from tether.data.validate import load_records
+from tether.data.tokenization import EncodedPair, encode_pairs, split_by_prompt
+from tether.data.validate import load_many
 from tether.errors import ConfigError
 from tether.losses.preference import PREFERENCE_LOSSES
 from tether.models.loading import load_causal_lm, load_tokenizer
@@ -56,11 +57,11 @@ REF_CACHE = "ref_logps.pt"
 
 @dataclass
 class DPODataConfig:
-    train_file: str = "runs/demo/data/preference.jsonl"
-    """Preference pairs (any supported format). KTO splits each pair into a desirable and an undesirable row,
-    or reads unpaired rows {prompt, completion, label} when `kto_unpaired_file` is set."""
+    train_files: list[str] = field(default_factory=lambda: ["runs/demo/data/preference.jsonl"])
+    """Preference pair files (any supported format), concatenated. KTO splits each pair into a desirable and
+    an undesirable row, or reads unpaired rows {prompt, completion, label} when `kto_unpaired_file` is set."""
     kto_unpaired_file: str | None = None
-    """KTO only: unpaired binary feedback rows instead of splitting train_file's pairs."""
+    """KTO only: unpaired binary feedback rows instead of splitting train_files' pairs."""
     eval_fraction: float = 0.05
     """Fraction of prompts held out for the eval metrics (all their pairs)."""
     format: Literal["auto", "tether", "trl", "messages", "hh", "oasst", "gsm8k"] = "auto"
@@ -123,22 +124,19 @@ def _kto_rows_as_pairs(rows: list[FeedbackRow], tokenizer, max_length: int, drop
 def load_examples(cfg: DPOConfig, tokenizer) -> tuple[list[EncodedPair], list[EncodedPair]]:
     spec = PREFERENCE_LOSSES[cfg.loss]
     if spec.data == "unpaired" and cfg.data.kto_unpaired_file:
-        rows, _ = load_records(cfg.data.kto_unpaired_file, "feedback", cfg.data.format, drop_bad=cfg.data.drop_bad_rows)
+        rows, _ = load_many([cfg.data.kto_unpaired_file], "feedback", cfg.data.format, cfg.data.drop_bad_rows)
         examples = _kto_rows_as_pairs(rows, tokenizer, cfg.model.max_length, cfg.data.drop_bad_rows)
     else:
-        records, _ = load_records(cfg.data.train_file, "preference", cfg.data.format, drop_bad=cfg.data.drop_bad_rows)
+        records, _ = load_many(cfg.data.train_files, "preference", cfg.data.format, cfg.data.drop_bad_rows)
         if spec.data == "unpaired":  # split each pair into a desirable and an undesirable row
             rows = [FeedbackRow(p.prompt, text, label, p.meta) for p in records
                     for text, label in ((p.chosen, True), (p.rejected, False))]
             examples = _kto_rows_as_pairs(rows, tokenizer, cfg.model.max_length, cfg.data.drop_bad_rows)
         else:
             examples, _ = encode_pairs(tokenizer, records, cfg.model.max_length, cfg.data.drop_bad_rows)
-    prompts = sorted({tuple(e.prompt_ids) for e in examples})
-    order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(cfg.train.seed)).tolist()
-    held = {prompts[i] for i in order[: int(len(prompts) * cfg.data.eval_fraction)]}
-    train = [e for e in examples if tuple(e.prompt_ids) not in held]
-    held_out = [e for e in examples if tuple(e.prompt_ids) in held][: cfg.data.max_eval_pairs]
-    return train, held_out
+    train, held_out = split_by_prompt(examples, cfg.data.eval_fraction,
+                                      torch.Generator().manual_seed(cfg.train.seed))
+    return train, held_out[: cfg.data.max_eval_pairs]
 
 
 # --- log-probabilities -----------------------------------------------------------------------------
@@ -217,6 +215,7 @@ def compute_loss(cfg: DPOConfig, policy: dict, ref: torch.Tensor | None, batch: 
 
 def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
     """Train the policy with the configured preference loss (resuming if a checkpoint exists)."""
+    started = time.perf_counter()
     out = Path(cfg.output_dir)
     tcfg = cfg.train
     spec = PREFERENCE_LOSSES[cfg.loss]
@@ -315,7 +314,8 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
     if accelerator.is_main_process:
         (out / RESULT_FILE).write_text(json.dumps(
             {"loss": cfg.loss, "steps": tcfg.max_steps, "train_examples": len(train_examples),
-             "num_processes": accelerator.num_processes, **eval_metrics}, indent=2))
+             "num_processes": accelerator.num_processes, "train_seconds": round(time.perf_counter() - started, 1),
+             **eval_metrics}, indent=2))
     accelerator.end_training()
     return DPOResult(out, tcfg.max_steps, eval_metrics)
 

@@ -20,8 +20,8 @@ from typing import Literal
 import torch
 
 from tether.data.collators import collate_pairs
-from tether.data.tokenization import EncodedPair, encode_pairs, encode_sft_examples
-from tether.data.validate import load_records
+from tether.data.tokenization import EncodedPair, encode_pairs, encode_sft_examples, split_by_prompt
+from tether.data.validate import load_many, load_records
 from tether.errors import ConfigError
 from tether.eval.metrics import reward_model_report
 from tether.losses.reward import bradley_terry_loss
@@ -103,31 +103,18 @@ class RMResult:
     bias_shift: float
 
 
-def _prompt_key(pair: EncodedPair) -> tuple[int, ...]:
-    return tuple(pair.prompt_ids)
-
-
 def _load_pairs(cfg: RMConfig, tokenizer) -> tuple[list[EncodedPair], list[EncodedPair], dict[str, int]]:
     """Training and held-out pairs, and what was dropped: {"bad_rows": n, "over_long": m}."""
-    records, dropped = [], 0
-    for path in cfg.data.train_files:
-        recs, report = load_records(path, "preference", cfg.data.format, drop_bad=cfg.data.drop_bad_rows)
-        records += recs
-        dropped += report.n_dropped
+    records, dropped = load_many(cfg.data.train_files, "preference", cfg.data.format, cfg.data.drop_bad_rows)
     pairs, over_long = encode_pairs(tokenizer, records, cfg.model.max_length, cfg.data.drop_bad_rows)
     gen = torch.Generator().manual_seed(cfg.train.seed)
     if cfg.data.eval_file:
-        eval_records, report = load_records(cfg.data.eval_file, "preference", cfg.data.format,
-                                            drop_bad=cfg.data.drop_bad_rows)
+        eval_records, n_bad = load_many([cfg.data.eval_file], "preference", cfg.data.format, cfg.data.drop_bad_rows)
         eval_pairs, n_long = encode_pairs(tokenizer, eval_records, cfg.model.max_length, cfg.data.drop_bad_rows)
-        dropped += report.n_dropped
+        dropped += n_bad
         over_long += n_long
-    else:  # hold out whole prompts, so held-out accuracy is on prompts never trained on
-        prompts = sorted({_prompt_key(p) for p in pairs})
-        order = torch.randperm(len(prompts), generator=gen).tolist()
-        held = {prompts[i] for i in order[: int(len(prompts) * cfg.data.eval_fraction)]}
-        eval_pairs = [p for p in pairs if _prompt_key(p) in held]
-        pairs = [p for p in pairs if _prompt_key(p) not in held]
+    else:
+        pairs, eval_pairs = split_by_prompt(pairs, cfg.data.eval_fraction, gen)
     if cfg.data.max_train_pairs and len(pairs) > cfg.data.max_train_pairs:
         keep = torch.randperm(len(pairs), generator=gen)[: cfg.data.max_train_pairs].tolist()
         pairs = [pairs[i] for i in sorted(keep)]

@@ -17,6 +17,7 @@ from tether.data.validate import (
     OVER_LONG,
     Problem,
     check_record,
+    load_many,
     load_records,
     save_records,
     validate,
@@ -118,6 +119,15 @@ def test_load_records_drop_bad_keeps_the_good_rows(messy: Path) -> None:
     ]
     assert report.n_dropped == 10
     assert report.totals().endswith("; 10 bad rows dropped")
+
+
+def test_load_many_concatenates_in_order_and_counts_drops(messy: Path, tmp_path: Path) -> None:
+    clean = _jsonl(tmp_path / "clean.jsonl", [_pair("a", "b"), _pair("c", "d")])
+    records, dropped = load_many([clean, messy], "preference", drop_bad=True)
+    assert [r.chosen for r in records] == ["a", "c", "good", "x" * 60, "fine"]
+    assert dropped == 9  # messy's 10 bad rows less the one that is over-long only at max_chars=50
+    with pytest.raises(DataError, match="messy.jsonl"):
+        load_many([clean, messy], "preference")
 
 
 def test_over_long_uses_max_chars(messy: Path) -> None:

@@ -1,0 +1,49 @@
+"""Shared pieces of the benchmarks: synthetic pairs and a step timer for TRL trainers."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from tether.data.tokenization import EncodedPair
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def make_pairs(n: int, seq_len: int, seed: int = 0) -> list[EncodedPair]:
+    """`n` pairs whose chosen and rejected sequences are each exactly `seq_len` tokens (half prompt, half
+    response; random ids — the cost of a step depends on shapes only)."""
+    g = torch.Generator().manual_seed(seed)
+    half = seq_len // 2
+    return [EncodedPair(torch.randint(100, 40000, (half,), generator=g).tolist(),
+                        torch.randint(100, 40000, (seq_len - half,), generator=g).tolist(),
+                        torch.randint(100, 40000, (seq_len - half,), generator=g).tolist()) for _ in range(n)]
+
+
+def mean_after_warmup(times: list[float]) -> float:
+    """Mean of the step times after the first (warm-up) step."""
+    return sum(times[1:]) / (len(times) - 1)
+
+
+def trl_step_timer(times: list[float]):
+    """A transformers TrainerCallback appending each optimizer step's wall time to `times`."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            times.append(time.perf_counter() - self.t0)
+
+    return StepTimer()
+
+
+def write_result(name: str, result: dict) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    out.write_text(json.dumps(result, indent=2))
+    return out
