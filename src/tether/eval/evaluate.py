@@ -18,8 +18,8 @@ import torch
 from tether.data.collators import collate_sft
 from tether.data.gold_judge import gold_score
 from tether.data.records import PromptRow, prompt_text
-from tether.eval.metrics import distinct_n, mean_ci, repetition_rate, win_rate
 from tether.data.tokenization import EncodedExample
+from tether.eval.metrics import distinct_n, mean_ci, repetition_rate, win_rate
 from tether.models.logprobs import sequence_logprobs
 from tether.models.lora import eval_mode
 from tether.sampling.generate import SamplingConfig, generate
@@ -50,6 +50,8 @@ class PolicyEval:
     repetition: float
     by_family: dict[str, dict[str, float]] = field(default_factory=dict)
     samples: list[ScoredSample] = field(default_factory=list)
+    proxy_mean: float | None = None
+    """Mean reward-model score of the responses, when one was computed (`tether.eval.comparison.proxy_scores`)."""
 
     def summary(self) -> dict:
         d = asdict(self)
@@ -95,6 +97,14 @@ def evaluate_policy(name: str, model, tokenizer, rows: list[PromptRow], sampling
     return summarise(name, score_generations(rows, generations))
 
 
+def evaluate_generations(name: str, rows: list[PromptRow], generations) -> PolicyEval:
+    """Gold-judge evaluation of responses produced any way (one Generation per row, in order): e.g. the
+    responses best-of-N chose, so best-of-N is compared with `compare` like any trained policy."""
+    if len(rows) != len(generations):
+        raise ValueError(f"{len(rows)} prompts but {len(generations)} responses")
+    return summarise(name, score_generations(rows, generations))
+
+
 def compare(a: PolicyEval, b: PolicyEval, tolerance: float = 1e-6) -> dict[str, float]:
     """Win rate of `a` over `b` by gold score on the same prompts (ties = half), with a 95 % CI."""
     assert [s.prompt for s in a.samples] == [s.prompt for s in b.samples], "policies evaluated on different prompts"
@@ -125,6 +135,13 @@ def kl_to_reference(policy, reference, tokenizer, rows: list[PromptRow], max_new
     """
     sampling = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=max_new_tokens, batch_size=32)
     gens = generate(policy, tokenizer, [r.prompt for r in rows], sampling, seed=seed)
+    return kl_of_generations(policy, reference, tokenizer, gens, batch_size)
+
+
+@torch.no_grad()
+def kl_of_generations(policy, reference, tokenizer, gens, batch_size: int = 16) -> dict[str, float]:
+    """The k1 estimate of KL(π ‖ π_ref) on responses `gens` that π sampled at temperature 1 (see
+    `kl_to_reference`): mean and 95 % CI of Σ_t [log π(y_t|·) − log π_ref(y_t|·)] per response."""
     values = []
     for start in range(0, len(gens), batch_size):
         chunk = [EncodedExample(g.prompt_ids, g.response_ids) for g in gens[start : start + batch_size]]

@@ -19,10 +19,14 @@ __all__ = [
     "WinRate",
     "distinct_n",
     "expected_calibration_error",
+    "kl_verdict",
     "mean_ci",
+    "ngram_jaccard",
+    "outcomes_from_scores",
     "pairwise_accuracy",
     "pearson",
     "repetition_rate",
+    "self_similarity",
     "win_rate",
 ]
 
@@ -138,6 +142,74 @@ def repetition_rate(text: str, n: int = 4) -> float:
     """
     grams = _ngrams(text.split(), n)
     return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def outcomes_from_scores(a_scores: Iterable[float], b_scores: Iterable[float], tolerance: float = 1e-6) -> list[int]:
+    """Per-item +1 / 0 / −1 outcomes of A against B from paired scores: a tie when ``|a − b| <= tolerance``."""
+    a, b = _floats(a_scores, "a_scores"), _floats(b_scores, "b_scores")
+    if len(a) != len(b):
+        raise ValueError(f"{len(a)} scores for A but {len(b)} for B")
+    return [0 if abs(x - y) <= tolerance else (1 if x > y else -1) for x, y in zip(a, b)]
+
+
+def _gram_set(text: str, max_n: int) -> set[tuple[str, ...]]:
+    words = text.split()
+    return {g for n in range(1, max_n + 1) for g in _ngrams(words, n)}
+
+
+def ngram_jaccard(a: str, b: str, max_n: int = 2) -> float:
+    """Jaccard similarity of the sets of word 1- to ``max_n``-grams of two texts: ``|A ∩ B| / |A ∪ B|``.
+
+    Words are whitespace-separated tokens (case and punctuation kept, as in ``distinct_n``). Two texts
+    with no words are identical (1.0); one empty and one not share nothing (0.0).
+    """
+    ga, gb = _gram_set(a, max_n), _gram_set(b, max_n)
+    if not ga and not gb:
+        return 1.0
+    return len(ga & gb) / len(ga | gb)
+
+
+def self_similarity(groups: Iterable[Sequence[str]], max_n: int = 2) -> float:
+    """Mean pairwise ``ngram_jaccard`` of the texts within each group, averaged over groups.
+
+    ``self_similarity = (1/G) Σ_g [ (2 / (k_g (k_g − 1))) Σ_{i<j} J(x_gi, x_gj) ]`` over the groups with at
+    least two texts. With a group = several samples for one prompt it measures how much a policy's samples
+    repeat each other (1.0: every sample identical, mode collapse; near 0: no shared words); with one group
+    of all responses across prompts it measures a shared template. ValueError when no group has two texts.
+    """
+    means = []
+    for group in groups:
+        texts = list(group)
+        k = len(texts)
+        if k < 2:
+            continue
+        sims = [ngram_jaccard(texts[i], texts[j], max_n) for i in range(k) for j in range(i + 1, k)]
+        means.append(math.fsum(sims) / len(sims))
+    if not means:
+        raise ValueError("self_similarity needs at least one group with two or more texts")
+    return math.fsum(means) / len(means)
+
+
+KL_VERDICTS: tuple[tuple[float, bool, str, str], ...] = (
+    (1.0, False, "barely changed", "KL < 1: the policy is almost the reference; the optimisation did little"),
+    (2.0, False, "small change", "1 ≤ KL < 2: a light touch"),
+    (6.0, True, "healthy", "2 ≤ KL ≤ 6: the typical range of a useful RLHF run"),
+    (10.0, True, "high", "6 < KL ≤ 10: watch the gold score for reward hacking"),
+    (20.0, True, "drifting", "10 < KL ≤ 20: far from the reference; proxy gains are likely hacked"),
+    (math.inf, True, "catastrophic", "KL > 20: the policy has left the reference's distribution"),
+)
+"""The KL health check, in order: (upper bound, bound included, verdict, explanation)."""
+
+
+def kl_verdict(kl: float) -> tuple[str, str]:
+    """(verdict, explanation) of a sequence-level KL(policy ‖ reference) in nats (see ``KL_VERDICTS``)."""
+    kl = float(kl)
+    if math.isnan(kl):
+        return "unknown", "KL is not a number"
+    for bound, inclusive, verdict, why in KL_VERDICTS:
+        if kl < bound or (inclusive and kl == bound):
+            return verdict, why
+    raise AssertionError("unreachable: the last bound is inf")
 
 
 def pairwise_accuracy(chosen_scores: Iterable[float], rejected_scores: Iterable[float]) -> float:

@@ -1,0 +1,266 @@
+"""Best-of-N sampling: draw N responses per prompt from a policy, score each with a reward model (or the
+demo task's gold judge, as an oracle upper bound), keep the best.
+
+Best-of-N is a policy of its own: it needs no training, and its KL to the base policy is known in closed
+form (Stiennon et al. 2020, app. G; Hilton & Gao 2022): when the N scores have no ties,
+
+    KL(π_bon ‖ π) = log N − (N − 1) / N                                          (best_of_n_kl)
+
+(0 at N = 1, 1.9 at N = 16, 3.5 at N = 64). With ties (a discrete reward, duplicate responses) the
+true KL is smaller: the formula is an upper bound (Beirami et al. 2024). It is the yardstick that puts
+best-of-N and PPO on the same "gold score vs KL" axis.
+
+`best_of_n` returns every candidate with its score and the chosen index, so one run also gives the
+whole curve for k ≤ N (`best_of_k_curve`: the unbiased expectation over random k-subsets of the N
+samples, as in Nakano et al. 2021) and, with demo-task prompts, the gold score of each candidate (how
+much of the proxy gain is real). The chosen responses are an SFT dataset (`to_sft_examples`):
+rejection-sampling fine-tuning, which `tether sft` trains on.
+
+    tether bon --policy runs/demo/sft --reward-model runs/demo/rm \
+        --prompts runs/demo/data/eval_prompts.jsonl --n 16 --out runs/demo/bon-16
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tether.data.gold_judge import gold_score
+from tether.data.records import PromptRow, SFTExample
+from tether.data.validate import save_records
+from tether.errors import DataError
+from tether.sampling.generate import Generation, SamplingConfig
+from tether.sampling.labelling import sample_candidates
+
+__all__ = [
+    "BestOfN",
+    "best_of_k_curve",
+    "best_of_n",
+    "best_of_n_kl",
+    "expected_best_of_k",
+    "reward_model_scores",
+    "select_best",
+    "to_sft_examples",
+    "write_best_of_n",
+]
+
+
+def best_of_n_kl(n: int) -> float:
+    """Analytic KL(best-of-n ‖ base) in nats: log n − (n − 1)/n (exact when the scores have no ties)."""
+    if int(n) != n or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    return math.log(n) - (n - 1) / n
+
+
+def select_best(scores: Sequence[float]) -> int:
+    """Index of the highest score; among equal scores the first (so the choice is deterministic).
+
+    A NaN score is never chosen (unless every score is NaN: then index 0); an empty list is an error.
+    """
+    if len(scores) == 0:
+        raise ValueError("select_best needs at least one score")
+    best = 0
+    for i, s in enumerate(scores):
+        s, b = float(s), float(scores[best])
+        if not math.isnan(s) and (math.isnan(b) or s > b):
+            best = i
+    return best
+
+
+def expected_best_of_k(scores: Sequence[float], values: Sequence[float], k: int) -> float:
+    """E[value of the top-`scores` item of a uniformly random k-subset] of N scored samples (k ≤ N).
+
+    With the samples sorted by score ascending (ranks r = 1..N), the item of rank r is the subset's best
+    with probability C(r−1, k−1) / C(N, k). At k = 1 this is the mean value, at k = N the value of the
+    best-scored sample. Equal scores are ranked by position (ties are rare for a continuous RM).
+    """
+    n = len(scores)
+    if n != len(values):
+        raise ValueError(f"{n} scores but {len(values)} values")
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, {n}], got {k}")
+    order = sorted(range(n), key=lambda i: (float(scores[i]), -i))  # ascending; the first of equals ranks highest
+    total = math.comb(n, k)
+    return math.fsum(math.comb(r - 1, k - 1) / total * float(values[i]) for r, i in enumerate(order, start=1))
+
+
+def best_of_k_curve(scores: list[list[float]], values: list[list[float]],
+                    ks: Sequence[int] | None = None) -> list[dict]:
+    """For each k: analytic KL and the mean over prompts of `expected_best_of_k` (select by `scores`, report
+    `values`: the proxy itself, or the gold score). ks default to 1, 2, 4, … up to N, and N."""
+    n = min(len(s) for s in scores)
+    if ks is None:
+        ks = sorted({2**i for i in range(int(math.log2(n)) + 1)} | {n})
+    return [{"n": k, "kl": best_of_n_kl(k),
+             "value": math.fsum(expected_best_of_k(s, v, k) for s, v in zip(scores, values)) / len(scores)}
+            for k in ks]
+
+
+@dataclass
+class BestOfN:
+    """Every candidate, its scores, and the chosen one, per prompt."""
+
+    rows: list[PromptRow]
+    candidates: list[list[Generation]]
+    """(prompts, N) sampled responses."""
+    scores: list[list[float]]
+    """(prompts, N) selection scores (reward model, or gold with scorer 'gold'), after any missing-EOS penalty."""
+    chosen: list[int]
+    """Per prompt, the index of the selected candidate (`select_best` of its scores)."""
+    scorer: str
+    """'rm' or 'gold'."""
+    gold: list[list[float]] | None = None
+    """(prompts, N) gold-judge totals when the prompts carry demo-task meta, else None."""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.candidates[0]) if self.candidates else 0
+
+    @property
+    def kl(self) -> float:
+        """Analytic KL(best-of-N ‖ policy) in nats."""
+        return best_of_n_kl(self.n)
+
+    def chosen_generations(self) -> list[Generation]:
+        """The selected response per prompt (a policy's output: evaluate it like any other policy)."""
+        return [gens[i] for gens, i in zip(self.candidates, self.chosen)]
+
+    def summary(self) -> dict:
+        """Proxy (selection) score and gold score before (mean over all N samples = one sample from the
+        policy) and after selection, truncation rates, the analytic KL, and the best-of-k curve."""
+        n_prompts = len(self.rows)
+        chosen_scores = [s[i] for s, i in zip(self.scores, self.chosen)]
+        out = {
+            "n": self.n, "prompts": n_prompts, "scorer": self.scorer, "kl_analytic": self.kl,
+            "proxy_before": math.fsum(x for s in self.scores for x in s) / (n_prompts * self.n),
+            "proxy_after": math.fsum(chosen_scores) / n_prompts,
+            "truncated_before": sum(g.truncated for gens in self.candidates for g in gens) / (n_prompts * self.n),
+            "truncated_after": sum(g.truncated for g in self.chosen_generations()) / n_prompts,
+            "distinct_candidates": sum(len({g.text for g in gens}) for gens in self.candidates) / n_prompts,
+            "curve_proxy": best_of_k_curve(self.scores, self.scores),
+        }
+        if self.gold is not None:
+            out["gold_before"] = math.fsum(x for s in self.gold for x in s) / (n_prompts * self.n)
+            out["gold_after"] = math.fsum(s[i] for s, i in zip(self.gold, self.chosen)) / n_prompts
+            out["curve_gold"] = best_of_k_curve(self.scores, self.gold)
+        return {**out, **self.extra}
+
+
+def _has_gold_meta(rows: list[PromptRow]) -> bool:
+    return bool(rows) and all("answer" in r.meta for r in rows)
+
+
+def gold_matrix(rows: list[PromptRow], candidates: list[list[Generation]]) -> list[list[float]]:
+    """Gold-judge total of every candidate (prompts need demo-task meta)."""
+    return [[gold_score(row.meta, g.text, truncated=g.truncated).total for g in gens]
+            for row, gens in zip(rows, candidates)]
+
+
+def reward_model_scores(reward_model, rm_tokenizer, rows: list[PromptRow], candidates: list[list[Generation]],
+                        policy_tokenizer=None, batch_size: int = 16) -> list[list[float]]:
+    """Reward-model score of every candidate, (prompts, N).
+
+    When the RM shares the policy's vocabulary (the usual case: an RM trained from the SFT backbone) the
+    policy's own token ids are scored. Otherwise each prompt and response is re-tokenised with the RM's
+    tokenizer and chat template (EOS appended only to responses that ended with EOS).
+    """
+    from tether.data.tokenization import encode_prompt, encode_response
+    from tether.models.scoring import score_sequences
+
+    flat = [g for gens in candidates for g in gens]
+    k = len(candidates[0]) if candidates else 0
+    if policy_tokenizer is None or rm_tokenizer.get_vocab() == policy_tokenizer.get_vocab():
+        prompts, responses = [g.prompt_ids for g in flat], [g.response_ids for g in flat]
+    else:
+        encoded = [encode_prompt(rm_tokenizer, row.prompt) for row in rows]
+        prompts = [encoded[i] for i in range(len(rows)) for _ in range(k)]
+        responses = [encode_response(rm_tokenizer, g.text, add_eos=not g.truncated) for g in flat]
+    scores = score_sequences(reward_model, prompts, responses, rm_tokenizer.pad_token_id, batch_size)
+    return [scores[i * k : (i + 1) * k] for i in range(len(candidates))]
+
+
+def best_of_n(policy, tokenizer, rows: list[PromptRow], n: int, sampling: SamplingConfig | None = None,
+              scorer: str = "rm", reward_model=None, rm_tokenizer=None, missing_eos_penalty: float = 0.0,
+              seed: int = 0, batch_size: int = 16) -> BestOfN:
+    """Sample `n` responses per prompt from `policy` and select the best of each.
+
+    scorer 'rm': `reward_model` (a ScalarHeadModel; `rm_tokenizer` defaults to `tokenizer`) scores every
+    candidate; scorer 'gold': the demo task's gold judge (an oracle: the best a perfect reward model could do).
+    `missing_eos_penalty` is subtracted from the selection score of responses cut at max_new_tokens.
+    With demo-task prompts the gold score of every candidate is recorded too, whatever the scorer.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if scorer not in ("rm", "gold"):
+        raise ValueError(f"scorer must be 'rm' or 'gold', got {scorer!r}")
+    if scorer == "rm" and reward_model is None:
+        raise ValueError("scorer 'rm' needs a reward_model")
+    if scorer == "gold" and not _has_gold_meta(rows):
+        raise DataError("best-of-N with the gold scorer needs demo-task prompts (meta with 'answer')")
+    sampling = sampling or SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=64)
+    if not sampling.do_sample and n > 1:
+        raise ValueError("best-of-N with n > 1 needs do_sample=True (greedy gives N copies of one response)")
+    candidates = sample_candidates(policy, tokenizer, rows, n, sampling, seed=seed)
+    gold = gold_matrix(rows, candidates) if _has_gold_meta(rows) else None
+    if scorer == "gold":
+        raw = [list(s) for s in gold]  # type: ignore[union-attr]
+    else:
+        raw = reward_model_scores(reward_model, rm_tokenizer or tokenizer, rows, candidates, tokenizer, batch_size)
+    scores = [[s - (missing_eos_penalty if g.truncated else 0.0) for s, g in zip(sc, gens)]
+              for sc, gens in zip(raw, candidates)]
+    chosen = [select_best(s) for s in scores]
+    return BestOfN(rows, candidates, scores, chosen, scorer, gold,
+                   extra={"temperature": sampling.temperature, "max_new_tokens": sampling.max_new_tokens,
+                          "missing_eos_penalty": missing_eos_penalty, "seed": seed})
+
+
+def to_sft_examples(result: BestOfN, min_score: float | None = None,
+                    keep_truncated: bool = False) -> tuple[list[SFTExample], dict[str, int]]:
+    """The chosen responses as SFT demonstrations (rejection-sampling fine-tuning).
+
+    Dropped (and counted): a chosen response cut at max_new_tokens (training on it with an EOS appended
+    would teach the policy to stop mid-sentence) unless keep_truncated, one below `min_score`, an empty one.
+    """
+    examples, dropped = [], {"truncated": 0, "below_min_score": 0, "empty": 0}
+    for row, gens, scores, i in zip(result.rows, result.candidates, result.scores, result.chosen):
+        g = gens[i]
+        if g.truncated and not keep_truncated:
+            dropped["truncated"] += 1
+        elif min_score is not None and scores[i] < min_score:
+            dropped["below_min_score"] += 1
+        elif not g.text.strip():
+            dropped["empty"] += 1
+        else:
+            meta = {k: v for k, v in row.meta.items() if k != "source"}
+            meta.update(best_of_n=result.n, scorer=result.scorer, score=scores[i])
+            if "source" in row.meta:
+                meta["prompt_source"] = row.meta["source"]
+            examples.append(SFTExample(row.prompt, g.text, meta))
+    return examples, dropped
+
+
+def write_best_of_n(out_dir: Path, result: BestOfN, min_score: float | None = None,
+                    extra: dict | None = None) -> dict:
+    """Write `out_dir`/candidates.jsonl (every candidate with its scores and the chosen index),
+    sft.jsonl (the chosen responses, `tether sft --data.train_file` reads it) and result.json (summary).
+    Returns the summary written to result.json."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / "candidates.jsonl").open("w") as f:
+        for p, (row, gens, scores, i) in enumerate(zip(result.rows, result.candidates, result.scores, result.chosen)):
+            f.write(json.dumps({
+                "prompt": row.prompt, "meta": row.meta, "chosen": i,
+                "candidates": [{"text": g.text, "score": s, "truncated": g.truncated, "n_tokens": len(g.response_ids),
+                                **({"gold": result.gold[p][j]} if result.gold is not None else {})}
+                               for j, (g, s) in enumerate(zip(gens, scores))],
+            }, ensure_ascii=False) + "\n")
+    examples, dropped = to_sft_examples(result, min_score=min_score)
+    if examples:
+        save_records(out_dir / "sft.jsonl", examples)
+    summary = {**result.summary(), "sft_examples": len(examples), "sft_dropped": dropped, **(extra or {})}
+    (out_dir / "result.json").write_text(json.dumps(summary, indent=2))
+    return summary
