@@ -303,6 +303,12 @@ def _print_demo_summary(summary: dict, run_name: str) -> None:
     typer.echo("timings (s): " + ", ".join(f"{k[:-2]} {v:.0f}" for k, v in summary["timings"].items()))
 
 
+# Serving (its code lives in cli/serve.py).
+from tether.cli.serve import serve_cmd  # noqa: E402
+
+app.command("serve")(serve_cmd)
+
+
 def main() -> None:
     try:
         app()

@@ -56,7 +56,7 @@ class BatchScheduler:
     """FIFO queue + one worker thread calling `run_batch(jobs)`; run_batch sets each job's future result.
 
     If run_batch raises, every job of that batch whose future is still unset gets the exception.
-    `on_batch(record)` (optional) is called after each batch, from the worker thread.
+    `on_batch(record)` (optional) is called as each batch starts, from the worker thread.
     """
 
     def __init__(self, run_batch: Callable[[list[Job]], None], max_batch_size: int = 32, wait_s: float = 0.01,
@@ -75,14 +75,16 @@ class BatchScheduler:
 
     @property
     def depth(self) -> int:
-        """Jobs waiting (not yet claimed by the worker)."""
+        """Jobs waiting (not yet claimed by the worker; ones whose caller gave up are not counted)."""
         with self._cond:
-            return len(self._queue)
+            return sum(not job.future.cancelled() for job in self._queue)
 
     def submit(self, job: Job) -> Future:
         with self._cond:
             if self._stopping:
                 raise RuntimeError("the scheduler is stopped")
+            if len(self._queue) >= self.max_queue:  # make room: forget jobs whose callers gave up
+                self._queue = deque(j for j in self._queue if not j.future.cancelled())
             if len(self._queue) >= self.max_queue:
                 raise QueueFull(f"{len(self._queue)} requests are queued (the limit is {self.max_queue})")
             self._queue.append(job)
@@ -160,6 +162,8 @@ class BatchScheduler:
             batch = self._next_batch()
             if batch is None:
                 return
+            if self.on_batch is not None:
+                self.on_batch(BatchRecord(len(batch), sum(j.size for j in batch), batch[0].key))
             try:
                 self.run_batch(batch)
             except Exception as err:  # every waiting caller must hear of it
@@ -169,5 +173,3 @@ class BatchScheduler:
             for job in batch:
                 if not job.future.done():
                     job.future.set_exception(RuntimeError("run_batch returned without a result for this job"))
-            if self.on_batch is not None:
-                self.on_batch(BatchRecord(len(batch), sum(j.size for j in batch), batch[0].key))
