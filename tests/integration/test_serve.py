@@ -11,6 +11,7 @@ with a message naming the problem and the server keeps serving; the API key guar
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
@@ -26,8 +27,9 @@ from tether.data.tokenization import encode_prompt, encode_response
 from tether.models.loading import load_causal_lm, load_tokenizer
 from tether.models.scalar_head import ScalarHeadModel
 from tether.models.scoring import score_sequences
+from tether.models.tiny import make_tiny_model, make_tiny_tokenizer
 from tether.sampling.generate import cut_at_eos
-from tether.serve.engine import Engine, ServeConfig
+from tether.serve.engine import Engine, GenerationJob, ServeConfig
 from tether.serve.server import ServerThread
 
 LIMITS = dict(max_new_tokens=16, max_prompt_tokens=96, max_n=8, max_batch_size=16, max_body_bytes=20_000,
@@ -385,3 +387,26 @@ def test_metrics_count_tokens_generated(server, client):
     text = httpx.get(f"{server.url}/metrics").text
     assert "# TYPE tether_request_latency_seconds histogram" in text
     assert 'tether_request_latency_seconds_count{route="/v1/chat/completions"}' in text
+
+
+def test_reward_model_with_its_own_tokenizer_scores_the_text(tiny_model_dir, tmp_path):
+    """An RM whose tokenizer differs from the policy's re-tokenises prompt and response text with its own."""
+    rm_tokenizer = make_tiny_tokenizer(vocab_size=320)
+    backbone_dir = tmp_path / "other-lm"
+    make_tiny_model(rm_tokenizer, seed=3).save_pretrained(backbone_dir)
+    rm_tokenizer.save_pretrained(backbone_dir)
+    ScalarHeadModel.from_pretrained_lm(str(backbone_dir), rm_tokenizer, seed=2).save_pretrained(tmp_path / "rm")
+    rm_tokenizer.save_pretrained(tmp_path / "rm")
+    engine = make_engine(tiny_model_dir, tmp_path / "rm")
+    assert not engine.rm_shares_tokenizer
+    prompt_ids, rm_prompt_ids = engine.encode_chat(USER, "messages")
+    engine.start()
+    try:
+        (candidates,) = asyncio.run(engine.run_generation([GenerationJob(
+            prompt_ids, 3, 8, 1.0, 1.0, score=True, rm_prompt_ids=rm_prompt_ids)]))
+    finally:
+        engine.stop()
+    rm = ScalarHeadModel.from_pretrained(tmp_path / "rm").eval()
+    responses = [encode_response(rm_tokenizer, c.text, add_eos=c.finish_reason == "stop") for c in candidates]
+    expected = score_sequences(rm, [encode_prompt(rm_tokenizer, USER)] * 3, responses, rm_tokenizer.pad_token_id)
+    assert [c.score for c in candidates] == pytest.approx(expected, abs=1e-5)
