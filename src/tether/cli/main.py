@@ -303,6 +303,16 @@ def _print_demo_summary(summary: dict, run_name: str) -> None:
     typer.echo("timings (s): " + ", ".join(f"{k[:-2]} {v:.0f}" for k, v in summary["timings"].items()))
 
 
+# Best-of-N, policy comparison and the run report (their code lives in cli/bon.py, cli/compare.py, cli/report.py).
+from tether.cli.bon import bon_cmd  # noqa: E402
+from tether.cli.compare import eval_compare_cmd  # noqa: E402
+from tether.cli.report import report_cmd  # noqa: E402
+
+app.command("bon")(bon_cmd)
+eval_app.command("compare")(eval_compare_cmd)
+app.command("report")(report_cmd)
+
+
 # Serving (its code lives in cli/serve.py).
 from tether.cli.serve import serve_cmd  # noqa: E402
 

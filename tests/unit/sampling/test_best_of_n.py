@@ -142,6 +142,23 @@ def test_sft_export_drops_truncated_and_low_scores_and_round_trips(tmp_path):
     assert json.loads((tmp_path / "bon" / "result.json").read_text())["sft_examples"] == summary["sft_examples"] == 1
 
 
+def test_the_exported_sft_file_trains_with_tether_sft(tmp_path, tiny_model_dir):
+    from tether.runtime.config import load_config
+    from tether.train.sft import SFTConfig, train
+
+    rows = [PromptRow([{"role": "user", "content": f"What is {i} plus 1?"}]) for i in range(4)]
+    cands = [[_gen(f"{i + 1}."), _gen("no idea")] for i in range(4)]
+    res = BestOfN(rows, cands, [[1.0, 0.0]] * 4, [0] * 4, "rm")
+    write_best_of_n(tmp_path / "bon", res)
+    overrides = ["--model.name", str(tiny_model_dir), "--data.train_file", str(tmp_path / "bon" / "sft.jsonl"),
+                 "--output_dir", str(tmp_path / "rft"), "--data.eval_fraction", "0", "--train.max_steps", "1",
+                 "--train.batch_size", "4", "--train.micro_batch_size", "4", "--train.save_steps", "0",
+                 "--train.eval_steps", "0", "--train.report_to", "[]"]
+    cfg = load_config(SFTConfig, None, overrides)
+    result = train(cfg)
+    assert result.steps == 1 and math.isfinite(result.train_loss)
+
+
 DEMO_ROWS = [PromptRow([{"role": "user", "content": q}], meta={"kind": "number", "answer": a, "given": g})
              for q, a, g in (("What is 2 plus 2?", "4", ["2"]), ("What is 3 plus 4?", "7", ["3", "4"]),
                              ("What is 5 plus 1?", "6", ["5", "1"]))]

@@ -1,0 +1,90 @@
+"""Best-of-N as an evaluated policy: the `tether bon` stage, callable from the pipeline.
+
+`run_best_of_n` loads the policy (and reward model), samples N responses per prompt, keeps the best
+(`tether.sampling.best_of_n`), writes the candidates, the chosen responses as an SFT dataset and a summary,
+and — with demo-task prompts — scores the chosen responses with the gold judge as a `PolicyEval` and
+compares them with a baseline's greedy responses (win rate, ties half, 95 % CI).
+
+Output dir: candidates.jsonl, sft.jsonl, result.json (summary: n, analytic KL, proxy and gold before/after
+selection, best-of-k curves, eval, vs_baseline), eval.json + eval_samples.jsonl (baseline vs best-of-N).
+The stage is complete when result.json exists.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tether.data.records import PromptRow, prompt_text
+from tether.eval.evaluate import PolicyEval, compare, evaluate_generations, evaluate_policy, summarise, write_eval
+from tether.sampling.best_of_n import best_of_n, write_best_of_n
+from tether.sampling.generate import SamplingConfig
+
+
+def _matching_baseline(baseline: PolicyEval, rows: list[PromptRow]) -> PolicyEval:
+    """`baseline` restricted to the first len(rows) prompts, which must be `rows` in order."""
+    wanted = [prompt_text(r.prompt) for r in rows]
+    have = [s.prompt for s in baseline.samples[: len(rows)]]
+    if have != wanted:
+        raise ValueError(f"baseline '{baseline.name}' was not evaluated on these prompts (in this order)")
+    if len(baseline.samples) == len(rows):
+        return baseline
+    return summarise(baseline.name, baseline.samples[: len(rows)])
+
+
+def run_best_of_n(policy: str, reward_model: str | None, rows: list[PromptRow], n: int, out_dir: Path, *,
+                  scorer: str = "rm", baseline: str | PolicyEval | None = "policy",
+                  sampling: SamplingConfig | None = None, missing_eos_penalty: float = 0.0,
+                  min_score: float | None = None, seed: int = 0, name: str | None = None, log=print) -> dict:
+    """Best-of-`n` of `policy` (dir, embedded name or HF id) under `reward_model` (dir; None with scorer 'gold').
+
+    baseline: "policy" (default) = the same policy decoded greedily, another policy spec evaluated greedily,
+    an already computed `PolicyEval` on these prompts (a prefix of its prompts is fine), or None (no comparison).
+    The comparison and the gold evaluation need demo-task prompts; without them only the RM summary is written.
+    Returns the summary written to `out_dir`/result.json.
+    """
+    from tether.models.loading import freeze, load_causal_lm, load_tokenizer
+
+    out_dir = Path(out_dir)
+    name = name or f"bon{n}"
+    t0 = time.perf_counter()
+    tokenizer = load_tokenizer(policy)
+    model = freeze(load_causal_lm(policy, tokenizer))
+    rm = rm_tokenizer = None
+    if scorer == "rm":
+        if reward_model is None:
+            raise ValueError("scorer 'rm' needs a reward model dir")
+        from tether.models.scalar_head import ScalarHeadModel
+
+        rm = freeze(ScalarHeadModel.from_pretrained(Path(reward_model)))
+        rm_tokenizer = load_tokenizer(str(reward_model))
+    sampling = sampling or SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=64)
+    log(f"best-of-{n}: sampling {n} × {len(rows)} responses from {policy}, scoring with "
+        f"{reward_model if scorer == 'rm' else 'the gold judge'}")
+    result = best_of_n(model, tokenizer, rows, n, sampling, scorer=scorer, reward_model=rm, rm_tokenizer=rm_tokenizer,
+                       missing_eos_penalty=missing_eos_penalty, seed=seed)
+    extra: dict = {"name": name, "policy": str(policy), "reward_model": str(reward_model) if reward_model else None}
+    if result.gold is not None:
+        bon_eval = evaluate_generations(name, rows, result.chosen_generations())
+        extra["eval"] = bon_eval.summary()
+        if baseline is not None:
+            if isinstance(baseline, PolicyEval):
+                base_eval = _matching_baseline(baseline, rows)
+            else:
+                spec = policy if baseline == "policy" else baseline
+                base_model = model if spec == policy else freeze(load_causal_lm(spec, tokenizer))
+                base_eval = evaluate_policy("baseline", base_model, tokenizer, rows,
+                                            SamplingConfig(do_sample=False, max_new_tokens=sampling.max_new_tokens),
+                                            seed=seed, show_progress=False)
+                extra["baseline_spec"] = str(spec)
+            comparison = compare(bon_eval, base_eval)
+            extra["baseline"] = base_eval.name
+            extra["baseline_eval"] = base_eval.summary()
+            extra["vs_baseline"] = comparison
+            write_eval(out_dir / "eval.json", [base_eval, bon_eval], {f"{name}_vs_{base_eval.name}": comparison})
+    extra["seconds"] = time.perf_counter() - t0
+    summary = write_best_of_n(out_dir, result, min_score=min_score, extra=extra)
+    shown = {k: round(summary[k], 4) for k in ("kl_analytic", "proxy_before", "proxy_after")}
+    log(f"best-of-{n} → {out_dir}: {json.dumps(shown)}")
+    return summary

@@ -1,0 +1,459 @@
+"""The run report: `runs/<name>/report.json` + a self-contained `report.html` (plots embedded as base64 PNG).
+
+    tether report runs/demo
+
+Built only from files a run already wrote (no model is loaded):
+
+| section | read from |
+|---|---|
+| policy table: gold, win rate vs SFT, proxy reward, KL, length, diversity | `eval/policies.json` (or `summary.json`), |
+|   | `summary.json` `kl_to_sft`, `bon*/result.json`, `ppo*/result.json` |
+| PPO curves: reward, KL, β, response length per step | `ppo*/metrics.jsonl` (keys: `PPO_SERIES`) |
+| reward model: held-out accuracy, ECE, reliability diagram, accuracy curve | `eval/rm.json`, `rm/metrics.jsonl` |
+| KL health verdict per policy | the policy table's KL (`tether.eval.metrics.kl_verdict`) |
+| gold score vs KL (best-of-N curve and every policy) | the policy table, `bon*/result.json` `curve_gold` |
+| sample responses side by side | `eval/policies_samples.jsonl`, `bon*/eval_samples.jsonl` |
+
+A section whose inputs are absent says so instead of failing; a file that exists but is malformed is a
+DataError naming it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from tether.errors import DataError
+from tether.eval.metrics import KL_VERDICTS, kl_verdict
+
+DPO_FAMILY = ("dpo", "ipo", "kto", "orpo", "simpo")
+
+PPO_SERIES: dict[str, tuple[str, ...]] = {
+    "reward": ("reward/score", "objective/scores", "reward/mean", "env/reward_mean"),
+    "kl": ("objective/kl", "policy/kl", "kl/ref", "reward/kl", "policy/kl_ref"),
+    "beta": ("reward/kl_coef", "objective/kl_coef", "kl/coef", "policy/kl_coef", "kl_coef", "beta"),
+    "length": ("gen/response_len", "gen/response_length", "gen/length"),
+}
+"""PPO metrics.jsonl keys plotted, first present wins: reward, KL to the reference, β (kl_coef), response length."""
+
+SAMPLE_PROMPTS = 8
+"""Prompts shown in the side-by-side samples section."""
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object")
+        rows.append(row)
+    return rows
+
+
+def _kind(name: str) -> str:
+    low = name.lower()
+    if low in ("base", "sft"):
+        return low
+    if low.startswith("ppo"):
+        return "ppo"
+    if low.startswith(("bon", "best")):
+        return "best-of-n"
+    if low.split("-")[0] in DPO_FAMILY:
+        return "dpo family"
+    return "other"
+
+
+def _finite(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
+
+
+def _policy_row(name: str, summary: dict) -> dict:
+    row = {"name": name, "kind": _kind(name)}
+    for key in ("n", "gold_mean", "gold_ci", "correct_rate", "eos_rate", "mean_tokens", "distinct_1", "distinct_2",
+                "repetition", "proxy_mean"):
+        if key in summary:
+            row[key] = summary[key]
+    return row
+
+
+def _win_vs_sft(name: str, comparisons: dict) -> dict | None:
+    if name == "sft":
+        return None
+    c = comparisons.get(f"{name}_vs_sft")
+    return dict(c, baseline="sft") if c else None
+
+
+def _series(rows: list[dict], keys: tuple[str, ...]) -> dict | None:
+    for key in keys:
+        points = [(r["step"], _finite(r[key])) for r in rows if key in r and "step" in r]
+        points = [(s, v) for s, v in points if v is not None]
+        if points:
+            return {"key": key, "steps": [s for s, _ in points], "values": [v for _, v in points]}
+    return None
+
+
+def _ppo_section(run: Path) -> dict:
+    files = sorted(p for p in run.glob("ppo*/metrics.jsonl"))
+    if not files:
+        return {"present": False, "reason": f"no PPO run in {run} (no ppo*/metrics.jsonl): nothing to plot"}
+    path = files[0]
+    rows = _read_jsonl(path)
+    series = {name: _series(rows, keys) for name, keys in PPO_SERIES.items()}
+    if not any(series.values()):
+        return {"present": False, "reason": f"{path} holds none of the PPO keys "
+                f"{', '.join(k for keys in PPO_SERIES.values() for k in keys)}"}
+    return {"present": True, "metrics_file": str(path), "steps": max((r.get("step", 0) for r in rows), default=0),
+            "series": series}
+
+
+def _rm_section(run: Path) -> dict:
+    path = run / "eval" / "rm.json"
+    if not path.is_file():
+        return {"present": False, "reason": f"no reward-model evaluation ({path} is absent)"}
+    rm = _read_json(path)
+    for key in ("accuracy", "reliability"):
+        if key not in rm:
+            raise DataError(f"{path}: missing field '{key}' (expected the output of `tether eval rm --out`)")
+    section = {"present": True, "file": str(path),
+               **{k: rm.get(k) for k in ("n_pairs", "accuracy", "margin", "ece", "length_corr", "rm_prefers_longer",
+                                         "labels_prefer_longer", "reliability")}}
+    metrics = run / "rm" / "metrics.jsonl"
+    if metrics.is_file():
+        section["training_accuracy"] = _series(_read_jsonl(metrics), ("eval/accuracy",))
+    return section
+
+
+def _bon_runs(run: Path) -> list[tuple[Path, dict]]:
+    return [(p.parent, _read_json(p)) for p in sorted(run.glob("bon*/result.json"))]
+
+
+def collect(run_dir: Path) -> dict:
+    """Everything the report shows, as plain JSON-ready data (no plots)."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise DataError(f"{run}: no such run directory")
+    summary_path, policies_path = run / "summary.json", run / "eval" / "policies.json"
+    summary = _read_json(summary_path) if summary_path.is_file() else {}
+    evaluated = _read_json(policies_path) if policies_path.is_file() else summary
+    if not isinstance(evaluated, dict) or not isinstance(evaluated.get("policies", {}), dict):
+        raise DataError(f"{policies_path if policies_path.is_file() else summary_path}: 'policies' must be an object")
+    comparisons = {**summary.get("comparisons", {}), **evaluated.get("comparisons", {})}
+    kl_to_sft = summary.get("kl_to_sft", {})
+    notes: list[str] = []
+
+    policies: dict[str, dict] = {}
+    for name, s in evaluated.get("policies", {}).items():
+        row = _policy_row(name, s)
+        row["win_vs_sft"] = _win_vs_sft(name, comparisons)
+        if name in kl_to_sft:
+            row["kl"] = {"value": kl_to_sft[name].get("kl"), "ci": [kl_to_sft[name].get("kl_ci_low"),
+                                                                   kl_to_sft[name].get("kl_ci_high")],
+                         "how": "measured (k1, own samples) to SFT"}
+        policies[name] = row
+    for ppo_result in sorted(run.glob("ppo*/result.json")):
+        res = _read_json(ppo_result)
+        name = ppo_result.parent.name
+        if isinstance(res, dict) and name in policies and "kl" not in policies[name] and _finite(res.get("kl")):
+            policies[name]["kl"] = {"value": res["kl"], "how": f"from {ppo_result}"}
+    bon_curves = []
+    for bon_dir, res in _bon_runs(run):
+        if not isinstance(res, dict) or "n" not in res or "kl_analytic" not in res:
+            raise DataError(f"{bon_dir / 'result.json'}: not a best-of-N result (needs 'n' and 'kl_analytic')")
+        name = res.get("name") or bon_dir.name
+        row = policies.get(name) or _policy_row(name, res.get("eval", {}))
+        row["kind"] = "best-of-n"
+        if row.get("proxy_mean") is None and res.get("scorer") == "rm":
+            row["proxy_mean"] = res.get("proxy_after")
+        row["kl"] = {"value": res["kl_analytic"], "how": f"analytic log N − (N−1)/N, N = {res['n']}"}
+        if row.get("win_vs_sft") is None and res.get("vs_baseline"):
+            base = res.get("baseline_spec") or res.get("baseline") or "baseline"
+            label = "sft" if Path(str(base)).name == "sft" or base == "sft" else str(base)
+            row["win_vs_sft"] = dict(res["vs_baseline"], baseline=f"{label} (greedy)")
+        policies[name] = row
+        if res.get("curve_gold"):
+            bon_curves.append({"name": name, "points": res["curve_gold"]})
+    if not policies:
+        notes.append(f"no evaluated policies in {run} (eval/policies.json, summary.json or bon*/result.json)")
+
+    kl_health = []
+    for name, row in policies.items():
+        kl = _finite((row.get("kl") or {}).get("value"))
+        if kl is not None:
+            verdict, why = kl_verdict(kl)
+            row["kl_verdict"] = verdict
+            kl_health.append({"policy": name, "kl": kl, "verdict": verdict, "explanation": why,
+                              "how": row["kl"]["how"]})
+
+    return {"run": run.name, "run_dir": str(run), "policies": list(policies.values()),
+            "kl_health": kl_health, "kl_scale": [{"verdict": v, "explanation": e} for _, _, v, e in KL_VERDICTS],
+            "bon_curves": bon_curves, "ppo": _ppo_section(run), "reward_model": _rm_section(run),
+            "samples": _samples(run), "notes": notes}
+
+
+def _samples(run: Path) -> dict:
+    """The first SAMPLE_PROMPTS prompts with every policy's response (and gold score) side by side."""
+    by_prompt: dict[str, dict[str, dict]] = {}
+    order: list[str] = []
+    sources = [run / "eval" / "policies_samples.jsonl"]
+    sources += [bon_dir / "eval_samples.jsonl" for bon_dir, _ in _bon_runs(run)]
+    for i, path in enumerate(sources):
+        if not path.is_file():
+            continue
+        bon_name = None if i == 0 else path.parent.name
+        for row in _read_jsonl(path):
+            prompt = row.get("prompt")
+            if not isinstance(prompt, str):
+                raise DataError(f"{path}: every row needs a 'prompt' string")
+            if prompt not in by_prompt:
+                if len(order) >= SAMPLE_PROMPTS:
+                    continue
+                by_prompt[prompt] = {}
+                order.append(prompt)
+            for name, s in row.items():
+                if name == "prompt" or not isinstance(s, dict):
+                    continue
+                if bon_name is not None and name == "baseline":
+                    continue  # the baseline's greedy responses are already shown under its own name
+                by_prompt[prompt].setdefault(name, {"response": s.get("response", ""), "gold": s.get("gold")})
+    names: list[str] = []
+    for p in order:
+        names += [n for n in by_prompt[p] if n not in names]
+    return {"policies": names, "rows": [{"prompt": p, "responses": by_prompt[p]} for p in order]}
+
+
+# ---------------------------------------------------------------------------------------------- plots
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def make_figures(report: dict) -> dict[str, str]:
+    """name → base64 PNG for every plot the report's data supports."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    figures: dict[str, str] = {}
+    ppo = report["ppo"]
+    if ppo["present"]:
+        fig, axes = plt.subplots(1, 4, figsize=(14, 3))
+        for ax, (name, title) in zip(axes, (("reward", "reward (RM score)"), ("kl", "KL to reference"),
+                                            ("beta", "β (kl_coef)"), ("length", "response length"))):
+            s = ppo["series"].get(name)
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("step")
+            if s:
+                ax.plot(s["steps"], s["values"], marker="." if len(s["steps"]) < 40 else None)
+                ax.set_ylabel(s["key"], fontsize=8)
+            else:
+                ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
+            ax.grid(alpha=0.3)
+        figures["ppo_curves"] = _png(fig)
+    rm = report["reward_model"]
+    if rm["present"]:
+        fig, ax = plt.subplots(figsize=(4.2, 4))
+        bins = [b for b in rm["reliability"] if b.get("count")]
+        centers = [(b["lo"] + b["hi"]) / 2 for b in bins]
+        ax.bar(centers, [b["accuracy"] for b in bins], width=[b["hi"] - b["lo"] for b in bins], alpha=0.6,
+               edgecolor="black", label="observed frequency")
+        ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+        ax.plot([b["mean_prob"] for b in bins], [b["accuracy"] for b in bins], "o", color="C3", label="bin mean P")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("predicted P(first preferred) = σ(Δ score)")
+        ax.set_ylabel("observed frequency")
+        ax.set_title(f"RM reliability: acc {rm['accuracy']:.1%}, ECE {rm['ece']:.3f}", fontsize=10)
+        ax.legend(fontsize=7, loc="upper left")
+        figures["rm_reliability"] = _png(fig)
+        acc = rm.get("training_accuracy")
+        if acc:
+            fig, ax = plt.subplots(figsize=(4.2, 3))
+            ax.plot(acc["steps"], acc["values"], marker="o")
+            ax.set_xlabel("step")
+            ax.set_ylabel("held-out accuracy")
+            ax.set_title("RM accuracy during training", fontsize=10)
+            ax.grid(alpha=0.3)
+            figures["rm_accuracy"] = _png(fig)
+    points = [(p["name"], p["kl"]["value"], p["gold_mean"]) for p in report["policies"]
+              if _finite((p.get("kl") or {}).get("value")) is not None and _finite(p.get("gold_mean")) is not None]
+    sft = next((p for p in report["policies"] if p["name"] == "sft" and _finite(p.get("gold_mean")) is not None), None)
+    if points or report["bon_curves"]:
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        for curve in report["bon_curves"]:
+            ax.plot([c["kl"] for c in curve["points"]], [c["value"] for c in curve["points"]], "-o", ms=3,
+                    label=f"{curve['name']}: best-of-k (k ≤ N), mean gold")
+        if sft:
+            ax.plot([0], [sft["gold_mean"]], "s", color="black", label="sft (greedy, KL 0)")
+        for name, kl, gold in points:
+            ax.plot([kl], [gold], "D", ms=7, label=f"{name} (greedy)")
+        ax.set_xlabel("KL to the SFT policy (nats)")
+        ax.set_ylabel("gold score")
+        ax.set_title("gold score vs KL", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        figures["gold_vs_kl"] = _png(fig)
+    return figures
+
+
+# ---------------------------------------------------------------------------------------------- HTML
+
+CSS = """
+body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px;
+       color: #222; padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; vertical-align: top; }
+th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.note { color: #666; font-style: italic; }
+.verdict-healthy { color: #1a7f37; font-weight: bold; } .verdict-catastrophic, .verdict-drifting { color: #c62828;
+  font-weight: bold; } .verdict-high { color: #b26a00; font-weight: bold; }
+img.plot { max-width: 100%; border: 1px solid #eee; }
+td.resp { max-width: 260px; white-space: pre-wrap; font-size: 0.85em; }
+"""
+
+
+def _f(x: Any, spec: str = ".3f") -> str:
+    v = _finite(x)
+    return "—" if v is None else format(v, spec)
+
+
+def _img(figures: dict[str, str], name: str, alt: str) -> str:
+    return f'<img class="plot" id="plot-{name}" alt="{html.escape(alt)}" src="data:image/png;base64,{figures[name]}">'
+
+
+def _policy_table(report: dict) -> str:
+    head = ("policy", "kind", "gold score (95% CI)", "correct", "win rate vs SFT (95% CI)", "proxy reward (RM)",
+            "KL", "KL verdict", "tokens", "EOS rate", "distinct-1", "distinct-2", "repetition")
+    out = ['<table id="policy-table"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    for p in report["policies"]:
+        ci = p.get("gold_ci") or [None, None]
+        gold = "—" if _finite(p.get("gold_mean")) is None else f"{_f(p['gold_mean'])} ({_f(ci[0])}, {_f(ci[1])})"
+        w = p.get("win_vs_sft")
+        win = "—"
+        if w:
+            vs = html.escape(str(w.get("baseline", "sft")))
+            win = (f"{_f(w['win_rate'], '.1%')} ({_f(w['ci_low'], '.0%')}–{_f(w['ci_high'], '.0%')}) "
+                   f"<small>{w['wins']}W/{w['ties']}T/{w['losses']}L vs {vs}</small>")
+        kl = p.get("kl") or {}
+        kl_cell = f"{_f(kl.get('value'))} <small>{html.escape(kl.get('how', ''))}</small>" if kl else "—"
+        verdict = p.get("kl_verdict")
+        verdict_cell = f'<span class="verdict-{verdict.replace(" ", "-")}">{verdict}</span>' if verdict else "—"
+        cells = [html.escape(p["name"]), p["kind"], gold, _f(p.get("correct_rate"), ".1%"), win,
+                 _f(p.get("proxy_mean")), kl_cell, verdict_cell, _f(p.get("mean_tokens"), ".1f"),
+                 _f(p.get("eos_rate"), ".1%"), _f(p.get("distinct_1")), _f(p.get("distinct_2")),
+                 _f(p.get("repetition"))]
+        out.append("<tr>" + "".join(f'<td class="num">{c}</td>' if i > 1 else f"<td>{c}</td>"
+                                     for i, c in enumerate(cells)) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def render_html(report: dict, figures: dict[str, str]) -> str:
+    """The report page: one self-contained HTML document (inline CSS, plots as data: URIs, no scripts)."""
+    e = html.escape
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>tether report: {e(report['run'])}"
+             f"</title><style>{CSS}</style></head><body>",
+             f"<h1>tether run report: {e(report['run'])}</h1>",
+             f"<p class='note'>Built from the files in {e(report['run_dir'])} by <code>tether report</code>. Gold "
+             "scores are the demo task's programmatic judge on held-out prompts (greedy decoding); win rates count "
+             "ties as half, with a Wilson 95% interval. Metric definitions: docs/evaluation.md.</p>"]
+    for note in report["notes"]:
+        parts.append(f"<p class='note'>{e(note)}</p>")
+    parts.append("<h2 id='policies'>Policies</h2>")
+    parts.append(_policy_table(report) if report["policies"] else "<p class='note'>No evaluated policies.</p>")
+    if "gold_vs_kl" in figures:
+        parts.append(_img(figures, "gold_vs_kl", "gold score vs KL"))
+
+    parts.append("<h2 id='kl-health'>KL health</h2>")
+    if report["kl_health"]:
+        parts.append("<table><tr><th>policy</th><th>KL (nats)</th><th>verdict</th><th>meaning</th></tr>")
+        for k in report["kl_health"]:
+            parts.append(f"<tr><td>{e(k['policy'])}</td><td class='num'>{k['kl']:.3f}</td>"
+                         f"<td><span class='verdict-{k['verdict'].replace(' ', '-')}'>{e(k['verdict'])}</span></td>"
+                         f"<td>{e(k['explanation'])} <small>({e(k['how'])})</small></td></tr>")
+        parts.append("</table>")
+    else:
+        parts.append("<p class='note'>No policy has a KL measurement.</p>")
+    parts.append("<p class='note'>Scale: " + "; ".join(e(s["explanation"]) for s in report["kl_scale"]) + ".</p>")
+
+    parts.append("<h2 id='ppo'>PPO training</h2>")
+    ppo = report["ppo"]
+    if ppo["present"]:
+        parts.append(f"<p>{ppo['steps']} steps, from {e(ppo['metrics_file'])}.</p>")
+        parts.append(_img(figures, "ppo_curves", "PPO training curves: reward, KL, beta, length"))
+    else:
+        parts.append(f"<p class='note' id='ppo-absent'>{e(ppo['reason'])}.</p>")
+
+    parts.append("<h2 id='reward-model'>Reward model</h2>")
+    rm = report["reward_model"]
+    if rm["present"]:
+        longer = ""
+        if rm.get("rm_prefers_longer") is not None:
+            longer = (f"; prefers the longer response {_f(rm['rm_prefers_longer'], '.1%')} of the time "
+                      f"(labels: {_f(rm['labels_prefer_longer'], '.1%')})")
+        parts.append(f"<p>Held-out accuracy <b>{_f(rm['accuracy'], '.1%')}</b> on {rm.get('n_pairs')} pairs, mean "
+                     f"margin {_f(rm.get('margin'))}, ECE {_f(rm.get('ece'))}, corr(score, length) "
+                     f"{_f(rm.get('length_corr'))}{longer}.</p>")
+        parts.append(_img(figures, "rm_reliability", "reward model reliability diagram"))
+        if "rm_accuracy" in figures:
+            parts.append(_img(figures, "rm_accuracy", "reward model accuracy during training"))
+    else:
+        parts.append(f"<p class='note'>{e(rm['reason'])}.</p>")
+
+    parts.append("<h2 id='samples'>Sample responses</h2>")
+    samples = report["samples"]
+    if samples["rows"]:
+        parts.append("<table id='samples-table'><tr><th>prompt</th>" +
+                     "".join(f"<th>{e(n)}</th>" for n in samples["policies"]) + "</tr>")
+        for row in samples["rows"]:
+            cells = []
+            for n in samples["policies"]:
+                r = row["responses"].get(n)
+                cells.append(f"<td class='resp'>{e(r['response'])}<br><small>gold {_f(r.get('gold'), '+.2f')}"
+                             "</small></td>" if r else "<td>—</td>")
+            parts.append(f"<tr><td class='resp'><b>{e(row['prompt'])}</b></td>{''.join(cells)}</tr>")
+        parts.append("</table>")
+    else:
+        parts.append("<p class='note'>No sample responses in this run.</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(run_dir: Path, out_dir: Path | None = None) -> tuple[Path, Path]:
+    """Build and write report.json and report.html (into `run_dir` unless `out_dir`); returns both paths."""
+    report = collect(run_dir)
+    figures = make_figures(report)
+    report["plots"] = sorted(figures)
+    out = Path(out_dir) if out_dir else Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = out / "report.json", out / "report.html"
+    json_path.write_text(json.dumps(report, indent=2, allow_nan=True))
+    html_path.write_text(render_html(report, figures))
+    return json_path, html_path

@@ -1,0 +1,105 @@
+"""The run report from a synthetic run dir (hand-made JSON files): its data, its HTML, and its rendering in
+headless Chromium (skipped where Chromium is absent)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from synthetic_run import make_run
+from tether.errors import DataError
+from tether.eval.report import collect, write_report
+
+
+def test_collect_builds_every_section(tmp_path):
+    report = collect(make_run(tmp_path))
+    rows = {p["name"]: p for p in report["policies"]}
+    assert list(rows) == ["base", "sft", "dpo", "bon16"]
+    assert rows["dpo"]["kind"] == "dpo family" and rows["bon16"]["kind"] == "best-of-n"
+    assert rows["dpo"]["kl"]["value"] == 3.1 and rows["dpo"]["kl_verdict"] == "healthy"
+    assert rows["bon16"]["kl"]["value"] == 1.835 and rows["bon16"]["kl_verdict"] == "small change"
+    assert rows["bon16"]["win_vs_sft"]["win_rate"] == 0.8 and rows["bon16"]["win_vs_sft"]["baseline"] == "sft (greedy)"
+    assert rows["bon16"]["proxy_mean"] == 1.4 and rows["bon16"]["gold_mean"] == 0.6
+    assert rows["sft"]["win_vs_sft"] is None and rows["base"]["win_vs_sft"] is None
+    assert [k["policy"] for k in report["kl_health"]] == ["dpo", "bon16"]
+    ppo = report["ppo"]
+    assert ppo["present"] and ppo["steps"] == 10
+    assert ppo["series"]["kl"]["key"] == "objective/kl" and ppo["series"]["beta"]["values"] == [0.05] * 10
+    assert report["reward_model"]["accuracy"] == 0.925
+    assert report["reward_model"]["training_accuracy"]["values"] == pytest.approx([0.7, 0.8, 0.9])
+    samples = report["samples"]
+    assert samples["policies"] == ["base", "sft", "dpo", "bon16"]  # bon's 'baseline' column is not repeated
+    assert samples["rows"][1]["responses"]["bon16"]["response"] == "best Capital of France?"
+
+
+def test_without_ppo_the_section_says_so_and_html_escapes(tmp_path):
+    run = make_run(tmp_path, ppo=False)
+    json_path, html_path = write_report(run)
+    report = json.loads(json_path.read_text())
+    assert not report["ppo"]["present"] and "no PPO run" in report["ppo"]["reason"]
+    page = html_path.read_text()
+    assert 'id="ppo-absent"' in page.replace("'", '"') and "no PPO run" in page
+    assert "&lt;b&gt;What is 2 plus 2?&lt;/b&gt;" in page and "<b>What is 2 plus 2?</b></td>" in page
+    assert "ppo_curves" not in report["plots"] and {"rm_reliability", "gold_vs_kl"} <= set(report["plots"])
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == len(report["plots"])
+
+
+def test_malformed_inputs_are_one_line_errors(tmp_path):
+    run = make_run(tmp_path)
+    (run / "ppo" / "metrics.jsonl").write_text('{"step": 1}\n{oops\n')
+    with pytest.raises(DataError, match=r"ppo/metrics.jsonl:2: not valid JSON"):
+        collect(run)
+    (run / "ppo" / "metrics.jsonl").unlink()
+    (run / "eval" / "rm.json").write_text(json.dumps({"accuracy": 0.9}))
+    with pytest.raises(DataError, match=r"rm.json: missing field 'reliability'"):
+        collect(run)
+    with pytest.raises(DataError, match="no such run directory"):
+        collect(tmp_path / "nope")
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+PROBE = """<script>
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  document.body.setAttribute('data-probe', JSON.stringify({
+    widths: imgs.map(function (i) { return i.complete ? i.naturalWidth : -1; }),
+    ids: imgs.map(function (i) { return i.id; }),
+    tableRows: document.querySelectorAll('#policy-table tr').length }));
+});
+</script></body>"""
+
+
+@pytest.mark.skipif(_chromium() is None, reason="headless Chromium is not installed "
+                    "(apt-get install -y chromium); the report's browser rendering check needs it")
+def test_report_renders_in_headless_chromium_with_table_and_plots(tmp_path):
+    _, html_path = write_report(make_run(tmp_path))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000"]
+    # 1. Screenshot of the real page (no script added).
+    shot = tmp_path / "report.png"
+    proc = subprocess.run([_chromium(), *flags, f"--screenshot={shot}", "--window-size=1280,2400",
+                           html_path.as_uri()], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(str(shot))  # (H, W, C)
+    assert pixels.shape[1] == 1280 and float(pixels.std()) > 0.05  # not a blank page
+    # 2. The same page plus a probe script: after load, did every <img> decode (naturalWidth > 0)?
+    probe = tmp_path / "probe.html"
+    probe.write_text(html_path.read_text().replace("</body>", PROBE))
+    proc = subprocess.run([_chromium(), *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = re.search(r'data-probe="([^"]*)"', proc.stdout)
+    assert found, proc.stdout[:500]
+    probe_data = json.loads(found.group(1).replace("&quot;", '"'))
+    assert set(probe_data["ids"]) == {"plot-gold_vs_kl", "plot-ppo_curves", "plot-rm_reliability", "plot-rm_accuracy"}
+    assert all(w > 0 for w in probe_data["widths"]), probe_data
+    assert probe_data["tableRows"] == 1 + 4  # header + base, sft, dpo, bon16
