@@ -46,8 +46,9 @@ def make_run(root: Path, ppo: bool = True) -> Path:
         (run / "ppo").mkdir()
         with (run / "ppo" / "metrics.jsonl").open("w") as f:
             for s in range(1, 11):
-                f.write(json.dumps({"step": s, "reward/score": 0.1 * s, "objective/kl": 0.3 * s,
-                                    "reward/kl_coef": 0.05, "gen/response_len": 30 - s, "loss/policy": 0.1}) + "\n")
+                f.write(json.dumps({"step": s, "reward/score": 0.1 * s, "reward/gold": 0.05 * s, "kl/sequence": 0.3 * s,
+                                    "kl/beta": 0.05, "gen/response_len": 30 - s, "loss/policy": 0.1,
+                                    "kl/health": "healthy"}) + "\n")
     bon = run / "bon-16"
     bon.mkdir()
     (bon / "result.json").write_text(json.dumps({

@@ -34,12 +34,15 @@ from tether.eval.metrics import KL_VERDICTS, kl_verdict
 DPO_FAMILY = ("dpo", "ipo", "kto", "orpo", "simpo")
 
 PPO_SERIES: dict[str, tuple[str, ...]] = {
-    "reward": ("reward/score", "objective/scores", "reward/mean", "env/reward_mean"),
-    "kl": ("objective/kl", "policy/kl", "kl/ref", "reward/kl", "policy/kl_ref"),
-    "beta": ("reward/kl_coef", "objective/kl_coef", "kl/coef", "policy/kl_coef", "kl_coef", "beta"),
-    "length": ("gen/response_len", "gen/response_length", "gen/length"),
+    "reward": ("reward/score", "objective/scores", "reward/mean"),
+    "gold": ("reward/gold",),
+    "kl": ("kl/sequence", "objective/kl", "policy/kl"),
+    "beta": ("kl/beta", "reward/kl_coef", "objective/kl_coef", "kl_coef"),
+    "length": ("gen/response_len", "gen/response_length"),
 }
-"""PPO metrics.jsonl keys plotted, first present wins: reward, KL to the reference, β (kl_coef), response length."""
+"""PPO metrics.jsonl keys plotted, first present wins: RM reward (with the gold reward, when the demo judge was
+logged, on the same axes), sequence KL to the reference, β (kl_coef), response length. tether's PPO logs the
+first key of each; the others read runs of other trainers."""
 
 SAMPLE_PROMPTS = 8
 """Prompts shown in the side-by-side samples section."""
@@ -173,8 +176,9 @@ def collect(run_dir: Path) -> dict:
     for ppo_result in sorted(run.glob("ppo*/result.json")):
         res = _read_json(ppo_result)
         name = ppo_result.parent.name
-        if isinstance(res, dict) and name in policies and "kl" not in policies[name] and _finite(res.get("kl")):
-            policies[name]["kl"] = {"value": res["kl"], "how": f"from {ppo_result}"}
+        kl = _finite(res.get("kl/sequence")) if isinstance(res, dict) else None
+        if name in policies and "kl" not in policies[name] and kl is not None:
+            policies[name]["kl"] = {"value": kl, "how": "last PPO rollout (kl/sequence)"}
     bon_curves = []
     for bon_dir, res in _bon_runs(run):
         if not isinstance(res, dict) or "n" not in res or "kl_analytic" not in res:
@@ -264,14 +268,19 @@ def make_figures(report: dict) -> dict[str, str]:
     ppo = report["ppo"]
     if ppo["present"]:
         fig, axes = plt.subplots(1, 4, figsize=(14, 3))
-        for ax, (name, title) in zip(axes, (("reward", "reward (RM score)"), ("kl", "KL to reference"),
-                                            ("beta", "β (kl_coef)"), ("length", "response length"))):
+        for ax, (name, title) in zip(axes, (("reward", "reward"), ("kl", "KL to reference (sequence)"),
+                                            ("beta", "β (kl_coef)"), ("length", "response length (tokens)"))):
             s = ppo["series"].get(name)
             ax.set_title(title, fontsize=10)
             ax.set_xlabel("step")
             if s:
-                ax.plot(s["steps"], s["values"], marker="." if len(s["steps"]) < 40 else None)
+                ax.plot(s["steps"], s["values"], marker="." if len(s["steps"]) < 40 else None, label=s["key"])
                 ax.set_ylabel(s["key"], fontsize=8)
+                gold = ppo["series"].get("gold") if name == "reward" else None
+                if gold:
+                    ax.plot(gold["steps"], gold["values"], marker="." if len(gold["steps"]) < 40 else None,
+                            label=f"{gold['key']} (gold judge)")
+                    ax.legend(fontsize=7)
             else:
                 ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
             ax.grid(alpha=0.3)

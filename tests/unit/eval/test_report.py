@@ -28,7 +28,8 @@ def test_collect_builds_every_section(tmp_path):
     assert [k["policy"] for k in report["kl_health"]] == ["dpo", "bon16"]
     ppo = report["ppo"]
     assert ppo["present"] and ppo["steps"] == 10
-    assert ppo["series"]["kl"]["key"] == "objective/kl" and ppo["series"]["beta"]["values"] == [0.05] * 10
+    assert ppo["series"]["kl"]["key"] == "kl/sequence" and ppo["series"]["beta"]["values"] == [0.05] * 10
+    assert ppo["series"]["gold"]["values"][-1] == pytest.approx(0.5)
     assert report["reward_model"]["accuracy"] == 0.925
     assert report["reward_model"]["training_accuracy"]["values"] == pytest.approx([0.7, 0.8, 0.9])
     samples = report["samples"]
@@ -103,3 +104,18 @@ def test_report_renders_in_headless_chromium_with_table_and_plots(tmp_path):
     assert set(probe_data["ids"]) == {"plot-gold_vs_kl", "plot-ppo_curves", "plot-rm_reliability", "plot-rm_accuracy"}
     assert all(w > 0 for w in probe_data["widths"]), probe_data
     assert probe_data["tableRows"] == 1 + 4  # header + base, sft, dpo, bon16
+
+
+def test_ppo_row_takes_its_kl_from_the_evaluation_else_from_the_last_rollout(tmp_path):
+    run = make_run(tmp_path)
+    policies = json.loads((run / "eval" / "policies.json").read_text())
+    policies["policies"]["ppo"] = dict(policies["policies"]["dpo"], name="ppo")
+    (run / "eval" / "policies.json").write_text(json.dumps(policies))
+    (run / "ppo" / "result.json").write_text(json.dumps({"steps": 10, "kl/sequence": 12.5}))
+    row = next(p for p in collect(run)["policies"] if p["name"] == "ppo")
+    assert row["kind"] == "ppo" and row["kl"]["value"] == 12.5 and row["kl_verdict"] == "drifting"
+    summary = json.loads((run / "summary.json").read_text())
+    summary["kl_to_sft"]["ppo"] = {"kl": 4.0, "kl_ci_low": 3.0, "kl_ci_high": 5.0}
+    (run / "summary.json").write_text(json.dumps(summary))
+    row = next(p for p in collect(run)["policies"] if p["name"] == "ppo")
+    assert row["kl"]["value"] == 4.0 and row["kl_verdict"] == "healthy"  # the held-out measurement wins
