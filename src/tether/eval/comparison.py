@@ -84,6 +84,30 @@ def proxy_scores(reward_model, rm_tokenizer, rows: list[PromptRow], gens: list[G
     return [s[0] for s in scores]
 
 
+def score_texts(reward_model, rm_tokenizer, rows: list[PromptRow], texts: list[str],
+                truncated: list[bool] | None = None, batch_size: int = 16) -> list[float]:
+    """Reward-model score of one response text per prompt, tokenised with the RM's tokenizer and chat template
+    (EOS appended unless the response was truncated): for responses kept as text, e.g. a `PolicyEval`'s."""
+    from tether.data.tokenization import encode_prompt, encode_response
+    from tether.models.scoring import score_sequences
+
+    truncated = truncated or [False] * len(texts)
+    prompts = [encode_prompt(rm_tokenizer, r.prompt) for r in rows]
+    responses = [encode_response(rm_tokenizer, t, add_eos=not cut) for t, cut in zip(texts, truncated)]
+    return score_sequences(reward_model, prompts, responses, rm_tokenizer.pad_token_id, batch_size)
+
+
+def attach_proxy(evaluation, rows: list[PromptRow], reward_model, rm_tokenizer) -> float:
+    """Set `evaluation.proxy_mean` (a `PolicyEval` on `rows`, same order) to the RM's mean score of its
+    responses, so it appears in the policy summary and the report's proxy-reward column; returns it."""
+    if [s.prompt for s in evaluation.samples] != [prompt_text(r.prompt) for r in rows]:
+        raise ValueError(f"'{evaluation.name}' was not evaluated on these prompts (in this order)")
+    scores = score_texts(reward_model, rm_tokenizer, rows, [s.response for s in evaluation.samples],
+                         [s.truncated for s in evaluation.samples])
+    evaluation.proxy_mean = math.fsum(scores) / len(scores)
+    return evaluation.proxy_mean
+
+
 def response_metrics(out: PolicyOutputs) -> dict:
     """Length, EOS rate, distinct-1/2, repetition, cross-prompt similarity of the greedy responses;
     self-similarity and distinct-2 of the temperature-1 samples (None without samples)."""

@@ -123,3 +123,23 @@ def test_rm_judge_proxy_and_kl_on_a_tiny_model(tiny, tiny_model_dir, tmp_path):
         sum(expected) / 3)
     lines = [json.loads(x) for x in (tmp_path / "cmp_samples.jsonl").read_text().splitlines()]
     assert len(lines) == 3 and lines[0]["a"]["proxy"] == pytest.approx(expected[0]) and "gold" in lines[0]["b"]
+
+
+def test_attach_proxy_scores_a_policy_evals_texts_with_the_reward_model(tiny, tiny_model_dir):
+    from tether.data.tokenization import encode_prompt, encode_response
+    from tether.eval.comparison import attach_proxy
+    from tether.eval.evaluate import evaluate_generations
+    from tether.models.loading import freeze
+    from tether.models.scalar_head import ScalarHeadModel
+    from tether.models.scoring import score_sequences
+
+    _, tok = tiny
+    rm = freeze(ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok, seed=3))
+    ev = evaluate_generations("b", ROWS, B.greedy)  # the third response is truncated: no EOS appended
+    mean = attach_proxy(ev, ROWS, rm, tok)
+    expected = [score_sequences(rm, [encode_prompt(tok, r.prompt)],
+                                [encode_response(tok, g.text, add_eos=not g.truncated)], tok.pad_token_id)[0]
+                for r, g in zip(ROWS, B.greedy)]
+    assert mean == pytest.approx(sum(expected) / 3) and ev.summary()["proxy_mean"] == mean
+    with pytest.raises(ValueError, match="not evaluated on these prompts"):
+        attach_proxy(ev, ROWS[::-1], rm, tok)
