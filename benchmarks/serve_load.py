@@ -9,8 +9,10 @@ then the same `--requests` chat completions (demo-task held-out prompts, tempera
 max_tokens `--max-tokens`) from `--concurrency` client threads, and stops the server. Reports per mode:
 5xx count, other errors, requests/s, generated tokens/s (from each response's usage.completion_tokens),
 p50/p99 latency (client side), and the mean requests per model batch (from the server's /metrics); then
-the batched/single throughput ratio. The request timeout is raised to 600 s so a slow, shared CPU shows
-up as latency rather than as 504s. Writes benchmarks/results/serve_load.json.
+the batched/single throughput ratio. The request timeout is raised to 1800 s so a slow, shared CPU shows
+up as latency rather than as 504s. On a CPU shared with other jobs, `--torch-threads 1` avoids thread
+oversubscription, and `--single-requests` shortens the slow baseline (its rate is what is compared).
+Writes benchmarks/results/serve_load.json.
 """
 
 from __future__ import annotations
@@ -46,11 +48,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-def start_server(model: str, max_batch_size: int) -> tuple[subprocess.Popen, str]:
+def start_server(model: str, max_batch_size: int, torch_threads: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tether.cli.main", "serve", "--policy", model, "--port", str(port),
-                             "--max-batch-size", str(max_batch_size), "--request-timeout", "600",
-                             "--max-queue", "1024", "--log-level", "warning"], cwd=ROOT)
+                             "--max-batch-size", str(max_batch_size), "--request-timeout", "1800",
+                             "--max-queue", "1024", "--torch-threads", str(torch_threads), "--log-level", "warning"],
+                            cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     for _ in range(3000):
         if proc.poll() is not None:
@@ -69,7 +72,7 @@ def one_request(client: httpx.Client, url: str, messages, max_tokens: int) -> tu
     body = {"messages": messages, "max_tokens": max_tokens, "temperature": 0.7, "top_p": 0.95}
     start = time.perf_counter()
     try:
-        response = client.post(f"{url}/v1/chat/completions", json=body, timeout=900)
+        response = client.post(f"{url}/v1/chat/completions", json=body, timeout=3600)
     except httpx.TransportError:
         return 0, time.perf_counter() - start, 0
     seconds = time.perf_counter() - start
@@ -84,8 +87,8 @@ def mean_batch_requests(url: str) -> float:
     return float(total.group(1)) / float(count.group(1)) if total and count else float("nan")
 
 
-def run_mode(name: str, model: str, prompts: list, concurrency: int, max_tokens: int) -> dict:
-    proc, url = start_server(model, MODES[name])
+def run_mode(name: str, model: str, prompts: list, concurrency: int, max_tokens: int, torch_threads: int) -> dict:
+    proc, url = start_server(model, MODES[name], torch_threads)
     try:
         with httpx.Client(limits=httpx.Limits(max_connections=concurrency + 4)) as client:
             one_request(client, url, prompts[0], max_tokens)  # warm-up, not counted
@@ -96,7 +99,10 @@ def run_mode(name: str, model: str, prompts: list, concurrency: int, max_tokens:
         batch = mean_batch_requests(url)
     finally:
         proc.terminate()
-        proc.wait(60)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
     ok = [r for r in results if r[0] == 200]
     latencies = [r[1] for r in ok]
     return {
@@ -118,12 +124,16 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--modes", default="batched,single", help="comma-separated: batched, single")
+    parser.add_argument("--single-requests", type=int, default=0,
+                        help="Requests for the single mode (0 = --requests); its rate is compared, not its total.")
+    parser.add_argument("--torch-threads", type=int, default=0, help="Passed to tether serve (0 = torch's default).")
     args = parser.parse_args()
     rows = make_demo_task(seed=0).eval_prompts
-    prompts = [rows[i % len(rows)].prompt for i in range(args.requests)]
     results = {}
     for name in args.modes.split(","):
-        results[name] = run_mode(name, args.model, prompts, args.concurrency, args.max_tokens)
+        n = args.single_requests if name == "single" and args.single_requests else args.requests
+        prompts = [rows[i % len(rows)].prompt for i in range(n)]
+        results[name] = run_mode(name, args.model, prompts, args.concurrency, args.max_tokens, args.torch_threads)
         r = results[name]
         print(f"{name:8s} (max batch {r['max_batch_size']:2d}): {r['ok']}/{r['requests']} ok, 5xx {r['5xx']}, "
               f"other errors {r['other_errors']}, {r['requests_per_s']:.2f} req/s, {r['tokens_per_s']:.1f} tok/s, "

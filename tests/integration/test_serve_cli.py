@@ -55,9 +55,13 @@ def test_cli_serves_on_loopback_by_default(tiny_model_dir, rm_dir):
     assert f"http://127.0.0.1:{port}" in stdout
 
 
-def test_cli_bad_reward_model_dir_is_one_line(tiny_model_dir, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tether.cli.main", "serve", "--policy", str(tiny_model_dir),
-                           "--reward-model", str(tmp_path / "nope")], capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize(("args", "message"), [
+    (["--reward-model", "{tmp}/nope"], "error: --reward-model {tmp}/nope: no such dir"),
+    (["--port", "0"], "error: --port must be in 1..65535, got 0"),
+])
+def test_cli_bad_arguments_are_one_line(tiny_model_dir, tmp_path, args, message):
+    args = [a.format(tmp=tmp_path) for a in args]
+    proc = subprocess.run([sys.executable, "-m", "tether.cli.main", "serve", "--policy", str(tiny_model_dir), *args],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert lines == [f"error: --reward-model {tmp_path / 'nope'}: no such dir"]
+    assert [line for line in proc.stderr.splitlines() if line.strip()] == [message.format(tmp=tmp_path)]

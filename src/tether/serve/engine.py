@@ -18,6 +18,7 @@ not started); a full queue answers 503 at once. Neither ever hangs the caller.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
@@ -175,7 +176,7 @@ class Engine:
         names = dict(model_name=config.model_name or Path(str(policy).rstrip("/")).name,
                      reward_model_name=config.reward_model_name or
                      (Path(str(reward_model).rstrip("/")).name if reward_model is not None else ""))
-        config = ServeConfig(**{**config.__dict__, **names})
+        config = dataclasses.replace(config, **names)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         return cls(model.to(device), tokenizer, rm.to(device) if rm is not None else None, rm_tokenizer, config)
 

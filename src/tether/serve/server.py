@@ -15,10 +15,11 @@ LOOPBACK = "127.0.0.1"
 
 
 def run_server(engine: Engine, host: str = LOOPBACK, port: int = 8000, log_level: str = "info") -> None:
-    """Serve until interrupted (Ctrl-C)."""
+    """Serve until interrupted (Ctrl-C); in-flight requests get 5 s to finish, then the server exits."""
     import uvicorn
 
-    uvicorn.run(create_app(engine), host=host, port=port, log_level=log_level, access_log=log_level == "debug")
+    uvicorn.run(create_app(engine), host=host, port=port, log_level=log_level, access_log=log_level == "debug",
+                timeout_graceful_shutdown=5)
 
 
 class ServerThread:
