@@ -381,20 +381,37 @@ def _apply_override(root: type, tree: dict[str, Any], dotted: str, raw: str | No
 # Building, validating, saving
 
 
-def _build(cls: type[T], tree: Mapping[str, Any], prefix: str, source: str) -> T:
-    """Instantiate ``cls`` from a checked tree; absent fields take their defaults."""
+def _build(cls: type[T], tree: Mapping[str, Any], prefix: str, source: str, defaults: Any = None) -> T:
+    """Instantiate ``cls`` from a checked tree; absent fields take their defaults.
+
+    ``defaults`` is the instance the enclosing config's default_factory makes for this section (e.g.
+    ``PPOConfig.train`` = ``TrainConfig(learning_rate=1e-5, ...)``): fields the tree does not set keep
+    *its* values, not the section class's, so setting one field never resets the others.
+    """
     kwargs = {}
     for name, field in _fields(cls).items():
         section = _section_class(_hints(cls)[name])
         if name in tree:
             value = tree[name]
             if section is not None and value is not None:
-                value = _build(section, value, f"{prefix}{name}.", source)
+                value = _build(section, value, f"{prefix}{name}.", source, _section_default(cls, name, defaults))
             kwargs[name] = value
+        elif defaults is not None:
+            kwargs[name] = getattr(defaults, name)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             expected = _type_name(_hints(cls)[name])
             raise ConfigError(f"{source}: missing required field '{prefix}{name}' ({expected})")
     return cls(**kwargs)
+
+
+def _section_default(cls: type, name: str, defaults: Any) -> Any:
+    """The default instance of section field ``name`` of ``cls`` (from ``defaults`` or the field's factory)."""
+    if defaults is not None:
+        return getattr(defaults, name)
+    field = _fields(cls)[name]
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None if field.default is dataclasses.MISSING else field.default
 
 
 def _validate(cfg: Any, source: str) -> None:
