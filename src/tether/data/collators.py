@@ -101,3 +101,26 @@ def collate_pairs(batch: list[EncodedPair], pad_id: int) -> dict[str, torch.Tens
     return {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask,
             "position_ids": position_ids_from_mask(attention_mask),
             "margin": torch.tensor([p.margin for p in batch], dtype=torch.float32)}  # (B,)
+
+
+def collate_rollout(prompts: list[list[int]], responses: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """PPO layout: left-padded prompts, then right-padded responses, so every response starts at column P.
+
+    The logits that predict response token t then sit at column P − 1 + t in every row, so per-token
+    logprobs, values and KL are plain column slices ``[:, P-1 : P-1+R]``. Responses may be empty lists.
+    Returns input_ids/attention_mask/position_ids ``(B,P+R)``, response_ids/response_mask ``(B,R)`` and
+    ``prompt_width`` (P, a 0-dim tensor).
+    """
+    p_width = max(len(p) for p in prompts)
+    r_width = max(1, max(len(r) for r in responses))
+    batch = len(prompts)
+    input_ids = torch.full((batch, p_width + r_width), pad_id, dtype=torch.long)  # (B,P+R)
+    attention_mask = torch.zeros((batch, p_width + r_width), dtype=torch.long)  # (B,P+R)
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        input_ids[i, p_width - len(p) : p_width + len(r)] = torch.tensor(p + r, dtype=torch.long)
+        attention_mask[i, p_width - len(p) : p_width + len(r)] = 1
+    response_mask = attention_mask[:, p_width:].bool()  # (B,R)
+    return {"input_ids": input_ids, "attention_mask": attention_mask,
+            "position_ids": position_ids_from_mask(attention_mask),
+            "response_ids": input_ids[:, p_width:], "response_mask": response_mask,
+            "prompt_width": torch.tensor(p_width)}

@@ -13,15 +13,28 @@ pads, and pads get advantage 0 and return 0. So a row gives the same advantages 
 whether it is right-padded, left-padded or has holes.
 
 With γ = 1, λ = 1, A_t = Σ_{u≥t} r_u − V_t (Monte Carlo); with λ = 0, A_t = δ_t (one-step TD).
+
+Critic-free estimators take one sequence return per response, R_i = Σ_t rewards_i,t (the score minus
+the KL penalty), for k responses sampled per prompt (rows p·k … p·k + k − 1 share prompt p), and
+give every token of response i the same advantage:
+
+    RLOO (Ahmadian et al. 2024, "Back to Basics", eq. 5; Kool et al. 2019):
+        A_i = R_i − 1/(k−1) · Σ_{j≠i} R_j          the leave-one-out mean is the baseline
+    GRPO (Shao et al. 2024, "DeepSeekMath", §4.1.2, outcome supervision):
+        A_i = (R_i − mean_j R_j) / (std_j R_j + eps)  std with Bessel's correction
+
+``SEQUENCE_ADVANTAGES`` maps the names to these functions.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
 from tether.ops import masked_whiten
 
-__all__ = ["gae", "whiten_advantages"]
+__all__ = ["SEQUENCE_ADVANTAGES", "gae", "grpo_advantages", "rloo_advantages", "whiten_advantages"]
 
 
 def gae(
@@ -88,3 +101,57 @@ def whiten_advantages(advantages: torch.Tensor, mask: torch.Tensor, shift_mean: 
         ``(B,R)`` whitened advantages.
     """
     return masked_whiten(advantages, mask, shift_mean=shift_mean)  # (B,R) 0 at padding
+
+
+def _groups(returns: torch.Tensor, k: int) -> torch.Tensor:
+    """``(B,)`` sequence returns as ``(B/k, k)`` prompt groups (raises unless k ≥ 2 divides B)."""
+    if returns.dim() != 1:
+        raise ValueError(f"sequence returns must be (B,), got {tuple(returns.shape)}")
+    if k < 2 or returns.shape[0] % k:
+        raise ValueError(f"need k ≥ 2 samples per prompt dividing the batch, got k={k} for B={returns.shape[0]}")
+    return returns.detach().reshape(-1, k)  # (B/k,k)
+
+
+def rloo_advantages(returns: torch.Tensor, k: int) -> torch.Tensor:
+    """REINFORCE leave-one-out: each response's return minus the mean return of the other k − 1.
+
+    Vectorised as A_i = R_i − (Σ_j R_j − R_i) / (k − 1). Plain loop::
+
+        for i in range(B): A[i] = R[i] − mean(R[j] for j in group(i) if j != i)
+
+    Args:
+        returns: ``(B,)`` sequence returns, rows grouped by prompt in consecutive blocks of ``k``.
+        k: samples per prompt (≥ 2).
+
+    Returns:
+        ``(B,)`` detached advantages; they sum to 0 within each group.
+    """
+    grouped = _groups(returns, k)  # (B/k,k)
+    baseline = (grouped.sum(dim=1, keepdim=True) - grouped) / (k - 1)  # (B/k,k)
+    return (grouped - baseline).reshape(-1)  # (B,)
+
+
+def grpo_advantages(returns: torch.Tensor, k: int, eps: float = 1e-4) -> torch.Tensor:
+    """Group-normalised returns: (R_i − group mean) / (group std + eps), std unbiased (k − 1).
+
+    A group whose k returns are equal gets advantages 0 (nothing to learn from it).
+
+    Args:
+        returns: ``(B,)`` sequence returns, rows grouped by prompt in consecutive blocks of ``k``.
+        k: samples per prompt (≥ 2).
+        eps: added to the std (keeps near-tied groups from exploding).
+
+    Returns:
+        ``(B,)`` detached advantages.
+    """
+    grouped = _groups(returns, k)  # (B/k,k)
+    mean = grouped.mean(dim=1, keepdim=True)  # (B/k,1)
+    std = grouped.std(dim=1, keepdim=True)  # (B/k,1) unbiased
+    return ((grouped - mean) / (std + eps)).reshape(-1)  # (B,)
+
+
+SEQUENCE_ADVANTAGES: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
+    "rloo": rloo_advantages,
+    "grpo": grpo_advantages,
+}
+"""Critic-free advantage estimators by name: ``fn(returns (B,), k) -> (B,)``."""

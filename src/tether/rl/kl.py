@@ -23,13 +23,19 @@ coefficient β (``kl_coef``) of the per-token KL penalty is either fixed or adap
 where KL is the current per-sequence KL of the rollout and n the number of samples (steps) it covered.
 Both controllers expose ``.value`` (β, a Python float), ``.update(current_kl, n_steps)``, and
 ``state_dict()`` / ``load_state_dict()`` so that a resumed run continues with exactly the same β.
+
+Health (``kl_health``): a rule of thumb for the mean per-sequence KL of a rollout, in nats. Below 1 the
+policy has barely changed; 2–6 is the usual working range of RLHF runs; above 10 the policy is drifting
+away from the reference (warn: the proxy reward is likely being over-optimised, Gao et al. 2022);
+above 20 it is catastrophic (stop). A clearly negative k1 estimate means the sampler's and the
+trainer's logprobs disagree (temperature, padding, dropout), not that the policy moved.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 
@@ -40,6 +46,8 @@ __all__ = [
     "AdaptiveKLController",
     "FixedKLController",
     "KLController",
+    "KLHealth",
+    "kl_health",
     "kl_k1",
     "kl_k2",
     "kl_k3",
@@ -188,3 +196,43 @@ class AdaptiveKLController:
 
     def __repr__(self) -> str:
         return f"AdaptiveKLController(value={self.value!r}, target={self.target!r}, horizon={self.horizon!r})"
+
+
+class KLHealth(NamedTuple):
+    """The verdict of ``kl_health`` on a mean per-sequence KL."""
+
+    verdict: str
+    """One of: negative, barely-changed, moving, healthy, high, drifting, catastrophic."""
+    message: str
+    """A one-line explanation for the console and the logs."""
+    warn: bool
+    """True when a user should look (negative, drifting, catastrophic)."""
+    stop: bool
+    """True when the run should stop (catastrophic, or not a number)."""
+
+
+def kl_health(kl: float) -> KLHealth:
+    """The rule of thumb for a mean per-sequence KL(π‖π_ref) in nats (see the module docstring).
+
+    Bands: < −1 negative; [−1, 1) barely-changed; [1, 2) moving; [2, 6] healthy; (6, 10] high;
+    (10, 20] drifting (warn); > 20 or not finite: catastrophic (stop).
+    """
+    kl = float(kl)
+    if not math.isfinite(kl):
+        return KLHealth("catastrophic", f"KL is {kl}: the policy or the reference produced non-finite logprobs",
+                        True, True)
+    if kl > 20.0:
+        return KLHealth("catastrophic", f"KL {kl:.2f} nats (> 20): catastrophic drift from the reference", True, True)
+    if kl > 10.0:
+        return KLHealth("drifting", f"KL {kl:.2f} nats (> 10): drifting from the reference; the proxy reward is "
+                        "likely being hacked (raise kl_coef or lower the learning rate)", True, False)
+    if kl > 6.0:
+        return KLHealth("high", f"KL {kl:.2f} nats (6–10): high; watch the held-out gold score", False, False)
+    if kl >= 2.0:
+        return KLHealth("healthy", f"KL {kl:.2f} nats (2–6): healthy", False, False)
+    if kl >= 1.0:
+        return KLHealth("moving", f"KL {kl:.2f} nats (1–2): the policy is starting to move", False, False)
+    if kl >= -1.0:
+        return KLHealth("barely-changed", f"KL {kl:.2f} nats (< 1): the policy has barely changed", False, False)
+    return KLHealth("negative", f"KL {kl:.2f} nats (< −1): sampler and trainer logprobs disagree (temperature? "
+                    "padding? dropout?)", True, False)
