@@ -127,13 +127,14 @@ def dpo_cmd(ctx: typer.Context, config: Path | None = typer.Option(None, help="Y
 
 
 @app.command("config")
-def config_cmd(stage: str = typer.Argument(..., help="sft | rm | dpo")) -> None:
+def config_cmd(stage: str = typer.Argument(..., help="sft | rm | dpo | ppo")) -> None:
     """Print every config field of a stage with its type, default and meaning."""
     from tether.train.dpo import DPOConfig
+    from tether.train.ppo import PPOConfig
     from tether.train.reward import RMConfig
     from tether.train.sft import SFTConfig
 
-    classes = {"sft": SFTConfig, "rm": RMConfig, "dpo": DPOConfig}
+    classes = {"sft": SFTConfig, "rm": RMConfig, "dpo": DPOConfig, "ppo": PPOConfig}
     if stage not in classes:
         raise TetherError(f"unknown stage '{stage}'; available: {', '.join(classes)}")
     typer.echo(_config_epilog(classes[stage]).replace("\n\n", "\n"))
@@ -317,6 +318,12 @@ app.command("report")(report_cmd)
 from tether.cli.serve import serve_cmd  # noqa: E402
 
 app.command("serve")(serve_cmd)
+
+
+# PPO / RLOO / GRPO (its code lives in cli/ppo.py).
+from tether.cli.ppo import ppo_cmd  # noqa: E402
+
+app.command("ppo", context_settings=OVERRIDES)(ppo_cmd)
 
 
 def main() -> None:

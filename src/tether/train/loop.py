@@ -163,14 +163,16 @@ def check_finite(step: int, **quantities: float) -> None:
 
 
 def clip_and_step(accelerator, model, optimizer, scheduler, max_grad_norm: float) -> float:
-    """Clip gradients (0 = no clip), step optimizer and scheduler, zero grads; return the pre-clip norm."""
+    """Clip gradients (0 = no clip), step optimizer and scheduler (None: no schedule step), zero grads; return the
+    pre-clip norm."""
     if max_grad_norm > 0:
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
     else:
         grads = [p.grad.norm() for p in model.parameters() if p.grad is not None]
         grad_norm = torch.stack(grads).norm() if grads else torch.tensor(0.0)
     optimizer.step()
-    scheduler.step()
+    if scheduler is not None:
+        scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return float(grad_norm)
 
@@ -225,13 +227,15 @@ def progress(accelerator, total: int, initial: int, desc: str):
 
 @dataclass
 class Prepared:
-    """What `prepare_training` returns: wrapped model/optimizer/schedule, the step to start at, the metrics sink."""
+    """What `prepare_training` returns: wrapped model/optimizer/schedule, the step to start at, the metrics sink,
+    and the resumed checkpoint's trainer state (empty on a fresh start)."""
 
     model: object
     optimizer: torch.optim.Optimizer
     scheduler: object
     start_step: int
     metrics: object
+    state: dict = field(default_factory=dict)
 
 
 def prepare_training(accelerator, model, cfg: TrainConfig, out: Path, stage: str, config_dict: dict) -> Prepared:
@@ -246,13 +250,14 @@ def prepare_training(accelerator, model, cfg: TrainConfig, out: Path, stage: str
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    start_step, checkpoint = 0, latest_checkpoint(out) if cfg.resume else None
+    state, checkpoint = {}, latest_checkpoint(out) if cfg.resume else None
     if checkpoint is not None:
-        start_step = load_checkpoint(accelerator, checkpoint)["step"]
-        accelerator.print(f"{stage}: resumed from {checkpoint} (step {start_step})")
+        state = load_checkpoint(accelerator, checkpoint)
+        accelerator.print(f"{stage}: resumed from {checkpoint} (step {state['step']})")
+    start_step = state.get("step", 0)
     metrics = MetricsLogger(accelerator, out / "metrics.jsonl", resume_step=start_step if checkpoint else None)
     init_trackers(accelerator, stage, config_dict)
-    return Prepared(model, optimizer, scheduler, start_step, metrics)
+    return Prepared(model, optimizer, scheduler, start_step, metrics, state)
 
 
 def save_model(accelerator, model, tokenizer, out_dir: Path) -> None:

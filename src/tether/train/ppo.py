@@ -1,0 +1,749 @@
+"""Stage 3 of RLHF: PPO against a reward model, with a KL tether to the reference policy.
+
+    tether ppo --config configs/demo/ppo.yaml [--ppo.kl_coef 0.05 --advantage_estimator rloo ...]
+    accelerate launch --multi_gpu --num_processes 2 -m tether.cli.main ppo --config ...   (CPU: gloo)
+
+Objective (Ziegler et al. 2019 eq. 2; Stiennon et al. 2020 eq. 1; Ouyang et al. 2022 eq. 2):
+
+    maximise  E_{x~D, y~π_θ(·|x)} [ r(x, y) ]  −  β · KL( π_θ(·|x) ‖ π_ref(·|x) )
+
+with r the reward model's score (or the demo task's gold judge), π_ref the SFT policy, β = `ppo.kl_coef`.
+Each iteration (`train.max_steps` of them) runs the numbered steps that docs/ppo.md mirrors:
+(1) sample prompts, (2) generate, (3) truncate at EOS, (4) score, (5) logprobs / reference logprobs /
+values, (6) KL-shaped per-token rewards, (7) advantages, (8) K epochs of clipped minibatch updates,
+(9) KL controller update, (10) log and checkpoint. The math lives in `tether.rl` and `tether.losses.ppo`.
+
+Determinism and scale-out: the rollout is one global batch of N = prompts_per_step × samples_per_prompt
+rows. Generation runs in seeded chunks (seed, step, chunk) split over processes; the samples are then
+shared, so every process holds the whole rollout. The rows are cut once into length-grouped microbatches;
+steps 4–5 run each microbatch on one process and the results are summed over processes; steps 6–7 run
+on the global batch everywhere (advantages are whitened over the global batch); step 8 shuffles the
+microbatches into minibatches and each process takes its share of every minibatch. So 1 and N processes
+follow the same trajectory, a resumed run continues the same trajectory, and on the first minibatch the
+forward is the one that produced the old logprobs (same rows, same padding): the ratio is exactly 1.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from tether.data.collators import collate_rollout, collate_sft
+from tether.data.gold_judge import gold_score
+from tether.data.records import PromptRow, prompt_text
+from tether.data.tokenization import EncodedExample, encode_prompt, encode_response
+from tether.data.validate import load_records
+from tether.errors import ConfigError, DataError, TrainingError
+from tether.eval.metrics import distinct_n
+from tether.losses.ppo import clipped_policy_loss, clipped_value_loss, explained_variance
+from tether.models.loading import freeze, load_causal_lm, load_tokenizer
+from tether.models.lora import adapters_disabled, apply_lora
+from tether.models.scalar_head import HEAD_CONFIG_FILE, ScalarHeadModel, apply_lora_to_scalar
+from tether.models.spec import ModelConfig
+from tether.ops import entropy_from_logits, exact_div, gather_logprobs, masked_mean, masked_sum, masked_whiten
+from tether.rl.advantages import SEQUENCE_ADVANTAGES, gae, whiten_advantages
+from tether.rl.kl import AdaptiveKLController, FixedKLController, kl_health, per_token_kl
+from tether.rl.rewards import apply_missing_eos_penalty, shaped_rewards, truncate_at_eos
+from tether.runtime.checkpoint import save_checkpoint
+from tether.runtime.config import save_config, to_dict
+from tether.runtime.seeding import global_batch_indices, rank_slice, seed_everything
+from tether.sampling.generate import SamplingConfig, generate
+from tether.train.loop import (
+    StepStats,
+    TrainConfig,
+    check_finite,
+    clip_and_step,
+    global_sum,
+    make_accelerator,
+    prepare_training,
+    progress,
+    save_model,
+)
+
+RESULT_FILE = "result.json"
+SAMPLES_FILE = "samples.jsonl"
+RewardFn = Callable[[list[PromptRow], list[str], list[bool]], list[float]]
+"""A custom reward: (prompt rows, response texts, truncated flags) -> one score per response."""
+
+
+@dataclass
+class PPODataConfig:
+    prompts_file: str = "runs/demo/data/rl_prompts.jsonl"
+    """Prompts to roll out on (prompt-only rows; demo-task rows carry the meta the gold judge needs)."""
+    format: Literal["auto", "tether", "trl", "messages", "hh", "oasst", "gsm8k"] = "auto"
+    """Row format (auto-detected by default)."""
+    drop_bad_rows: bool = False
+    """Drop malformed or over-long prompts (counted) instead of refusing the file."""
+
+
+@dataclass
+class RolloutConfig:
+    prompts_per_step: int = 8
+    """Prompts sampled per PPO iteration (global, over all processes)."""
+    samples_per_prompt: int = 4
+    """k responses per prompt; the rollout has prompts_per_step × k rows (RLOO/GRPO need k ≥ 2)."""
+    max_new_tokens: int = 64
+    """Longest response; one without EOS by then is truncated and gets ppo.missing_eos_penalty."""
+    temperature: float = 1.0
+    """Sampling temperature; logprobs of the policy and the reference are computed from logits / temperature."""
+    top_k: int = 0
+    """Sample from the k most likely tokens (0 = off). Off by default: logprobs ignore the cut, so KL is biased."""
+    top_p: float = 1.0
+    """Nucleus sampling mass (1 = off; same caveat as top_k)."""
+    generation_batch_size: int = 32
+    """Rows per generate call; call c of step s is seeded by (seed, s, c), so rollouts do not depend on the
+    number of processes."""
+
+
+@dataclass
+class PPOHParams:
+    kl_coef: float = 0.05
+    """β: weight of the per-token KL penalty −β·KL_t in the reward (the initial β when adaptive_kl)."""
+    kl_estimator: Literal["k1", "k2", "k3"] = "k1"
+    """Per-token KL estimator in the reward: k1 = log π − log π_ref (unbiased), k2, k3 (unbiased, ≥ 0)."""
+    adaptive_kl: bool = False
+    """Adapt β towards kl_target (Ziegler et al. 2019) instead of keeping it fixed."""
+    kl_target: float = 6.0
+    """Target mean sequence KL (nats) of the adaptive controller."""
+    kl_horizon: float = 10000.0
+    """Adaptive controller horizon in samples (how slowly β moves)."""
+    gamma: float = 1.0
+    """γ: discount over response tokens (1: the reward at the end counts fully for every token)."""
+    gae_lambda: float = 0.95
+    """λ of GAE: 1 = Monte Carlo returns, 0 = one-step TD."""
+    clip_range: float = 0.2
+    """ε of the clipped policy loss: the ratio π_θ/π_old is clipped to [1 − ε, 1 + ε]."""
+    value_clip_range: float = 0.2
+    """ε of the clipped value loss, in reward units."""
+    vf_coef: float = 0.1
+    """Weight of the value loss in the total loss (GAE only)."""
+    ent_coef: float = 0.0
+    """Weight of an entropy bonus (0 = off; entropy is logged either way)."""
+    num_epochs: int = 4
+    """K: passes over each rollout, each in shuffled minibatches of train.batch_size rows."""
+    whiten_rewards: bool = False
+    """Rescale the shaped per-token rewards of each rollout to unit variance (mean kept) before advantages."""
+    whiten_advantages: bool = True
+    """Normalise advantages to mean 0, variance 1 over the global rollout."""
+    missing_eos_penalty: float | None = 1.0
+    """Subtracted from the score of responses that hit max_new_tokens without EOS (null: no penalty)."""
+    target_kl: float | None = None
+    """Stop this rollout's updates early once a minibatch's approx_kl (π_old ‖ π_θ) exceeds this (null: never)."""
+    critic_warmup_steps: int = 0
+    """Iterations at the start that train only the value model (against value lag; GAE only)."""
+    stop_on_catastrophic_kl: bool = True
+    """Stop the run when the rollout KL exceeds 20 nats (the KL health rule); false: only warn."""
+    sample_table_steps: int = 10
+    """Print a table of samples and append the rollout to samples.jsonl every N iterations (0 = never)."""
+
+
+@dataclass
+class PPOConfig:
+    output_dir: str = "runs/demo/ppo"
+    """Run dir: the policy (save_pretrained), config.yaml, metrics.jsonl, samples.jsonl, checkpoints/."""
+    advantage_estimator: Literal["gae", "rloo", "grpo"] = "gae"
+    """gae: PPO with a value model; rloo: leave-one-out baseline; grpo: group-normalised (no value model)."""
+    reward: Literal["rm", "gold"] = "rm"
+    """Reward: the learned reward model, or the demo task's gold judge (experiments, sanity checks)."""
+    reward_model: str = "runs/demo/rm"
+    """Reward model dir (from `tether rm`); used when reward is rm, and as the default value-model init."""
+    critic: Literal["separate", "shared"] = "separate"
+    """GAE's value model: a separate scalar-head model, or a value head on the policy's backbone."""
+    value_model: str | None = None
+    """Init of the separate value model: a reward/value model dir (default: reward_model), or a causal LM
+    dir/name (its decoder gets a fresh head)."""
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="runs/demo/sft"))
+    """The policy to start from (the SFT model); it is also the reference (a frozen copy, or with LoRA the
+    base with adapters disabled)."""
+    data: PPODataConfig = field(default_factory=PPODataConfig)
+    """Prompts."""
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    """Sampling of the rollouts."""
+    ppo: PPOHParams = field(default_factory=PPOHParams)
+    """PPO hyperparameters."""
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        learning_rate=1e-5, adam_epsilon=1e-5, lr_scheduler_type="constant", warmup_ratio=0.0, max_steps=20,
+        batch_size=8, micro_batch_size=4, logging_steps=1))
+    """Loop settings. In PPO: max_steps = iterations (rollouts), the schedule steps once per iteration;
+    batch_size = rows per minibatch (one optimizer step); micro_batch_size = rows per forward."""
+
+    def validate(self) -> None:
+        r, p = self.rollout, self.ppo
+        if r.prompts_per_step < 1 or r.samples_per_prompt < 1:
+            raise ConfigError("rollout.prompts_per_step and rollout.samples_per_prompt must be >= 1")
+        rows = r.prompts_per_step * r.samples_per_prompt
+        if rows % self.train.batch_size:
+            raise ConfigError(f"train.batch_size ({self.train.batch_size}) must divide the rollout's rows "
+                              f"(rollout.prompts_per_step × rollout.samples_per_prompt = {rows})")
+        if self.advantage_estimator != "gae" and r.samples_per_prompt < 2:
+            raise ConfigError(f"rollout.samples_per_prompt must be >= 2 for {self.advantage_estimator} "
+                              f"(its baseline comes from the other samples of the prompt), got {r.samples_per_prompt}")
+        if self.advantage_estimator != "gae" and p.critic_warmup_steps:
+            raise ConfigError(f"ppo.critic_warmup_steps needs a value model; {self.advantage_estimator} has none")
+        if r.max_new_tokens < 1 or r.generation_batch_size < 1:
+            raise ConfigError("rollout.max_new_tokens and rollout.generation_batch_size must be >= 1")
+        if r.temperature <= 0:
+            raise ConfigError(f"rollout.temperature must be > 0, got {r.temperature}")
+        if not 0 < r.top_p <= 1 or r.top_k < 0:
+            raise ConfigError(f"rollout.top_p must be in (0, 1] and rollout.top_k >= 0, got {r.top_p}, {r.top_k}")
+        if self.model.lora_dropout:
+            raise ConfigError("model.lora_dropout must be 0 for PPO: dropout makes rollout and update logprobs differ")
+        if p.kl_coef < 0 or (p.adaptive_kl and p.kl_coef == 0):
+            raise ConfigError(f"ppo.kl_coef must be >= 0 (> 0 with adaptive_kl), got {p.kl_coef}")
+        if not (0 <= p.gamma <= 1 and 0 <= p.gae_lambda <= 1):
+            raise ConfigError(f"ppo.gamma and ppo.gae_lambda must be in [0, 1], got {p.gamma}, {p.gae_lambda}")
+        if p.clip_range <= 0 or p.value_clip_range <= 0:
+            raise ConfigError("ppo.clip_range and ppo.value_clip_range must be > 0")
+        if p.num_epochs < 1:
+            raise ConfigError(f"ppo.num_epochs must be >= 1, got {p.num_epochs}")
+        if p.missing_eos_penalty is not None and p.missing_eos_penalty < 0:
+            raise ConfigError(f"ppo.missing_eos_penalty must be >= 0 (it is subtracted), got {p.missing_eos_penalty}")
+        if p.adaptive_kl and (p.kl_target <= 0 or p.kl_horizon <= 0):
+            raise ConfigError("ppo.kl_target and ppo.kl_horizon must be > 0")
+
+
+@dataclass
+class PPOResult:
+    output_dir: Path
+    steps: int
+    metrics: dict
+    """The last logged iteration's metrics."""
+    critic: str
+    """What served as the value model: 'separate', 'shared' or 'none' (rloo/grpo)."""
+
+
+# --- models ----------------------------------------------------------------------------------------
+
+class PolicyAndValue(torch.nn.Module):
+    """The trained models in one module, so one optimizer, one DDP wrapper and one checkpoint hold them.
+
+    `forward` goes through the policy's own forward (and the critic's), so DDP and PEFT wrappers see a
+    normal call. The policy's LM head runs only at the R + 1 positions that predict response tokens.
+    """
+
+    def __init__(self, policy, critic: ScalarHeadModel | None = None, value_head: torch.nn.Linear | None = None):
+        super().__init__()
+        self.policy, self.critic, self.value_head = policy, critic, value_head
+
+    @property
+    def has_values(self) -> bool:
+        return self.critic is not None or self.value_head is not None
+
+    def forward(self, batch: dict, temperature: float, entropy_grad: bool = False):
+        """Per response token: logprobs (B,R) of logits / temperature, entropy (B,R), values (B,R) or None."""
+        p_width, r_width = int(batch["prompt_width"]), batch["response_ids"].shape[1]
+        out = self.policy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                          position_ids=batch["position_ids"], use_cache=False, logits_to_keep=r_width + 1,
+                          output_hidden_states=self.value_head is not None)
+        logits = out.logits[:, :-1].float() / temperature  # (B,R,V) column t predicts response token t
+        logprobs = gather_logprobs(logits, batch["response_ids"])  # (B,R)
+        with nullcontext() if entropy_grad else torch.no_grad():
+            entropy = entropy_from_logits(logits)  # (B,R)
+        values = None
+        if self.value_head is not None:
+            hidden = out.hidden_states[-1][:, p_width - 1 : p_width - 1 + r_width]  # (B,R,H)
+            values = self.value_head(hidden.float()).squeeze(-1)  # (B,R)
+        elif self.critic is not None:
+            values = self.critic(batch["input_ids"], batch["attention_mask"], batch["position_ids"],
+                                 per_token=True)[:, p_width - 1 : p_width - 1 + r_width]  # (B,R)
+        return logprobs, entropy, values
+
+
+def load_models(cfg: PPOConfig, tokenizer, reward_fn: RewardFn | None, reference=None, reward_model=None):
+    """Policy (+ LoRA), reference, value model, reward model (`reference`/`reward_model` given: used as they are).
+    Dropout is off in all of them."""
+    policy = load_causal_lm(cfg.model.name, tokenizer, cfg.model.dtype)
+    if cfg.model.use_lora and reference is not None:
+        raise ConfigError("model.use_lora: the reference is the base with adapters disabled; pass no reference")
+    if not cfg.model.use_lora and reference is None:
+        reference = freeze(copy.deepcopy(policy))  # the initial policy, frozen
+    if cfg.model.use_lora:
+        policy = apply_lora(policy, cfg.model)
+    critic = value_head = None
+    if cfg.advantage_estimator == "gae" and cfg.critic == "separate":
+        spec = cfg.value_model or cfg.reward_model
+        is_scalar = (Path(spec) / HEAD_CONFIG_FILE).is_file()
+        critic = (ScalarHeadModel.from_pretrained(spec, cfg.model.dtype) if is_scalar
+                  else ScalarHeadModel.from_pretrained_lm(spec, tokenizer, dtype=cfg.model.dtype, seed=cfg.train.seed))
+        if critic.backbone.get_input_embeddings().weight.shape[0] < len(tokenizer):
+            raise ConfigError(f"value_model {spec}: its vocabulary is smaller than the policy's; the value model "
+                              "must share the policy's tokenizer")
+        if cfg.model.use_lora:
+            critic = apply_lora_to_scalar(critic, cfg.model)
+    elif cfg.advantage_estimator == "gae":
+        value_head = torch.nn.Linear(policy.config.hidden_size, 1, dtype=torch.float32)
+        torch.nn.init.zeros_(value_head.weight)  # values start at 0; the head learns from the first rollout
+        torch.nn.init.zeros_(value_head.bias)
+    reward_tokenizer = None
+    if reward_fn is not None or cfg.reward == "gold":
+        reward_model = None
+    elif reward_model is None:
+        reward_model = freeze(ScalarHeadModel.from_pretrained(cfg.reward_model, cfg.model.dtype))
+        rm_tok = load_tokenizer(cfg.reward_model)
+        reward_tokenizer = None if rm_tok.get_vocab() == tokenizer.get_vocab() else rm_tok  # None: same ids
+    model = PolicyAndValue(policy, critic, value_head)
+    model.train()  # dropout is 0 everywhere, so train and eval mode compute the same
+    return model, reference, reward_model, reward_tokenizer
+
+
+def reference_forward(model: PolicyAndValue, reference, batch: dict, temperature: float) -> torch.Tensor:
+    """(B,R) reference logprobs: the frozen copy, or the LoRA policy with its adapters disabled."""
+    if reference is None:
+        with adapters_disabled(model.policy):
+            return model(batch, temperature)[0]
+    return PolicyAndValue(reference)(batch, temperature)[0]
+
+
+# --- data ------------------------------------------------------------------------------------------
+
+def load_prompts(cfg: PPOConfig, tokenizer) -> tuple[list[PromptRow], list[list[int]]]:
+    rows, _ = load_records(cfg.data.prompts_file, "prompt", cfg.data.format, drop_bad=cfg.data.drop_bad_rows)
+    encoded = [encode_prompt(tokenizer, r.prompt) for r in rows]
+    budget = cfg.model.max_length - cfg.rollout.max_new_tokens
+    too_long = [i for i, ids in enumerate(encoded) if len(ids) > budget]
+    if too_long and not cfg.data.drop_bad_rows:
+        first = rows[too_long[0]]
+        raise DataError(f"{first.meta.get('source', cfg.data.prompts_file)}: {len(too_long)} prompts longer than "
+                        f"model.max_length − rollout.max_new_tokens = {budget} tokens; raise model.max_length or "
+                        "pass --data.drop_bad_rows true")
+    keep = [i for i in range(len(rows)) if i not in set(too_long)]
+    rows, encoded = [rows[i] for i in keep], [encoded[i] for i in keep]
+    if cfg.reward == "gold" and not all("family" in r.meta for r in rows):
+        raise ConfigError(f"reward: gold needs demo-task prompts (rows with meta.family); {cfg.data.prompts_file} "
+                          "has rows without it")
+    return rows, encoded
+
+
+# --- rollout: steps (2)–(5) ------------------------------------------------------------------------
+
+@dataclass
+class Rollout:
+    """One iteration's global batch of N rows; every process holds all of it from step (5) on."""
+
+    rows: list[PromptRow]
+    prompt_ids: list[list[int]]
+    texts: list[str]
+    response_ids: torch.Tensor  # (N,R) cut after the first EOS, pad after it
+    response_mask: torch.Tensor  # (N,R) True at real tokens (EOS included)
+    has_eos: torch.Tensor  # (N,)
+    microbatches: list[list[int]]  # fixed length-grouped row groups used by steps (5) and (8)
+    batches: dict[int, dict]  # collated microbatches, by index (all of them)
+    raw_score: torch.Tensor | None = None  # (N,) reward before the missing-EOS penalty
+    old_logprobs: torch.Tensor | None = None  # (N,R) rollout policy, logits / temperature
+    ref_logprobs: torch.Tensor | None = None  # (N,R) reference, logits / temperature
+    values: torch.Tensor | None = None  # (N,R) V_t of the state before token t (None without a critic)
+    entropy: torch.Tensor | None = None  # (N,R) rollout policy entropy
+
+
+def generate_rollout(accelerator, policy, tokenizer, rows: list[PromptRow], cfg: PPOConfig, step: int) -> list:
+    """(2) Sample one response per row: generate calls of `generation_batch_size` rows, call c seeded by
+    (seed, step, c), this process running calls rank, rank + W, ...; the samples are then shared."""
+    r = cfg.rollout
+    sampling = SamplingConfig(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_k=r.top_k,
+                              top_p=r.top_p, do_sample=True, batch_size=r.generation_batch_size)
+    calls = list(range(0, len(rows), r.generation_batch_size))
+    mine = []
+    for c in calls[accelerator.process_index :: accelerator.num_processes]:
+        chunk = rows[c : c + r.generation_batch_size]
+        seed = (cfg.train.seed * 100_003 + step) * 1_009 + c // r.generation_batch_size
+        gens = generate(policy, tokenizer, [row.prompt for row in chunk], sampling, seed=seed)
+        mine += [(c + i, g.prompt_ids, g.response_ids, g.text) for i, g in enumerate(gens)]
+    from accelerate.utils import gather_object
+
+    return sorted(gather_object(mine) if accelerator.num_processes > 1 else mine)
+
+
+def plan_microbatches(lengths: list[int], micro_batch_size: int) -> list[list[int]]:
+    """Rows sorted by length, cut into microbatches of `micro_batch_size` (less padding per forward)."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    return [order[i : i + micro_batch_size] for i in range(0, len(order), micro_batch_size)]
+
+
+@torch.no_grad()
+def score_and_evaluate(accelerator, model: PolicyAndValue, reference, reward_model, reward_tokenizer,
+                       reward_fn: RewardFn | None, rollout: Rollout, cfg: PPOConfig) -> None:
+    """(4) scores and (5) logprobs / reference logprobs / values / entropy of every row.
+
+    Microbatch m runs on process m mod W; each process fills its rows of zero tensors and a sum over
+    processes gives everyone the whole rollout (x + 0 is exact, so nothing is rounded).
+    """
+    n, width = rollout.response_ids.shape
+    temperature = cfg.rollout.temperature
+    out = torch.zeros(4, n, width)  # old_logprobs, ref_logprobs, values, entropy
+    score = torch.zeros(n)  # (N,)
+    truncated = (~rollout.has_eos).tolist()
+    if reward_fn is not None or cfg.reward == "gold":
+        fn = reward_fn or gold_reward
+        score = torch.tensor(fn(rollout.rows, rollout.texts, truncated), dtype=torch.float32)  # (N,) every process
+    device = accelerator.device
+    for m in range(accelerator.process_index, len(rollout.microbatches), accelerator.num_processes):
+        idx = rollout.microbatches[m]
+        batch = {k: v.to(device) for k, v in rollout.batches[m].items()}
+        r_width = batch["response_ids"].shape[1]
+        logprobs, entropy, values = model(batch, temperature)  # (b,R) each
+        out[0, idx, :r_width] = logprobs.cpu()
+        out[1, idx, :r_width] = reference_forward(model, reference, batch, temperature).cpu()
+        out[3, idx, :r_width] = entropy.cpu()
+        if values is not None:
+            out[2, idx, :r_width] = values.float().cpu()
+        if reward_model is not None:
+            score[idx] = rm_scores(reward_model, reward_tokenizer, batch, rollout, idx, device)
+    if accelerator.num_processes > 1:
+        out = accelerator.reduce(out.to(device), reduction="sum").cpu()
+        if reward_model is not None:
+            score = accelerator.reduce(score.to(device), reduction="sum").cpu()
+    rollout.old_logprobs, rollout.ref_logprobs, rollout.entropy = out[0], out[1], out[3]
+    rollout.values = out[2] if model.has_values else None
+    rollout.raw_score = score
+
+
+def rm_scores(reward_model, reward_tokenizer, batch: dict, rollout: Rollout, idx: list[int], device) -> torch.Tensor:
+    """(b,) reward-model scores of a microbatch, read at each row's last real token (EOS, or the cut)."""
+    if reward_tokenizer is None:  # same vocabulary: score the policy's own token ids
+        return reward_model(batch["input_ids"], batch["attention_mask"], batch["position_ids"]).float().cpu()
+    examples = [EncodedExample(encode_prompt(reward_tokenizer, rollout.rows[i].prompt),
+                               encode_response(reward_tokenizer, rollout.texts[i], add_eos=bool(rollout.has_eos[i])))
+                for i in idx]  # another tokenizer: re-tokenise the text
+    rm_batch = {k: v.to(device) for k, v in collate_sft(examples, reward_tokenizer.pad_token_id).items()
+                if k != "loss_mask"}
+    return reward_model(rm_batch["input_ids"], rm_batch["attention_mask"], rm_batch["position_ids"]).float().cpu()
+
+
+def gold_reward(rows: list[PromptRow], texts: list[str], truncated: list[bool]) -> list[float]:
+    """The demo task's gold judge as the reward (in [−1, 1])."""
+    return [gold_score(row.meta, text, truncated=cut).total for row, text, cut in zip(rows, texts, truncated)]
+
+
+# --- advantages: step (7), one adapter per estimator ----------------------------------------------
+
+def _gae_advantages(rewards, values, mask, cfg: PPOConfig):
+    return gae(rewards, values, mask, cfg.ppo.gamma, cfg.ppo.gae_lambda)  # (N,R), (N,R)
+
+
+def _sequence_advantages(name: str):
+    def estimate(rewards, values, mask, cfg: PPOConfig):
+        returns = masked_sum(rewards, mask, dim=1)  # (N,) score − β·Σ KL_t per response
+        per_sequence = SEQUENCE_ADVANTAGES[name](returns, cfg.rollout.samples_per_prompt)  # (N,)
+        advantages = torch.where(mask, per_sequence.unsqueeze(1), torch.zeros(()))  # (N,R) same for every token
+        return advantages, None
+    return estimate
+
+
+ADVANTAGE_ESTIMATORS = {"gae": _gae_advantages, "rloo": _sequence_advantages("rloo"),
+                        "grpo": _sequence_advantages("grpo")}
+
+
+# --- updates: step (8) -----------------------------------------------------------------------------
+
+def ppo_updates(accelerator, model, optimizer, rollout: Rollout, advantages, returns, cfg: PPOConfig, step: int,
+                policy_weight: float) -> dict[str, float]:
+    """K epochs; in each, the microbatches are shuffled (seeded by seed, step, epoch) and grouped into minibatches
+    of train.batch_size rows; each minibatch is one optimizer step, its loss the token mean over the minibatch."""
+    tcfg, hp, world = cfg.train, cfg.ppo, accelerator.num_processes
+    micro_per_mini = exact_div(tcfg.batch_size, tcfg.micro_batch_size, "train.batch_size / train.micro_batch_size")
+    exact_div(micro_per_mini, world, "microbatches per minibatch / number of processes")
+    mask = rollout.response_mask
+    history, first_ratio_dev, stopped = [], 0.0, False
+    for epoch in range(hp.num_epochs):
+        gen = torch.Generator().manual_seed((tcfg.seed * 100_003 + step) * 1_009 + 500 + epoch)
+        order = torch.randperm(len(rollout.microbatches), generator=gen).tolist()
+        for start in range(0, len(order), micro_per_mini):
+            minibatch = order[start : start + micro_per_mini]
+            rows = [i for m in minibatch for i in rollout.microbatches[m]]
+            num_tokens = mask[rows].sum().clamp(min=1).to(accelerator.device)  # () real tokens of the minibatch
+            stats, ratio_max = StepStats("loss/total"), 0.0
+            losses = {"loss/policy": 0.0, "loss/value": 0.0} if model_has_values(model) else {"loss/policy": 0.0}
+            mine = rank_slice(minibatch, accelerator.process_index, world)
+            for k, m in enumerate(mine):
+                idx = rollout.microbatches[m]
+                batch = {key: v.to(accelerator.device) for key, v in rollout.batches[m].items()}
+                r_width = batch["response_ids"].shape[1]
+                old, adv, mb_mask = (t[idx, :r_width].to(accelerator.device)
+                                     for t in (rollout.old_logprobs, advantages, mask))  # (b,R) each
+                with nullcontext() if k == len(mine) - 1 else accelerator.no_sync(model):
+                    logprobs, entropy, values = model(batch, cfg.rollout.temperature, entropy_grad=hp.ent_coef > 0)
+                    pg_loss, step_stats = clipped_policy_loss(logprobs, old, adv, mb_mask, hp.clip_range, num_tokens)
+                    loss = policy_weight * pg_loss
+                    if hp.ent_coef > 0:
+                        loss = loss - hp.ent_coef * masked_sum(entropy, mb_mask) / num_tokens
+                    if values is not None:
+                        old_values, target = (t[idx, :r_width].to(accelerator.device)
+                                              for t in (rollout.values, returns))  # (b,R) each
+                        vf_loss, vf_stats = clipped_value_loss(values, old_values, target, mb_mask,
+                                                               hp.value_clip_range, num_tokens)
+                        loss = loss + hp.vf_coef * vf_loss
+                        step_stats.update(vf_stats)
+                        losses["loss/value"] += float(vf_loss.detach())
+                    accelerator.backward(loss * world)  # DDP averages gradients over processes
+                losses["loss/policy"] += float(pg_loss.detach())
+                ratio_max = max(ratio_max, float(step_stats.pop("policy/ratio_max")))
+                stats.add(loss, {name: v for name, v in step_stats.items() if not name.startswith("loss/")},
+                          int(mb_mask.sum()))  # token-weighted means
+                if epoch == 0 and start == 0:  # before any update: the ratio must be exactly 1
+                    dev = torch.where(mb_mask, (logprobs.detach() - old).exp() - 1, torch.zeros((), device=old.device))
+                    first_ratio_dev = max(first_ratio_dev, float(dev.abs().max()))
+            grad_norm = clip_and_step(accelerator, model, optimizer, None, tcfg.max_grad_norm)
+            reduced = stats.reduce(accelerator)
+            reduced.update({name: global_sum(accelerator, v) for name, v in losses.items()})
+            check_finite(step, **{name: reduced[name] for name in ("loss/total", *losses)},
+                         **{"train/grad_norm": grad_norm})
+            reduced["train/grad_norm"] = grad_norm
+            reduced["policy/ratio_max"] = _global_max(accelerator, ratio_max)
+            history.append(reduced)
+            if hp.target_kl is not None and reduced["policy/approx_kl"] > hp.target_kl:
+                stopped = True
+                break
+        if stopped:
+            break
+    out = {name: sum(h[name] for h in history) / len(history) for name in history[0]}
+    out["policy/ratio_max"] = max(h["policy/ratio_max"] for h in history)
+    out["policy/ratio_dev_first"] = _global_max(accelerator, first_ratio_dev)
+    out["train/updates"] = float(len(history))
+    return out
+
+
+def model_has_values(model) -> bool:
+    while hasattr(model, "module"):
+        model = model.module
+    return model.has_values
+
+
+def _global_max(accelerator, value: float) -> float:
+    if accelerator.num_processes == 1:
+        return float(value)
+    t = torch.tensor([float(value)], dtype=torch.float64, device=accelerator.device)
+    return float(accelerator.reduce(t, reduction="max").item())
+
+
+# --- monitoring: step (10) -------------------------------------------------------------------------
+
+def rollout_metrics(rollout: Rollout, score, kl, rewards, advantages, returns, beta: float) -> dict:
+    """What the rollout says before any update: reward, KL, generation and value statistics."""
+    mask = rollout.response_mask
+    lengths = mask.sum(1).float()  # (N,)
+    kl_seq = masked_sum(kl, mask, dim=1)  # (N,)
+    m = {
+        "reward/score": float(rollout.raw_score.mean()),
+        "reward/score_std": float(rollout.raw_score.std()) if len(score) > 1 else 0.0,
+        "reward/score_penalised": float(score.mean()),
+        "reward/kl_penalty": float(-beta * kl_seq.mean()),
+        "reward/shaped": float(masked_sum(rewards, mask, dim=1).mean()),
+        "kl/sequence": float(kl_seq.mean()),
+        "kl/per_token": float(masked_mean(kl, mask)),
+        "kl/beta": beta,
+        "policy/entropy": float(masked_mean(rollout.entropy, mask)),
+        "gen/response_len": float(lengths.mean()),
+        "gen/eos_rate": float(rollout.has_eos.float().mean()),
+        "gen/distinct_1": distinct_n(rollout.texts, 1),
+        "gen/distinct_2": distinct_n(rollout.texts, 2),
+        "advantages/mean": float(masked_mean(advantages, mask)),
+        "advantages/std": float(masked_mean((advantages - masked_mean(advantages, mask)).square(), mask).sqrt()),
+    }
+    if all("family" in r.meta for r in rollout.rows):  # demo-task prompts: how the gold judge sees the samples
+        m["reward/gold"] = sum(gold_reward(rollout.rows, rollout.texts, (~rollout.has_eos).tolist())) / len(score)
+    if rollout.values is not None:
+        m["value/mean"] = float(masked_mean(rollout.values, mask))
+        m["value/explained_variance"] = float(explained_variance(rollout.values, returns, mask))
+        m["value/returns_mean"] = float(masked_mean(returns, mask))
+    return m
+
+
+def write_samples(path: Path, step: int, rollout: Rollout, score, kl, show: int = 4) -> None:
+    """Append the rollout to samples.jsonl and print a table of its first `show` samples."""
+    from rich.console import Console
+    from rich.table import Table
+
+    kl_seq = masked_sum(kl, rollout.response_mask, dim=1)  # (N,)
+    with path.open("a") as f:
+        for i, row in enumerate(rollout.rows):
+            f.write(json.dumps({"step": step, "prompt": prompt_text(row.prompt), "response": rollout.texts[i],
+                                "score": float(score[i]), "kl": float(kl_seq[i]),
+                                "eos": bool(rollout.has_eos[i])}) + "\n")
+    table = Table(title=f"ppo samples, step {step}")
+    for col in ("prompt", "response", "score", "KL"):
+        table.add_column(col)
+    for i in range(min(show, len(rollout.rows))):
+        table.add_row(prompt_text(rollout.rows[i].prompt)[:60], rollout.texts[i][:100] + ("" if rollout.has_eos[i]
+                      else " [no EOS]"), f"{float(score[i]):+.3f}", f"{float(kl_seq[i]):.2f}")
+    Console().print(table)
+
+
+def check_finite_tensors(step: int, mask: torch.Tensor, **tensors: torch.Tensor | None) -> None:
+    """Stop naming the step and the first quantity with a nan/inf at a real token (or row)."""
+    for name, t in tensors.items():
+        if t is None:
+            continue
+        kept = t[mask] if t.shape == mask.shape else t  # (n,)
+        bad = kept[~torch.isfinite(kept)]
+        if len(bad):
+            check_finite(step, **{name: float(bad[0])})
+
+
+# --- training --------------------------------------------------------------------------------------
+
+def train(cfg: PPOConfig, *, reward_fn: RewardFn | None = None, reference=None, reward_model=None,
+          interrupt_at_step: int | None = None) -> PPOResult:
+    """Run PPO (resuming from the latest checkpoint in output_dir if there is one).
+
+    Objects passed in replace what `cfg` would load: `reward_fn` the configured reward (any function of the
+    prompt rows, texts and truncation flags), `reference` the frozen initial policy (full fine-tuning only),
+    `reward_model` a scalar-head model sharing the policy's tokenizer. `interrupt_at_step` checkpoints and
+    returns after that iteration (tests of resume).
+    """
+    started = time.perf_counter()
+    out, tcfg, hp = Path(cfg.output_dir), cfg.train, cfg.ppo
+    accelerator = make_accelerator(tcfg, out)
+    seed_everything(tcfg.seed)
+    k = cfg.rollout.samples_per_prompt
+    n_rows = cfg.rollout.prompts_per_step * k
+    exact_div(n_rows, tcfg.micro_batch_size, "rollout rows / train.micro_batch_size")
+    exact_div(exact_div(tcfg.batch_size, tcfg.micro_batch_size, "train.batch_size / train.micro_batch_size"),
+              accelerator.num_processes, "microbatches per minibatch / number of processes")
+
+    tokenizer = load_tokenizer(cfg.model.name, cfg.model.max_length)
+    prompts, _ = load_prompts(cfg, tokenizer)
+    model, reference, reward_model, reward_tokenizer = load_models(cfg, tokenizer, reward_fn, reference, reward_model)
+    critic = "separate" if model.critic is not None else "shared" if model.value_head is not None else "none"
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        accelerator.print(f"ppo ({cfg.advantage_estimator}, reward {'custom' if reward_fn else cfg.reward}, value "
+                          f"model {critic}): {len(prompts)} prompts, {n_rows} rows per rollout, "
+                          f"{accelerator.num_processes} process(es)")
+
+    run = prepare_training(accelerator, model, tcfg, out, "ppo", to_dict(cfg))
+    model, optimizer, scheduler, start_step, metrics = (run.model, run.optimizer, run.scheduler, run.start_step,
+                                                        run.metrics)
+    unwrapped = accelerator.unwrap_model(model)
+    controller = (AdaptiveKLController(hp.kl_coef, hp.kl_target, hp.kl_horizon) if hp.adaptive_kl
+                  else FixedKLController(hp.kl_coef))
+    if "kl_controller" in run.state:
+        controller.load_state_dict(run.state["kl_controller"])
+    if start_step == 0 and accelerator.is_main_process:
+        (out / SAMPLES_FILE).write_text("")
+
+    window, last, health = [], {}, None
+    bar = progress(accelerator, tcfg.max_steps, start_step, "ppo")
+    for step in range(start_step, tcfg.max_steps):
+        it, beta, t0 = step + 1, controller.value, time.perf_counter()
+        # (1) Sample prompts: a pure function of (seed, step); each prompt k times, consecutive rows.
+        prompt_index = global_batch_indices(len(prompts), cfg.rollout.prompts_per_step, step, tcfg.seed)
+        rows = [prompts[i] for i in prompt_index for _ in range(k)]
+
+        # (2) Generate with the current policy: batched, KV cache, per-sequence EOS stop, T / top-k / top-p.
+        samples = generate_rollout(accelerator, unwrapped.policy, tokenizer, rows, cfg, step)
+        t_gen = time.perf_counter()
+
+        # (3) Truncate after the first EOS (pad after it); rows without EOS are flagged for the penalty.
+        width = max(1, max(len(s[2]) for s in samples))
+        padded = torch.full((n_rows, width), tokenizer.pad_token_id, dtype=torch.long)  # (N,R)
+        for i, (_, _, response, _) in enumerate(samples):
+            padded[i, : len(response)] = torch.tensor(response, dtype=torch.long)
+        response_ids, response_mask, has_eos = truncate_at_eos(padded, tokenizer.eos_token_id, tokenizer.pad_token_id)
+        prompt_ids = [s[1] for s in samples]
+        lengths = response_mask.sum(1).tolist()
+        micro = plan_microbatches([len(p) + n for p, n in zip(prompt_ids, lengths)], tcfg.micro_batch_size)
+        batches = {m: collate_rollout([prompt_ids[i] for i in idx],
+                                      [response_ids[i, : lengths[i]].tolist() for i in idx], tokenizer.pad_token_id)
+                   for m, idx in enumerate(micro)}
+        rollout = Rollout(rows, prompt_ids, [s[3] for s in samples], response_ids, response_mask, has_eos, micro,
+                          batches)
+
+        # (4) Score (reward model at the last real token, gold judge or custom) and
+        # (5) logprobs under the rollout policy and the reference (logits / T), values under the critic.
+        score_and_evaluate(accelerator, unwrapped, reference, reward_model, reward_tokenizer, reward_fn, rollout, cfg)
+        check_finite_tensors(it, response_mask, **{"reward/score": rollout.raw_score,
+                                                   "policy/logprobs": rollout.old_logprobs,
+                                                   "reference/logprobs": rollout.ref_logprobs,
+                                                   "value/values": rollout.values})
+        score = apply_missing_eos_penalty(rollout.raw_score, has_eos, hp.missing_eos_penalty)  # (N,)
+        t_score = time.perf_counter()
+
+        # (6) Per-token rewards: −β·KL_t at every token, the score added at the last one; optional whitening.
+        kl = per_token_kl(rollout.old_logprobs, rollout.ref_logprobs, response_mask, hp.kl_estimator)  # (N,R)
+        rewards = shaped_rewards(score, kl, response_mask, beta)  # (N,R)
+        if hp.whiten_rewards:
+            rewards = masked_whiten(rewards, response_mask, shift_mean=False)  # (N,R)
+        kl_sequence = float(masked_sum(kl, response_mask, dim=1).mean())
+        health = report_kl_health(accelerator, it, kl_sequence, health, hp.stop_on_catastrophic_kl)
+
+        # (7) Advantages (and returns for the value model), whitened over the global rollout.
+        advantages, returns = ADVANTAGE_ESTIMATORS[cfg.advantage_estimator](
+            rewards, rollout.values, response_mask, cfg)  # (N,R), (N,R) or None
+        if hp.whiten_advantages:
+            advantages = whiten_advantages(advantages, response_mask)  # (N,R)
+        check_finite_tensors(it, response_mask, **{"reward/shaped": rewards, "advantages": advantages})
+
+        # (8) K epochs of shuffled minibatch updates: clipped policy loss (+ clipped value loss), grad clipping,
+        # optional early stop on approx_kl. During critic warm-up only the value model learns.
+        warmup = step < hp.critic_warmup_steps
+        update = ppo_updates(accelerator, model, optimizer, rollout, advantages, returns, cfg, it,
+                             policy_weight=0.0 if warmup else 1.0)
+        scheduler.step()
+        t_train = time.perf_counter()
+
+        # (9) KL controller: adaptive β moves towards the target KL (Ziegler et al. 2019); fixed β stays.
+        controller.update(kl_sequence, n_rows)
+
+        # (10) Log and checkpoint.
+        check_finite(it, **{"train/param_norm": trainable_norm(model)})
+        step_metrics = {**rollout_metrics(rollout, score, kl, rewards, advantages, returns, beta), **update,
+                        "kl/health": health.verdict, "train/lr": scheduler.get_last_lr()[0],
+                        "train/critic_warmup": float(warmup), "gen/tokens_per_s": sum(lengths) / (t_gen - t0),
+                        "time/generate": t_gen - t0, "time/score": t_score - t_gen, "time/train": t_train - t_score,
+                        "perf/seconds": time.perf_counter() - t0}
+        window.append(step_metrics)
+        if it % tcfg.logging_steps == 0 or it == tcfg.max_steps:
+            last = {name: (sum(w[name] for w in window) / len(window) if isinstance(value, float) else value)
+                    for name, value in window[-1].items()}
+            metrics.log(last, step=it)
+            window = []
+        if hp.sample_table_steps and (it % hp.sample_table_steps == 0 or it == 1) and accelerator.is_main_process:
+            write_samples(out / SAMPLES_FILE, it, rollout, score, kl)
+        bar.update(1)
+        bar.set_postfix(score=f"{step_metrics['reward/score']:.3f}", kl=f"{kl_sequence:.2f}")
+        if (tcfg.save_steps and it % tcfg.save_steps == 0) or it == tcfg.max_steps or it == interrupt_at_step:
+            save_checkpoint(accelerator, out, it, {"kl_controller": controller.state_dict()},
+                            keep=tcfg.save_total_limit)
+        if it == interrupt_at_step:
+            bar.close()
+            accelerator.end_training()
+            return PPOResult(out, it, last, critic)
+    bar.close()
+
+    save_model(accelerator, unwrapped.policy, tokenizer, out)
+    if accelerator.is_main_process:
+        (out / RESULT_FILE).write_text(json.dumps(
+            {"advantage_estimator": cfg.advantage_estimator, "reward": "custom" if reward_fn else cfg.reward,
+             "critic": critic, "steps": tcfg.max_steps, "num_processes": accelerator.num_processes,
+             "train_seconds": round(time.perf_counter() - started, 1), "final_kl_coef": controller.value,
+             **{name: v for name, v in last.items()}}, indent=2))
+    accelerator.end_training()
+    return PPOResult(out, tcfg.max_steps, last, critic)
+
+
+def report_kl_health(accelerator, step: int, kl: float, previous, stop_on_catastrophic: bool):
+    """Print the KL rule-of-thumb verdict when it changes (and every warning); stop on a catastrophic KL."""
+    health = kl_health(kl)
+    if health.stop and stop_on_catastrophic:
+        raise TrainingError(f"step {step}: kl/sequence is {kl:.3g}: {health.message}; stopping (the last good "
+                            "checkpoint is kept; set ppo.stop_on_catastrophic_kl false to continue)")
+    if health.warn or previous is None or health.verdict != previous.verdict:
+        accelerator.print(f"ppo step {step}: {'WARNING: ' if health.warn else ''}{health.message}")
+    return health
+
+
+def trainable_norm(model) -> float:
+    """L2 norm of the trainable parameters (a non-finite value means the last update diverged)."""
+    with torch.no_grad():
+        norms = [p.detach().float().norm() for p in model.parameters() if p.requires_grad]
+        return float(torch.stack(norms).norm()) if norms else 0.0
+
