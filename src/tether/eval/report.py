@@ -100,10 +100,17 @@ def _policy_row(name: str, summary: dict) -> dict:
 
 
 def _win_vs_sft(name: str, comparisons: dict) -> dict | None:
+    """`<name>_vs_sft`, or `sft_vs_<name>` seen from the other side (rate 1 − r, interval mirrored)."""
     if name == "sft":
         return None
     c = comparisons.get(f"{name}_vs_sft")
-    return dict(c, baseline="sft") if c else None
+    if c:
+        return dict(c, baseline="sft")
+    c = comparisons.get(f"sft_vs_{name}")
+    if c:
+        return {"win_rate": 1 - c["win_rate"], "ci_low": 1 - c["ci_high"], "ci_high": 1 - c["ci_low"],
+                "wins": c["losses"], "ties": c["ties"], "losses": c["wins"], "baseline": "sft"}
+    return None
 
 
 def _series(rows: list[dict], keys: tuple[str, ...]) -> dict | None:

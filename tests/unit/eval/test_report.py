@@ -24,7 +24,10 @@ def test_collect_builds_every_section(tmp_path):
     assert rows["bon16"]["kl"]["value"] == 1.835 and rows["bon16"]["kl_verdict"] == "small change"
     assert rows["bon16"]["win_vs_sft"]["win_rate"] == 0.8 and rows["bon16"]["win_vs_sft"]["baseline"] == "sft (greedy)"
     assert rows["bon16"]["proxy_mean"] == 1.4 and rows["bon16"]["gold_mean"] == 0.6
-    assert rows["sft"]["win_vs_sft"] is None and rows["base"]["win_vs_sft"] is None
+    assert rows["sft"]["win_vs_sft"] is None
+    base = rows["base"]["win_vs_sft"]  # from sft_vs_base (0.75, CI 0.55–0.95, 3W/0T/1L) seen from base's side
+    assert base["win_rate"] == pytest.approx(0.25) and (base["wins"], base["losses"]) == (1, 3)
+    assert (base["ci_low"], base["ci_high"]) == (pytest.approx(0.05), pytest.approx(0.45))
     assert [k["policy"] for k in report["kl_health"]] == ["dpo", "bon16"]
     ppo = report["ppo"]
     assert ppo["present"] and ppo["steps"] == 10
