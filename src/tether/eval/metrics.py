@@ -19,7 +19,6 @@ __all__ = [
     "WinRate",
     "distinct_n",
     "expected_calibration_error",
-    "kl_verdict",
     "mean_ci",
     "ngram_jaccard",
     "outcomes_from_scores",
@@ -188,28 +187,6 @@ def self_similarity(groups: Iterable[Sequence[str]], max_n: int = 2) -> float:
     if not means:
         raise ValueError("self_similarity needs at least one group with two or more texts")
     return math.fsum(means) / len(means)
-
-
-KL_VERDICTS: tuple[tuple[float, bool, str, str], ...] = (
-    (1.0, False, "barely changed", "KL < 1: the policy is almost the reference; the optimisation did little"),
-    (2.0, False, "small change", "1 ≤ KL < 2: a light touch"),
-    (6.0, True, "healthy", "2 ≤ KL ≤ 6: the typical range of a useful RLHF run"),
-    (10.0, True, "high", "6 < KL ≤ 10: watch the gold score for reward hacking"),
-    (20.0, True, "drifting", "10 < KL ≤ 20: far from the reference; proxy gains are likely hacked"),
-    (math.inf, True, "catastrophic", "KL > 20: the policy has left the reference's distribution"),
-)
-"""The KL health check, in order: (upper bound, bound included, verdict, explanation)."""
-
-
-def kl_verdict(kl: float) -> tuple[str, str]:
-    """(verdict, explanation) of a sequence-level KL(policy ‖ reference) in nats (see ``KL_VERDICTS``)."""
-    kl = float(kl)
-    if math.isnan(kl):
-        return "unknown", "KL is not a number"
-    for bound, inclusive, verdict, why in KL_VERDICTS:
-        if kl < bound or (inclusive and kl == bound):
-            return verdict, why
-    raise AssertionError("unreachable: the last bound is inf")
 
 
 def pairwise_accuracy(chosen_scores: Iterable[float], rejected_scores: Iterable[float]) -> float:

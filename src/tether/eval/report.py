@@ -10,7 +10,7 @@ Built only from files a run already wrote (no model is loaded):
 |   | `summary.json` `kl_to_sft`, `bon*/result.json`, `ppo*/result.json` |
 | PPO curves: reward, KL, β, response length per step | `ppo*/metrics.jsonl` (keys: `PPO_SERIES`) |
 | reward model: held-out accuracy, ECE, reliability diagram, accuracy curve | `eval/rm.json`, `rm/metrics.jsonl` |
-| KL health verdict per policy | the policy table's KL (`tether.eval.metrics.kl_verdict`) |
+| KL health verdict per policy | the policy table's KL (`tether.rl.kl.kl_health`, the rule PPO logs) |
 | gold score vs KL (best-of-N curve and every policy) | the policy table, `bon*/result.json` `curve_gold` |
 | sample responses side by side | `eval/policies_samples.jsonl`, `bon*/eval_samples.jsonl` |
 
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.errors import DataError
-from tether.eval.metrics import KL_VERDICTS, kl_verdict
+from tether.rl.kl import kl_health
 
 DPO_FAMILY = ("dpo", "ipo", "kto", "orpo", "simpo")
 
@@ -43,6 +43,10 @@ PPO_SERIES: dict[str, tuple[str, ...]] = {
 """PPO metrics.jsonl keys plotted, first present wins: RM reward (with the gold reward, when the demo judge was
 logged, on the same axes), sequence KL to the reference, β (kl_coef), response length. tether's PPO logs the
 first key of each; the others read runs of other trainers."""
+
+KL_SCALE = ("Rule of thumb for the sequence KL(π ‖ π_ref) in nats (tether.rl.kl.kl_health, also logged by PPO): "
+            "< 1 barely changed; 1–2 moving; 2–6 healthy; 6–10 high (watch the gold score); 10–20 drifting (the "
+            "proxy is likely being hacked); > 20 catastrophic; < −1 means sampler and trainer logprobs disagree.")
 
 SAMPLE_PROMPTS = 8
 """Prompts shown in the side-by-side samples section."""
@@ -206,17 +210,16 @@ def collect(run_dir: Path) -> dict:
     if not policies:
         notes.append(f"no evaluated policies in {run} (eval/policies.json, summary.json or bon*/result.json)")
 
-    kl_health = []
+    health = []
     for name, row in policies.items():
         kl = _finite((row.get("kl") or {}).get("value"))
         if kl is not None:
-            verdict, why = kl_verdict(kl)
-            row["kl_verdict"] = verdict
-            kl_health.append({"policy": name, "kl": kl, "verdict": verdict, "explanation": why,
-                              "how": row["kl"]["how"]})
+            verdict = kl_health(kl)
+            row["kl_verdict"] = verdict.verdict
+            health.append({"policy": name, "kl": kl, "verdict": verdict.verdict, "explanation": verdict.message,
+                           "warn": verdict.warn, "how": row["kl"]["how"]})
 
-    return {"run": run.name, "run_dir": str(run), "policies": list(policies.values()),
-            "kl_health": kl_health, "kl_scale": [{"verdict": v, "explanation": e} for _, _, v, e in KL_VERDICTS],
+    return {"run": run.name, "run_dir": str(run), "policies": list(policies.values()), "kl_health": health,
             "bon_curves": bon_curves, "ppo": _ppo_section(run), "reward_model": _rm_section(run),
             "samples": _samples(run), "notes": notes}
 
@@ -348,8 +351,8 @@ table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; vertical-align: top; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .note { color: #666; font-style: italic; }
-.verdict-healthy { color: #1a7f37; font-weight: bold; } .verdict-catastrophic, .verdict-drifting { color: #c62828;
-  font-weight: bold; } .verdict-high { color: #b26a00; font-weight: bold; }
+.verdict-healthy { color: #1a7f37; font-weight: bold; } .verdict-catastrophic, .verdict-drifting, .verdict-negative {
+  color: #c62828; font-weight: bold; } .verdict-high { color: #b26a00; font-weight: bold; }
 img.plot { max-width: 100%; border: 1px solid #eee; }
 td.resp { max-width: 260px; white-space: pre-wrap; font-size: 0.85em; }
 """
@@ -417,7 +420,7 @@ def render_html(report: dict, figures: dict[str, str]) -> str:
         parts.append("</table>")
     else:
         parts.append("<p class='note'>No policy has a KL measurement.</p>")
-    parts.append("<p class='note'>Scale: " + "; ".join(e(s["explanation"]) for s in report["kl_scale"]) + ".</p>")
+    parts.append(f"<p class='note'>{e(KL_SCALE)}</p>")
 
     parts.append("<h2 id='ppo'>PPO training</h2>")
     ppo = report["ppo"]

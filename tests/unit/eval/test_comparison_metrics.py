@@ -1,15 +1,12 @@
 """The evaluation-suite metrics against hand-made examples: outcomes with ties, win rate from them,
-n-gram Jaccard, self-similarity, distinct-n on repeated samples, the KL health verdict."""
+n-gram Jaccard, self-similarity, distinct-n on repeated samples (the KL health rule: tests/unit/rl)."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 
 from tether.eval.metrics import (
     distinct_n,
-    kl_verdict,
     ngram_jaccard,
     outcomes_from_scores,
     self_similarity,
@@ -57,16 +54,3 @@ def test_distinct_n_falls_when_samples_repeat():
     assert distinct_n(varied, 2) == 1.0
     assert distinct_n(collapsed, 2) == pytest.approx(2 / 6)  # 2 unique bigrams of 6
     assert distinct_n(collapsed, 1) == pytest.approx(3 / 9)
-
-
-@pytest.mark.parametrize(("kl", "verdict"), [
-    (-0.2, "barely changed"), (0.0, "barely changed"), (0.99, "barely changed"), (1.0, "small change"),
-    (1.99, "small change"), (2.0, "healthy"), (4.0, "healthy"), (6.0, "healthy"), (6.01, "high"), (10.0, "high"),
-    (10.5, "drifting"), (20.0, "drifting"), (20.01, "catastrophic"), (300.0, "catastrophic"),
-])
-def test_kl_verdict_bands(kl, verdict):
-    assert kl_verdict(kl)[0] == verdict
-
-
-def test_kl_verdict_nan():
-    assert kl_verdict(math.nan)[0] == "unknown"

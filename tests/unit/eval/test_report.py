@@ -21,7 +21,7 @@ def test_collect_builds_every_section(tmp_path):
     assert list(rows) == ["base", "sft", "dpo", "bon16"]
     assert rows["dpo"]["kind"] == "dpo family" and rows["bon16"]["kind"] == "best-of-n"
     assert rows["dpo"]["kl"]["value"] == 3.1 and rows["dpo"]["kl_verdict"] == "healthy"
-    assert rows["bon16"]["kl"]["value"] == 1.835 and rows["bon16"]["kl_verdict"] == "small change"
+    assert rows["bon16"]["kl"]["value"] == 1.835 and rows["bon16"]["kl_verdict"] == "moving"
     assert rows["bon16"]["win_vs_sft"]["win_rate"] == 0.8 and rows["bon16"]["win_vs_sft"]["baseline"] == "sft (greedy)"
     assert rows["bon16"]["proxy_mean"] == 1.4 and rows["bon16"]["gold_mean"] == 0.6
     assert rows["sft"]["win_vs_sft"] is None
