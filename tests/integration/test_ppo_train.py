@@ -44,13 +44,18 @@ def test_first_minibatch_ratio_is_exactly_one_and_kl_starts_at_zero(assets, tmp_
 
 
 def test_resume_two_plus_two_equals_four(assets, tmp_path):
-    train(ppo_cfg(assets, tmp_path / "straight"))
-    train(ppo_cfg(assets, tmp_path / "resumed"), interrupt_at_step=2)
+    tables = ("--ppo.sample_table_steps", "1")
+    train(ppo_cfg(assets, tmp_path / "straight", *tables))
+    train(ppo_cfg(assets, tmp_path / "resumed", *tables), interrupt_at_step=2)
     assert [m["step"] for m in curves(tmp_path / "resumed")] == [1, 2]
-    train(ppo_cfg(assets, tmp_path / "resumed"))
+    with (tmp_path / "resumed" / "samples.jsonl").open("a") as f:  # a crash after step 3's samples, before its
+        f.write('{"step": 3, "prompt": "lost", "response": "lost"}\n')  # checkpoint: resume drops them
+    train(ppo_cfg(assets, tmp_path / "resumed", *tables))
     straight, resumed = curves(tmp_path / "straight"), curves(tmp_path / "resumed")
     assert [m["step"] for m in resumed] == [1, 2, 3, 4]
     assert resumed == straight  # every metric of every iteration, bit for bit
+    samples = [(tmp_path / run / "samples.jsonl").read_text() for run in ("straight", "resumed")]
+    assert samples[0] == samples[1] and samples[0].count("\n") == 4 * 8  # 4 rollouts of 8 rows, same samples
 
 
 def test_adaptive_controller_state_survives_resume(assets, tmp_path):

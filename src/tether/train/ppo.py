@@ -314,7 +314,8 @@ def load_prompts(cfg: PPOConfig, tokenizer) -> tuple[list[PromptRow], list[list[
         raise DataError(f"{first.meta.get('source', cfg.data.prompts_file)}: {len(too_long)} prompts longer than "
                         f"model.max_length − rollout.max_new_tokens = {budget} tokens; raise model.max_length or "
                         "pass --data.drop_bad_rows true")
-    keep = [i for i in range(len(rows)) if i not in set(too_long)]
+    dropped = set(too_long)
+    keep = [i for i in range(len(rows)) if i not in dropped]
     rows, encoded = [rows[i] for i in keep], [encoded[i] for i in keep]
     if cfg.reward == "gold" and not all("family" in r.meta for r in rows):
         raise ConfigError(f"reward: gold needs demo-task prompts (rows with meta.family); {cfg.data.prompts_file} "
@@ -619,7 +620,8 @@ def train(cfg: PPOConfig, *, reward_fn: RewardFn | None = None, reference=None, 
                           f"model {critic}): {len(prompts)} prompts, {n_rows} rows per rollout, "
                           f"{accelerator.num_processes} process(es)")
 
-    run = prepare_training(accelerator, model, tcfg, out, "ppo", to_dict(cfg))
+    run = prepare_training(accelerator, model, tcfg, out, "ppo", to_dict(cfg))  # moves the trained models
+    reference, reward_model = (m.to(accelerator.device) if m is not None else None for m in (reference, reward_model))
     model, optimizer, scheduler, start_step, metrics = (run.model, run.optimizer, run.scheduler, run.start_step,
                                                         run.metrics)
     unwrapped = accelerator.unwrap_model(model)
@@ -627,8 +629,10 @@ def train(cfg: PPOConfig, *, reward_fn: RewardFn | None = None, reference=None, 
                   else FixedKLController(hp.kl_coef))
     if "kl_controller" in run.state:
         controller.load_state_dict(run.state["kl_controller"])
-    if start_step == 0 and accelerator.is_main_process:
-        (out / SAMPLES_FILE).write_text("")
+    if accelerator.is_main_process:  # keep the samples of the iterations the checkpoint covers
+        kept = [line for line in (out / SAMPLES_FILE).read_text().splitlines()
+                if json.loads(line)["step"] <= start_step] if (out / SAMPLES_FILE).is_file() else []
+        (out / SAMPLES_FILE).write_text("".join(line + "\n" for line in kept))
 
     window, last, health = [], {}, None
     bar = progress(accelerator, tcfg.max_steps, start_step, "ppo")
