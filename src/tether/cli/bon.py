@@ -28,10 +28,6 @@ def bon_cmd(policy: str = typer.Option(..., help="Policy that samples: model dir
                                                               "least this."),
             seed: int = typer.Option(0)) -> None:
     """Best-of-N: sample N responses per prompt, keep the reward model's favourite; report KL = log N − (N−1)/N."""
-    from tether.data.validate import load_records
-    from tether.eval.bon_policy import run_best_of_n
-    from tether.sampling.generate import SamplingConfig
-
     if n < 1:
         raise TetherError(f"--n must be >= 1, got {n}")
     if scorer not in ("rm", "gold"):
@@ -40,6 +36,10 @@ def bon_cmd(policy: str = typer.Option(..., help="Policy that samples: model dir
         raise TetherError("--scorer rm needs --reward-model DIR")
     if reward_model is not None and not reward_model.is_dir():
         raise TetherError(f"--reward-model {reward_model}: no such directory")
+    from tether.data.validate import load_records
+    from tether.eval.bon_policy import run_best_of_n
+    from tether.sampling.generate import SamplingConfig
+
     rows, _ = load_records(prompts, "prompt")
     rows = rows[:limit] if limit else rows
     sampling = SamplingConfig(do_sample=True, temperature=temperature, max_new_tokens=max_new_tokens,

@@ -31,14 +31,7 @@ def eval_compare_cmd(a: str = typer.Option(..., help="Policy A: model dir, embed
                      max_new_tokens: int = typer.Option(64),
                      seed: int = typer.Option(0)) -> None:
     """Compare policy A with policy B: win rate (ties half, 95% CI), gold/proxy reward, KL, length, EOS, diversity."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from tether.data.validate import load_records
-    from tether.eval import comparison as cmp
-    from tether.models.loading import freeze, load_causal_lm, load_tokenizer
-
-    if judge not in cmp.JUDGES and not Path(judge).is_file():
+    if judge not in ("gold", "rm") and not Path(judge).is_file():
         raise TetherError(f"--judge: {judge!r} is not 'gold', 'rm' or an existing labels file")
     if (judge == "rm" or rm_pairs) and reward_model is None:
         raise TetherError(f"{'--judge rm' if judge == 'rm' else '--rm-pairs'} needs --reward-model DIR")
@@ -46,6 +39,13 @@ def eval_compare_cmd(a: str = typer.Option(..., help="Policy A: model dir, embed
         raise TetherError(f"--reward-model {reward_model}: no such directory")
     if reference and samples < 1:
         raise TetherError("--reference needs --samples >= 1 (KL is measured on the policies' own samples)")
+    from rich.console import Console
+    from rich.table import Table
+
+    from tether.data.validate import load_records
+    from tether.eval import comparison as cmp
+    from tether.models.loading import freeze, load_causal_lm, load_tokenizer
+
     rows, _ = load_records(prompts, "prompt")
     rows = rows[:limit] if limit else rows
     if judge == "gold" and not cmp.has_gold_meta(rows):
