@@ -260,6 +260,9 @@ class PolicyAndValue(torch.nn.Module):
 def load_models(cfg: PPOConfig, tokenizer, reward_fn: RewardFn | None, reference=None, reward_model=None):
     """Policy (+ LoRA), reference, value model, reward model (`reference`/`reward_model` given: used as they are).
     Dropout is off in all of them."""
+    if reward_fn is None and reward_model is None and cfg.reward == "rm" and not Path(cfg.reward_model).is_dir():
+        raise ConfigError(f"reward_model: {cfg.reward_model} is not a reward model dir; train one with `tether rm "
+                          "--config configs/demo/rm.yaml`, or use the gold judge (--reward gold)")
     policy = load_causal_lm(cfg.model.name, tokenizer, cfg.model.dtype)
     if cfg.model.use_lora and reference is not None:
         raise ConfigError("model.use_lora: the reference is the base with adapters disabled; pass no reference")
