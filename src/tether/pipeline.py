@@ -1,8 +1,8 @@
-"""The demo pipeline on the embedded default: data → SFT → on-policy labelling → reward model →
-direct preference optimisation (DPO by default; any of the family) → evaluation.
+"""The demo pipeline on the embedded default: data → SFT → on-policy labelling → reward model → PPO →
+direct preference optimisation (DPO by default; any of the family) → evaluation → best-of-N → report.
 
 Each stage's output is reused when complete (its `result.json` / output file exists), so re-running
-resumes instead of redoing finished work. Later stages (PPO, best-of-N, report) extend it.
+resumes instead of redoing finished work; each policy's evaluation is cached the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tether.data.demo_task import make_demo_task
 from tether.data.validate import load_records, save_records
+from tether.errors import ConfigError
 from tether.runtime.config import load_config
 
 
@@ -24,6 +25,11 @@ def default_config_dir() -> Path:
         return Path(os.environ["TETHER_CONFIG_DIR"])
     local = Path("configs/demo")
     return local if local.is_dir() else Path(__file__).resolve().parents[2] / "configs" / "demo"
+
+
+STAGES = ("data", "sft", "label", "rm", "ppo", "preference", "eval", "bon", "report")
+"""The demo's stages in order; `DemoOptions.skip` may name ppo, preference and bon."""
+OPTIONAL_STAGES = ("ppo", "preference", "bon")
 
 
 @dataclass
@@ -42,10 +48,27 @@ class DemoOptions:
     """Held-out eval prompts whose SFT samples make the RM's held-out pairs."""
     samples_per_prompt: int = 4
     """Responses sampled per prompt for labelling."""
-    preference_losses: tuple[str, ...] = ("dpo",)
+    preference_losses: list[str] = field(default_factory=lambda: ["dpo"])
     """Direct preference losses trained from the SFT policy and evaluated (any of dpo, ipo, kto, orpo, simpo)."""
     kl_prompts: int = 100
-    """Held-out prompts on which each preference-trained policy's KL to the SFT policy is estimated."""
+    """Held-out prompts on which each trained policy's KL to the SFT policy is estimated (on its own samples)."""
+    bon_n: int = 16
+    """N of the best-of-N stage."""
+    bon_prompts: int = 100
+    """Held-out prompts best-of-N is evaluated on (the first ones of the eval set)."""
+    skip: list[str] = field(default_factory=list)
+    """Optional stages not to run: any of ppo, preference, bon."""
+
+    def validate(self) -> None:
+        from tether.losses.preference import PREFERENCE_LOSSES
+
+        unknown = sorted(set(self.skip) - set(OPTIONAL_STAGES))
+        if unknown:
+            raise ConfigError(f"skip: unknown stage {', '.join(unknown)}; optional: {', '.join(OPTIONAL_STAGES)}")
+        unknown = [x for x in self.preference_losses if x not in PREFERENCE_LOSSES]
+        if unknown:
+            raise ConfigError(f"preference_losses: unknown loss {', '.join(unknown)}; "
+                              f"available: {', '.join(PREFERENCE_LOSSES)}")
     config_dir: str = field(default_factory=lambda: str(default_config_dir()))
     """Where the stage YAML configs live (see `default_config_dir`)."""
 
@@ -72,25 +95,61 @@ def _label_on_policy(policy_dir: Path, rows, out: Path, opts: DemoOptions, seed:
     return {"pairs": stats.pairs, "ties_dropped": stats.ties_dropped, "duplicates_dropped": stats.duplicates_dropped}
 
 
+class _Progress:
+    """One line per stage: `[k/N] stage: message (elapsed)`; each stage's own progress bar shows its ETA."""
+
+    def __init__(self, log):
+        self.log, self.t0 = log, time.perf_counter()
+
+    def __call__(self, stage: str, message: str) -> None:
+        k = STAGES.index(stage) + 1
+        elapsed = time.perf_counter() - self.t0
+        self.log(f"[{k}/{len(STAGES)}] {stage}: {message}  (pipeline elapsed {elapsed / 60:.1f} min)")
+
+
+def _save_eval(path: Path, evaluation, kl: dict | None) -> None:
+    from dataclasses import asdict
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"summary": evaluation.summary(), "kl_to_sft": kl,
+                                "samples": [asdict(s) for s in evaluation.samples]}))
+
+
+def _load_eval(path: Path):
+    """(PolicyEval, kl) saved by `_save_eval`, or None when absent."""
+    from tether.eval.evaluate import PolicyEval, ScoredSample
+
+    if not path.is_file():
+        return None
+    d = json.loads(path.read_text())
+    summary = d["summary"] | {"gold_ci": tuple(d["summary"]["gold_ci"])}
+    return PolicyEval(**summary, samples=[ScoredSample(**s) for s in d["samples"]]), d["kl_to_sft"]
+
+
 def run_demo(opts: DemoOptions, log=print) -> dict:
+    from tether.eval.bon_policy import run_best_of_n
+    from tether.eval.comparison import attach_proxy
     from tether.eval.evaluate import compare, evaluate_policy, kl_to_reference, write_eval
+    from tether.eval.report import write_report as write_run_report
     from tether.eval.reward_eval import evaluate_reward_model, write_report
     from tether.models.loading import freeze, load_causal_lm, load_tokenizer
     from tether.models.scalar_head import ScalarHeadModel
-    from tether.train import dpo, reward, sft
+    from tether.train import dpo, ppo, reward, sft
 
+    opts.validate()
     run = Path(opts.runs_dir) / opts.name
     timings: dict[str, float] = {}
     quick = opts.quick
+    stage = _Progress(log)
 
     # 1. Demo task data (deterministic in the seed).
     t0 = time.perf_counter()
     data_dir = run / "data"
     if not (data_dir / "manifest.json").is_file():
-        log(f"[1/6] data: generating the demo task into {data_dir}")
+        stage("data", f"generating the demo task into {data_dir}")
         make_demo_task(seed=opts.seed).write(data_dir)
     else:
-        log(f"[1/6] data: reusing {data_dir}")
+        stage("data", f"reusing {data_dir}")
     timings["data_s"] = time.perf_counter() - t0
 
     # 2. SFT.
@@ -103,9 +162,9 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                       "--data.max_eval_examples", "16"]
     sft_cfg = load_config(sft.SFTConfig, str(Path(opts.config_dir) / "sft.yaml"), overrides)
     if _stage_done(sft_dir):
-        log(f"[2/6] sft: reusing the finished run in {sft_dir}")
+        stage("sft", f"reusing the finished run in {sft_dir}")
     else:
-        log(f"[2/6] sft: {sft_cfg.train.max_steps} steps × {sft_cfg.train.batch_size} examples → {sft_dir}")
+        stage("sft", f"{sft_cfg.train.max_steps} steps × {sft_cfg.train.batch_size} examples → {sft_dir}")
         sft.train(sft_cfg)
     timings["sft_s"] = time.perf_counter() - t0
 
@@ -115,12 +174,13 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     n_train, n_eval = (24, 16) if quick else (opts.label_prompts, opts.eval_label_prompts)
     pref_prompts = [r for r in _as_prompts(load_records(data_dir / "preference.jsonl", "preference")[0])][:n_train]
     eval_rows, _ = load_records(data_dir / "eval_prompts.jsonl", "prompt")
-    targets = [("onpolicy_pairs.jsonl", pref_prompts, opts.seed + 1), ("eval_pairs.jsonl", eval_rows[:n_eval], opts.seed + 2)]
+    targets = [("onpolicy_pairs.jsonl", pref_prompts, opts.seed + 1),
+               ("eval_pairs.jsonl", eval_rows[:n_eval], opts.seed + 2)]
     for fname, rows, seed in targets:
         if (data_dir / fname).is_file():
-            log(f"[3/6] label: reusing {data_dir / fname}")
+            stage("label", f"reusing {data_dir / fname}")
             continue
-        log(f"[3/6] label: sampling {opts.samples_per_prompt} SFT responses for {len(rows)} prompts, gold-judge pairs")
+        stage("label", f"sampling {opts.samples_per_prompt} SFT responses for {len(rows)} prompts, gold-judge pairs")
         label_stats[fname] = _label_on_policy(sft_dir, rows, data_dir / fname, opts, seed, log)
     timings["label_s"] = time.perf_counter() - t0
 
@@ -129,21 +189,40 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     rm_dir = run / "rm"
     overrides = ["--output_dir", str(rm_dir), "--model.name", str(sft_dir), "--train.seed", str(opts.seed),
                  "--data.train_files", f"[{data_dir / 'preference.jsonl'}, {data_dir / 'onpolicy_pairs.jsonl'}]",
-                 "--data.eval_file", str(data_dir / "eval_pairs.jsonl"), "--data.norm_file", str(data_dir / "sft.jsonl")]
+                 "--data.eval_file", str(data_dir / "eval_pairs.jsonl"),
+                 "--data.norm_file", str(data_dir / "sft.jsonl")]
     if quick:
         overrides += ["--train.max_steps", "4", "--train.eval_steps", "0", "--train.save_steps", "0",
                       "--data.max_eval_pairs", "32", "--data.max_norm_examples", "16"]
     rm_cfg = load_config(reward.RMConfig, str(Path(opts.config_dir) / "rm.yaml"), overrides)
     if _stage_done(rm_dir):
-        log(f"[4/6] rm: reusing the finished run in {rm_dir}")
+        stage("rm", f"reusing the finished run in {rm_dir}")
     else:
-        log(f"[4/6] rm: {rm_cfg.train.max_steps} steps × {rm_cfg.train.batch_size} pairs → {rm_dir}")
+        stage("rm", f"{rm_cfg.train.max_steps} steps × {rm_cfg.train.batch_size} pairs → {rm_dir}")
         reward.train(rm_cfg)
     timings["rm_s"] = time.perf_counter() - t0
 
-    # 5. Direct preference optimisation from the SFT policy, on the same templated + on-policy pairs.
+    # 5. PPO from the SFT policy against the reward model, KL-tethered to the SFT policy.
+    t0 = time.perf_counter()
+    ppo_dir = run / "ppo"
+    if "ppo" not in opts.skip:
+        overrides = ["--output_dir", str(ppo_dir), "--model.name", str(sft_dir), "--reward_model", str(rm_dir),
+                     "--data.prompts_file", str(data_dir / "rl_prompts.jsonl"), "--train.seed", str(opts.seed)]
+        if quick:
+            overrides += ["--train.max_steps", "2", "--rollout.prompts_per_step", "4", "--train.save_steps", "0",
+                          "--ppo.sample_table_steps", "0"]
+        ppo_cfg = load_config(ppo.PPOConfig, str(Path(opts.config_dir) / "ppo.yaml"), overrides)
+        if _stage_done(ppo_dir):
+            stage("ppo", f"reusing the finished run in {ppo_dir}")
+        else:
+            stage("ppo", f"{ppo_cfg.train.max_steps} iterations × {ppo_cfg.rollout.prompts_per_step} prompts × "
+                         f"{ppo_cfg.rollout.samples_per_prompt} samples ({ppo_cfg.advantage_estimator}) → {ppo_dir}")
+            ppo.train(ppo_cfg)
+        timings["ppo_s"] = time.perf_counter() - t0
+
+    # 6. Direct preference optimisation from the SFT policy, on the same templated + on-policy pairs.
     pref_runs = {}
-    for loss in opts.preference_losses:
+    for loss in () if "preference" in opts.skip else opts.preference_losses:
         t0 = time.perf_counter()
         out = run / f"dpo-{loss}"
         overrides = ["--output_dir", str(out), "--loss", loss, "--model.name", str(sft_dir), "--train.seed",
@@ -151,47 +230,91 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                      f"[{data_dir / 'preference.jsonl'}, {data_dir / 'onpolicy_pairs.jsonl'}]"]
         if quick:
             overrides += ["--train.max_steps", "3", "--data.max_eval_pairs", "8"]
-        dpo_cfg = load_config(dpo.DPOConfig, str(Path(opts.config_dir) / "dpo.yaml"), overrides)
+        dpo_cfg = load_config(dpo.DPOConfig, str(_preference_config(Path(opts.config_dir), loss)), overrides)
         if _stage_done(out):
-            log(f"[5/6] {loss}: reusing the finished run in {out}")
+            stage("preference", f"{loss}: reusing the finished run in {out}")
         else:
-            log(f"[5/6] {loss}: {dpo_cfg.train.max_steps} steps × {dpo_cfg.train.batch_size} pairs → {out}")
+            stage("preference", f"{loss}: {dpo_cfg.train.max_steps} steps × {dpo_cfg.train.batch_size} → {out}")
             dpo.train(dpo_cfg)
         pref_runs[loss] = out
         timings[f"{loss}_s"] = time.perf_counter() - t0
 
-    # 6. Evaluate on held-out prompts (greedy, gold judge): base vs SFT, each preference policy vs SFT and its
-    #    KL to SFT; the RM on held-out on-policy pairs.
+    # 7. Evaluate on held-out prompts (greedy, gold judge; proxy = RM score): base vs SFT, each trained policy
+    #    vs SFT with its KL to SFT on its own samples; the RM on held-out on-policy pairs. Each policy's
+    #    evaluation is saved in eval/policy-<name>.json and reused.
     t0 = time.perf_counter()
     rows = eval_rows[:24] if quick else eval_rows
     kl_rows = rows[: 8 if quick else opts.kl_prompts]
-    log(f"[6/6] eval: {len(rows)} held-out prompts (greedy, gold judge); KL to SFT on {len(kl_rows)}; RM on held-out pairs")
+    trained = ({"ppo": ppo_dir} if "ppo" not in opts.skip else {}) | {loss: out for loss, out in pref_runs.items()}
+    stage("eval", f"{2 + len(trained)} policies on {len(rows)} held-out prompts (greedy, gold judge); "
+                  f"KL to SFT on {len(kl_rows)}; RM on held-out pairs")
     tokenizer = load_tokenizer(sft_cfg.model.name, sft_cfg.model.max_length)
     sft_model = freeze(load_causal_lm(str(sft_dir), tokenizer))
-    evals = {"base": evaluate_policy("base", load_causal_lm(sft_cfg.model.name, tokenizer), tokenizer, rows),
-             "sft": evaluate_policy("sft", sft_model, tokenizer, rows)}
+    rm = freeze(ScalarHeadModel.from_pretrained(rm_dir))
+    rm_tokenizer = load_tokenizer(str(rm_dir))
+    evals, kl = {}, {}
+    policies = {"base": sft_cfg.model.name, "sft": str(sft_dir)} | {k: str(v) for k, v in trained.items()}
+    for name, spec in policies.items():
+        cache = run / "eval" / f"policy-{name}.json"
+        cached = _load_eval(cache)
+        if cached is not None and cached[0].n == len(rows):
+            evals[name], kl_value = cached
+            log(f"      {name}: reusing {cache}")
+        else:
+            model = sft_model if name == "sft" else freeze(load_causal_lm(spec, tokenizer))
+            evals[name] = evaluate_policy(name, model, tokenizer, rows)
+            attach_proxy(evals[name], rows, rm, rm_tokenizer)
+            kl_value = None if name in ("base", "sft") else kl_to_reference(model, sft_model, tokenizer, kl_rows,
+                                                                             seed=opts.seed)
+            _save_eval(cache, evals[name], kl_value)
+            del model
+        if kl_value is not None:
+            kl[name] = kl_value
     comparisons = {"sft_vs_base": compare(evals["sft"], evals["base"])}
-    kl = {}
-    for loss, out in pref_runs.items():
-        model = freeze(load_causal_lm(str(out), tokenizer))
-        evals[loss] = evaluate_policy(loss, model, tokenizer, rows)
-        comparisons[f"{loss}_vs_sft"] = compare(evals[loss], evals["sft"])
-        kl[loss] = kl_to_reference(model, sft_model, tokenizer, kl_rows, seed=opts.seed)
-        del model
+    comparisons |= {f"{name}_vs_sft": compare(evals[name], evals["sft"]) for name in trained}
     write_eval(run / "eval" / "policies.json", list(evals.values()), comparisons)
     held_out, _ = load_records(data_dir / "eval_pairs.jsonl", "preference")
-    rm_report = evaluate_reward_model(freeze(ScalarHeadModel.from_pretrained(rm_dir)), load_tokenizer(str(rm_dir)),
-                                      held_out, rm_cfg.model.max_length)
+    rm_report = evaluate_reward_model(rm, rm_tokenizer, held_out, rm_cfg.model.max_length)
     write_report(run / "eval" / "rm.json", rm_report)
+    del sft_model, rm
     timings["eval_s"] = time.perf_counter() - t0
-    train_seconds = {loss: json.loads((out / "result.json").read_text()).get("train_seconds")
-                     for loss, out in pref_runs.items()}
+
+    # 8. Best-of-N from the SFT policy under the reward model, compared with SFT's greedy responses.
+    t0 = time.perf_counter()
+    bon = None
+    if "bon" not in opts.skip:
+        n, n_prompts = (4, 8) if quick else (opts.bon_n, opts.bon_prompts)
+        bon_dir = run / f"bon-{n}"
+        if _stage_done(bon_dir):
+            stage("bon", f"reusing {bon_dir}")
+            bon = json.loads((bon_dir / "result.json").read_text())
+        else:
+            stage("bon", f"best-of-{n} on {n_prompts} held-out prompts → {bon_dir}")
+            bon = run_best_of_n(str(sft_dir), str(rm_dir), rows[:n_prompts], n, bon_dir, baseline=evals["sft"],
+                                seed=opts.seed, name=f"bon{n}", log=log)
+        timings["bon_s"] = time.perf_counter() - t0
+
+    train_seconds = {name: json.loads((out / "result.json").read_text()).get("train_seconds")
+                     for name, out in trained.items()}
     summary = {"policies": {e.name: e.summary() for e in evals.values()}, "comparisons": comparisons,
-               "kl_to_sft": kl, "preference_train_seconds": train_seconds,
+               "kl_to_sft": kl, "train_seconds": train_seconds,
+               "best_of_n": None if bon is None else {k: bon.get(k) for k in ("n", "kl_analytic", "proxy_before",
+                                                                            "proxy_after", "gold_before", "gold_after",
+                                                                            "vs_baseline")},
                "reward_model": {k: v for k, v in rm_report.items() if k != "reliability"},
                "labelling": label_stats, "timings": timings}
     (run / "summary.json").write_text(json.dumps(summary, indent=2))
+
+    # 9. Report: runs/<name>/report.html (+ report.json).
+    _, html = write_run_report(run)
+    stage("report", f"{html}")
     return summary
+
+
+def _preference_config(config_dir: Path, loss: str) -> Path:
+    """configs/demo/<loss>.yaml when the loss has its own settings (β, γ, learning rate), else dpo.yaml."""
+    own = config_dir / f"{loss}.yaml"
+    return own if own.is_file() else config_dir / "dpo.yaml"
 
 
 def _as_prompts(pairs):

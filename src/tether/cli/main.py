@@ -114,7 +114,8 @@ def rm_cmd(ctx: typer.Context, config: Path | None = typer.Option(None, help="YA
 
 @app.command("dpo", context_settings=OVERRIDES)
 def dpo_cmd(ctx: typer.Context, config: Path | None = typer.Option(None, help="YAML config."),
-            loss: str | None = typer.Option(None, help="dpo | ipo | kto | orpo | simpo (overrides the config)")) -> None:
+            loss: str | None = typer.Option(None, help="dpo | ipo | kto | orpo | simpo (overrides the config)"),
+            ) -> None:
     """Direct preference optimisation: DPO, IPO, KTO, ORPO, SimPO. Fields: `tether config dpo`."""
     from tether.runtime.config import load_config
     from tether.train.dpo import DPOConfig, train
@@ -127,14 +128,15 @@ def dpo_cmd(ctx: typer.Context, config: Path | None = typer.Option(None, help="Y
 
 
 @app.command("config")
-def config_cmd(stage: str = typer.Argument(..., help="sft | rm | dpo | ppo")) -> None:
+def config_cmd(stage: str = typer.Argument(..., help="sft | rm | dpo | ppo | pipeline")) -> None:
     """Print every config field of a stage with its type, default and meaning."""
+    from tether.pipeline import DemoOptions
     from tether.train.dpo import DPOConfig
     from tether.train.ppo import PPOConfig
     from tether.train.reward import RMConfig
     from tether.train.sft import SFTConfig
 
-    classes = {"sft": SFTConfig, "rm": RMConfig, "dpo": DPOConfig, "ppo": PPOConfig}
+    classes = {"sft": SFTConfig, "rm": RMConfig, "dpo": DPOConfig, "ppo": PPOConfig, "pipeline": DemoOptions}
     if stage not in classes:
         raise TetherError(f"unknown stage '{stage}'; available: {', '.join(classes)}")
     typer.echo(_config_epilog(classes[stage]).replace("\n\n", "\n"))
@@ -171,7 +173,8 @@ def eval_rm(model: Path = typer.Option(..., help="Reward model dir (from `tether
             out: Path | None = typer.Option(None, help="Write the report as JSON here."),
             limit: int = typer.Option(0, help="Use the first N pairs (0 = all)."),
             max_length: int = typer.Option(512, help="Longer pairs are dropped and counted."),
-            drop_bad_rows: bool = typer.Option(False, help="Drop malformed rows (counted) instead of refusing.")) -> None:
+            drop_bad_rows: bool = typer.Option(False, help="Drop malformed rows (counted) instead of refusing."),
+            ) -> None:
     """Reward-model accuracy, margin, calibration (ECE + reliability table), score distributions, length bias."""
     from tether.data.validate import load_records
     from tether.eval.reward_eval import evaluate_reward_model, format_report, write_report
@@ -263,34 +266,56 @@ def _print_policy_table(evals, comparison) -> None:
 def demo_cmd(quick: bool = typer.Option(False, help="Fewer steps/prompts: smoke run, no quality bars."),
              name: str = typer.Option("demo", help="Run name under runs/."), seed: int = typer.Option(0),
              losses: str = typer.Option("dpo", help="Preference losses to train and compare: comma-separated "
-                                                     "from dpo,ipo,kto,orpo,simpo, or 'all'.")) -> None:
+                                                     "from dpo,ipo,kto,orpo,simpo, or 'all'."),
+             skip: str = typer.Option("", help="Optional stages to leave out, comma-separated: ppo,preference,bon.")
+             ) -> None:
     """The whole pipeline on the embedded model and the demo task (what `make demo` runs)."""
     from tether.losses.preference import PREFERENCE_LOSSES
     from tether.models.embedded import DEFAULT_MODEL, fetch_embedded
-    from tether.pipeline import DemoOptions, run_demo
+    from tether.pipeline import DemoOptions
 
-    chosen = tuple(PREFERENCE_LOSSES) if losses == "all" else tuple(x.strip() for x in losses.split(",") if x.strip())
-    unknown = [x for x in chosen if x not in PREFERENCE_LOSSES]
-    if unknown:
-        raise TetherError(f"--losses: unknown loss {', '.join(unknown)}; available: {', '.join(PREFERENCE_LOSSES)}, all")
-    typer.echo(f"model: {fetch_embedded(DEFAULT_MODEL)}")
+    chosen = list(PREFERENCE_LOSSES) if losses == "all" else [x.strip() for x in losses.split(",") if x.strip()]
     run_name = name + ("-quick" if quick and name == "demo" else "")
-    summary = run_demo(DemoOptions(name=run_name, seed=seed, quick=quick, preference_losses=chosen), log=typer.echo)
-    _print_demo_summary(summary, run_name)
+    opts = DemoOptions(name=run_name, seed=seed, quick=quick, preference_losses=chosen,
+                       skip=[x.strip() for x in skip.split(",") if x.strip()])
+    opts.validate()
+    typer.echo(f"model: {fetch_embedded(DEFAULT_MODEL)}")
+    _run_pipeline(opts)
+
+
+@app.command("pipeline", context_settings=OVERRIDES)
+def pipeline_cmd(ctx: typer.Context, config: Path | None = typer.Option(None, help="YAML config.")) -> None:
+    """The full pipeline from a config: data → SFT → label → RM → PPO → DPO family → eval → best-of-N → report.
+    Fields: `tether config pipeline`."""
+    from tether.pipeline import DemoOptions
+    from tether.runtime.config import load_config
+
+    _run_pipeline(load_config(DemoOptions, str(config) if config else None, list(ctx.args)))
+
+
+def _run_pipeline(opts) -> None:
+    from tether.pipeline import run_demo
+
+    summary = run_demo(opts, log=typer.echo)
+    _print_demo_summary(summary, opts.name)
 
 
 def _print_demo_summary(summary: dict, run_name: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"demo results (held-out prompts, greedy, gold judge) — runs/{run_name}")
-    for col in ("policy", "gold score", "correct", "EOS rate", "tokens", "win rate vs", "KL to SFT", "train s"):
+    table = Table(title=f"results (held-out prompts, greedy, gold judge) — runs/{run_name}")
+    for col in ("policy", "gold score", "correct", "proxy (RM)", "EOS rate", "tokens", "win rate vs", "KL to SFT",
+                "train s"):
         table.add_column(col)
-    comparisons, kl, secs = summary["comparisons"], summary["kl_to_sft"], summary["preference_train_seconds"]
+    comparisons, kl, secs = summary["comparisons"], summary["kl_to_sft"], summary["train_seconds"]
     for pname, s in summary["policies"].items():
-        vs = {"base": None, "sft": ("base", comparisons["sft_vs_base"])}.get(pname, ("sft", comparisons.get(f"{pname}_vs_sft")))
+        vs = {"base": None, "sft": ("base", comparisons["sft_vs_base"])}.get(
+            pname, ("sft", comparisons.get(f"{pname}_vs_sft")))
         win = f"{vs[1]['win_rate']:.1%} {vs[0]}" if vs else ""
-        table.add_row(pname, f"{s['gold_mean']:.3f}", f"{s['correct_rate']:.1%}", f"{s['eos_rate']:.1%}",
+        proxy = s.get("proxy_mean")
+        table.add_row(pname, f"{s['gold_mean']:.3f}", f"{s['correct_rate']:.1%}",
+                      "" if proxy is None else f"{proxy:.3f}", f"{s['eos_rate']:.1%}",
                       f"{s['mean_tokens']:.1f}", win, f"{kl[pname]['kl']:.2f}" if pname in kl else "",
                       f"{secs[pname]:.0f}" if secs.get(pname) is not None else "")
     Console().print(table)
@@ -298,6 +323,16 @@ def _print_demo_summary(summary: dict, run_name: str) -> None:
         a, b = key.split("_vs_")
         typer.echo(f"{a} win rate vs {b}: {c['win_rate']:.1%} (95% CI {c['ci_low']:.1%}–{c['ci_high']:.1%}; "
                    f"{c['wins']}W/{c['ties']}T/{c['losses']}L)")
+    bon = summary.get("best_of_n")
+    if bon:
+        line = f"best-of-{bon['n']} (analytic KL {bon['kl_analytic']:.2f}): RM score {bon['proxy_before']:.3f} → " \
+               f"{bon['proxy_after']:.3f}"
+        if bon.get("vs_baseline"):
+            c = bon["vs_baseline"]
+            line += (f"; gold {bon['gold_before']:.3f} → {bon['gold_after']:.3f}; win rate vs sft greedy "
+                     f"{c['win_rate']:.1%} (95% CI {c['ci_low']:.1%}–{c['ci_high']:.1%}; "
+                     f"{c['wins']}W/{c['ties']}T/{c['losses']}L)")
+        typer.echo(line)
     rm = summary["reward_model"]
     typer.echo(f"reward model on {rm['n_pairs']} held-out on-policy pairs: accuracy {rm['accuracy']:.1%}, "
                f"margin {rm['margin']:.3f}, ECE {rm['ece']:.3f}, corr(score, length) {rm['length_corr']:.3f}")

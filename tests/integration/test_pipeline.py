@@ -1,0 +1,84 @@
+"""The whole pipeline (`tether.pipeline.run_demo`) on the tiny offline model: every stage runs, writes what
+the next stage and the report read, and a second run reuses every finished stage and cached evaluation."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tether.errors import ConfigError
+from tether.pipeline import DemoOptions, run_demo
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tiny_configs(tiny_model_dir, tmp_path_factory) -> Path:
+    """configs/demo with the policy swapped for the tiny model (the stages read everything else as shipped)."""
+    out = tmp_path_factory.mktemp("configs")
+    for src in (ROOT / "configs" / "demo").glob("*.yaml"):
+        cfg = yaml.safe_load(src.read_text())
+        if src.name == "sft.yaml":
+            cfg["model"]["name"] = str(tiny_model_dir)
+            cfg["train"]["report_to"] = []
+        if "model" in cfg:
+            cfg["model"]["max_length"] = 1024  # the tiny byte-level tokenizer spends ~4× the tokens
+        (out / src.name).write_text(yaml.safe_dump(cfg))
+    return out
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny_configs, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    lines: list[str] = []
+    opts = DemoOptions(name="t", runs_dir=str(runs), quick=True, config_dir=str(tiny_configs),
+                       preference_losses=["dpo", "simpo"])
+    summary = run_demo(opts, log=lines.append)
+    return runs / "t", summary, lines, opts
+
+
+def test_every_stage_writes_its_outputs(first_run):
+    run, summary, lines, _ = first_run
+    for stage in ("sft", "rm", "ppo", "dpo-dpo", "dpo-simpo", "bon-4"):
+        assert (run / stage / "result.json").is_file(), stage
+    assert set(summary["policies"]) == {"base", "sft", "ppo", "dpo", "simpo"}
+    assert set(summary["comparisons"]) == {"sft_vs_base", "ppo_vs_sft", "dpo_vs_sft", "simpo_vs_sft"}
+    assert set(summary["kl_to_sft"]) == {"ppo", "dpo", "simpo"}
+    for c in summary["comparisons"].values():
+        assert c["wins"] + c["ties"] + c["losses"] == 24
+    for name, p in summary["policies"].items():
+        assert p["n"] == 24 and p["proxy_mean"] is not None, name
+    bon = summary["best_of_n"]
+    assert bon["n"] == 4 and math.isclose(bon["kl_analytic"], math.log(4) - 0.75)
+    assert set(summary["train_seconds"]) == {"ppo", "dpo", "simpo"}
+    report = json.loads((run / "report.json").read_text())
+    assert {row["name"] for row in report["policies"]} >= {"sft", "ppo", "dpo", "simpo"}
+    assert (run / "report.html").is_file()
+    # Progress: one numbered line per stage, in pipeline order.
+    numbered = [line.split("]")[0] for line in lines if line.startswith("[")]
+    assert numbered[0] == "[1/9" and numbered[-1] == "[9/9"
+
+
+def test_rerun_reuses_finished_stages_and_evaluations(first_run):
+    run, summary, _, opts = first_run
+    mtimes = {p: p.stat().st_mtime for p in run.glob("*/result.json")}
+    lines: list[str] = []
+    again = run_demo(opts, log=lines.append)
+    text = "\n".join(lines)
+    for stage in ("sft", "rm", "ppo", "dpo-dpo", "dpo-simpo"):
+        assert f"reusing the finished run in {run / stage}" in text, stage
+    for name in ("base", "sft", "ppo", "dpo", "simpo"):
+        assert f"{name}: reusing {run / 'eval' / f'policy-{name}.json'}" in text
+    assert {p: p.stat().st_mtime for p in run.glob("*/result.json")} == mtimes
+    assert again["comparisons"] == summary["comparisons"] and again["kl_to_sft"] == summary["kl_to_sft"]
+
+
+def test_bad_options_name_the_field(tiny_configs, tmp_path):
+    with pytest.raises(ConfigError, match="skip: unknown stage rm"):
+        run_demo(DemoOptions(runs_dir=str(tmp_path), skip=["rm"], config_dir=str(tiny_configs)))
+    with pytest.raises(ConfigError, match="preference_losses: unknown loss dpp"):
+        run_demo(DemoOptions(runs_dir=str(tmp_path), preference_losses=["dpp"], config_dir=str(tiny_configs)))
