@@ -50,11 +50,13 @@ class DemoOptions:
     """Responses sampled per prompt for labelling."""
     preference_losses: list[str] = field(default_factory=lambda: ["dpo"])
     """Direct preference losses trained from the SFT policy and evaluated (any of dpo, ipo, kto, orpo, simpo)."""
-    kl_prompts: int = 100
+    eval_prompts: int = 150
+    """Held-out prompts every policy is evaluated on (greedy, gold judge); the first ones of eval_prompts.jsonl."""
+    kl_prompts: int = 50
     """Held-out prompts on which each trained policy's KL to the SFT policy is estimated (on its own samples)."""
     bon_n: int = 16
     """N of the best-of-N stage."""
-    bon_prompts: int = 100
+    bon_prompts: int = 50
     """Held-out prompts best-of-N is evaluated on (the first ones of the eval set)."""
     skip: list[str] = field(default_factory=list)
     """Optional stages not to run: any of ppo, preference, bon."""
@@ -126,10 +128,37 @@ def _load_eval(path: Path):
     return PolicyEval(**summary, samples=[ScoredSample(**s) for s in d["samples"]]), d["kl_to_sft"]
 
 
+def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, sft_model, rm, rm_tokenizer,
+                    seed: int = 0, log=print):
+    """(PolicyEval, KL to SFT or None) of one policy: greedy responses on `rows` scored by the gold judge, the
+    RM's mean score of them (proxy), and — for trained policies — KL(π ‖ π_SFT) on its own samples on
+    `kl_rows`. Saved to eval/policy-<name>.json and reused when it covers the same prompts."""
+    from tether.eval.comparison import attach_proxy
+    from tether.eval.evaluate import evaluate_policy, kl_to_reference
+    from tether.models.loading import freeze, load_causal_lm
+
+    cache = run / "eval" / f"policy-{name}.json"
+    cached = _load_eval(cache)
+    if cached is not None and cached[0].n == len(rows):
+        evaluation, kl_value = cached
+        log(f"      {name}: reusing {cache}")
+        if evaluation.proxy_mean is None and rm is not None:
+            attach_proxy(evaluation, rows, rm, rm_tokenizer)
+            _save_eval(cache, evaluation, kl_value)
+        return evaluation, kl_value
+    log(f"      {name}: evaluating {spec}")
+    model = sft_model if name == "sft" else freeze(load_causal_lm(spec, tokenizer))
+    evaluation = evaluate_policy(name, model, tokenizer, rows)
+    if rm is not None:
+        attach_proxy(evaluation, rows, rm, rm_tokenizer)
+    kl_value = None if name in ("base", "sft") else kl_to_reference(model, sft_model, tokenizer, kl_rows, seed=seed)
+    _save_eval(cache, evaluation, kl_value)
+    return evaluation, kl_value
+
+
 def run_demo(opts: DemoOptions, log=print) -> dict:
     from tether.eval.bon_policy import run_best_of_n
-    from tether.eval.comparison import attach_proxy
-    from tether.eval.evaluate import compare, evaluate_policy, kl_to_reference, write_eval
+    from tether.eval.evaluate import compare, write_eval
     from tether.eval.report import write_report as write_run_report
     from tether.eval.reward_eval import evaluate_reward_model, write_report
     from tether.models.loading import freeze, load_causal_lm, load_tokenizer
@@ -243,7 +272,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     #    vs SFT with its KL to SFT on its own samples; the RM on held-out on-policy pairs. Each policy's
     #    evaluation is saved in eval/policy-<name>.json and reused.
     t0 = time.perf_counter()
-    rows = eval_rows[:24] if quick else eval_rows
+    rows = eval_rows[: 24 if quick else opts.eval_prompts]
     kl_rows = rows[: 8 if quick else opts.kl_prompts]
     trained = ({"ppo": ppo_dir} if "ppo" not in opts.skip else {}) | {loss: out for loss, out in pref_runs.items()}
     stage("eval", f"{2 + len(trained)} policies on {len(rows)} held-out prompts (greedy, gold judge); "
@@ -255,19 +284,8 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     evals, kl = {}, {}
     policies = {"base": sft_cfg.model.name, "sft": str(sft_dir)} | {k: str(v) for k, v in trained.items()}
     for name, spec in policies.items():
-        cache = run / "eval" / f"policy-{name}.json"
-        cached = _load_eval(cache)
-        if cached is not None and cached[0].n == len(rows):
-            evals[name], kl_value = cached
-            log(f"      {name}: reusing {cache}")
-        else:
-            model = sft_model if name == "sft" else freeze(load_causal_lm(spec, tokenizer))
-            evals[name] = evaluate_policy(name, model, tokenizer, rows)
-            attach_proxy(evals[name], rows, rm, rm_tokenizer)
-            kl_value = None if name in ("base", "sft") else kl_to_reference(model, sft_model, tokenizer, kl_rows,
-                                                                             seed=opts.seed)
-            _save_eval(cache, evals[name], kl_value)
-            del model
+        evals[name], kl_value = evaluate_cached(run, name, spec, rows, kl_rows, tokenizer, sft_model, rm,
+                                                rm_tokenizer, seed=opts.seed, log=log)
         if kl_value is not None:
             kl[name] = kl_value
     comparisons = {"sft_vs_base": compare(evals["sft"], evals["base"])}
