@@ -52,30 +52,38 @@ def cut_at_eos(tokens: list[int], eos_id: int) -> tuple[list[int], bool]:
 
 
 @torch.no_grad()
+def generate_tokens(model, prompt_ids: list[list[int]], cfg: SamplingConfig, pad_id: int,
+                    eos_id: int) -> list[list[int]]:
+    """New tokens of each prompt from ONE left-padded, KV-cached `model.generate` call (rows continue with
+    padding after their EOS; cut them with `cut_at_eos`). The caller seeds torch's RNG and batches."""
+    device = next(model.parameters()).device
+    batch = collate_prompts(prompt_ids, pad_id)
+    kwargs = dict(max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample, pad_token_id=pad_id, eos_token_id=eos_id)
+    if cfg.do_sample:
+        kwargs.update(temperature=cfg.temperature, top_k=cfg.top_k or None, top_p=cfg.top_p)
+    else:
+        kwargs.update(temperature=None, top_k=None, top_p=None)
+    out = model.generate(input_ids=batch["input_ids"].to(device),
+                         attention_mask=batch["attention_mask"].to(device), **kwargs)  # (B,P+R)
+    return out[:, batch["input_ids"].shape[1]:].tolist()  # (B,R)
+
+
+@torch.no_grad()
 def generate(model, tokenizer, prompts: list[Messages], cfg: SamplingConfig, seed: int = 0,
              show_progress: bool = False) -> list[Generation]:
     encoded = [encode_prompt(tokenizer, p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     results: list[Generation | None] = [None] * len(prompts)
-    device = next(model.parameters()).device
     batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
     if show_progress:
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc="generate", dynamic_ncols=True)
-    kwargs = dict(max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample,
-                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-    if cfg.do_sample:
-        kwargs.update(temperature=cfg.temperature, top_k=cfg.top_k or None, top_p=cfg.top_p)
-    else:
-        kwargs.update(temperature=None, top_k=None, top_p=None)
     with eval_mode(model):
         for b, idx in enumerate(batches):
-            batch = collate_prompts([encoded[i] for i in idx], tokenizer.pad_token_id)
             torch.manual_seed(seed * 1_000_003 + b)
-            out = model.generate(input_ids=batch["input_ids"].to(device),
-                                 attention_mask=batch["attention_mask"].to(device), **kwargs)  # (b,P+R)
-            new_tokens = out[:, batch["input_ids"].shape[1]:].tolist()  # (b,R)
+            new_tokens = generate_tokens(model, [encoded[i] for i in idx], cfg, tokenizer.pad_token_id,
+                                         tokenizer.eos_token_id)  # (b,R)
             for i, tokens in zip(idx, new_tokens):
                 response, truncated = cut_at_eos(tokens, tokenizer.eos_token_id)
                 results[i] = Generation(encoded[i], response,

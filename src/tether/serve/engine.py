@@ -26,10 +26,9 @@ from pathlib import Path
 
 import torch
 
-from tether.data.collators import collate_prompts
 from tether.data.tokenization import encode_prompt, encode_response
 from tether.errors import ConfigError
-from tether.sampling.generate import cut_at_eos
+from tether.sampling.generate import SamplingConfig, cut_at_eos, generate_tokens
 from tether.serve.metrics import Metrics
 from tether.serve.scheduler import BatchRecord, BatchScheduler, Job, QueueFull
 
@@ -304,21 +303,12 @@ class Engine:
         self.metrics.observe("tether_batch_sequences", record.sequences, kind=kind)
         self.metrics.set_max("tether_batch_requests_max", record.jobs, kind=kind)
 
-    @torch.no_grad()
     def _sample(self, prompts: list[list[int]], max_new_tokens: int, temperature: float,
                 top_p: float) -> list[list[int]]:
         """New tokens of each prompt from one left-padded generate call (rows padded after EOS)."""
-        device = next(self.policy.parameters()).device
-        batch = collate_prompts(prompts, self.tokenizer.pad_token_id)
-        kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-                      eos_token_id=self.tokenizer.eos_token_id)
-        if temperature > 0:
-            kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=None)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        out = self.policy.generate(input_ids=batch["input_ids"].to(device),
-                                   attention_mask=batch["attention_mask"].to(device), **kwargs)  # (B,P+R)
-        return out[:, batch["input_ids"].shape[1]:].tolist()  # (B,R)
+        cfg = SamplingConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0,
+                             temperature=temperature if temperature > 0 else 1.0, top_p=top_p)
+        return generate_tokens(self.policy, prompts, cfg, self.tokenizer.pad_token_id, self.tokenizer.eos_token_id)
 
     def _candidate(self, tokens: list[int], job: GenerationJob) -> Candidate:
         tokens, truncated = cut_at_eos(tokens[: job.max_new_tokens], self.tokenizer.eos_token_id)
