@@ -237,21 +237,23 @@ class PolicyAndValue(torch.nn.Module):
     def has_values(self) -> bool:
         return self.critic is not None or self.value_head is not None
 
-    def forward(self, batch: dict, temperature: float, entropy_grad: bool = False):
-        """Per response token: logprobs (B,R) of logits / temperature, entropy (B,R), values (B,R) or None."""
+    def forward(self, batch: dict, temperature: float, entropy_grad: bool = False, with_values: bool = True):
+        """Per response token: logprobs (B,R) of logits / temperature, entropy (B,R), values (B,R) or None
+        (None also when not `with_values`: the reference pass needs no critic)."""
         p_width, r_width = int(batch["prompt_width"]), batch["response_ids"].shape[1]
+        shared_values = with_values and self.value_head is not None
         out = self.policy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                           position_ids=batch["position_ids"], use_cache=False, logits_to_keep=r_width + 1,
-                          output_hidden_states=self.value_head is not None)
+                          output_hidden_states=shared_values)
         logits = out.logits[:, :-1].float() / temperature  # (B,R,V) column t predicts response token t
         logprobs = gather_logprobs(logits, batch["response_ids"])  # (B,R)
         with nullcontext() if entropy_grad else torch.no_grad():
             entropy = entropy_from_logits(logits)  # (B,R)
         values = None
-        if self.value_head is not None:
+        if shared_values:
             hidden = out.hidden_states[-1][:, p_width - 1 : p_width - 1 + r_width]  # (B,R,H)
             values = self.value_head(hidden.float()).squeeze(-1)  # (B,R)
-        elif self.critic is not None:
+        elif with_values and self.critic is not None:
             values = self.critic(batch["input_ids"], batch["attention_mask"], batch["position_ids"],
                                  per_token=True)[:, p_width - 1 : p_width - 1 + r_width]  # (B,R)
         return logprobs, entropy, values
@@ -301,7 +303,7 @@ def reference_forward(model: PolicyAndValue, reference, batch: dict, temperature
     """(B,R) reference logprobs: the frozen copy, or the LoRA policy with its adapters disabled."""
     if reference is None:
         with adapters_disabled(model.policy):
-            return model(batch, temperature)[0]
+            return model(batch, temperature, with_values=False)[0]
     return PolicyAndValue(reference)(batch, temperature)[0]
 
 
