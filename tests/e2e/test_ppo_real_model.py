@@ -1,5 +1,5 @@
 """Slow: a few PPO iterations on the real embedded model through `tether ppo --config configs/demo/ppo.yaml`
-(LoRA policy, separate value model, gold-judge reward so no reward model needs training first)."""
+(LoRA policy, separate value model from a fresh head, gold-judge reward so no reward model is needed)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def test_ppo_runs_on_the_embedded_model(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "tether.cli.main", "ppo", "--config", str(ROOT / "configs/demo/ppo.yaml"),
          "--output_dir", str(out), "--model.name", "smollm2-135m-instruct", "--reward", "gold",
-         "--value_model", "smollm2-135m-instruct", "--data.prompts_file", str(tmp_path / "prompts.jsonl"),
+         "--critic", "separate", "--value_model", "smollm2-135m-instruct",
+         "--data.prompts_file", str(tmp_path / "prompts.jsonl"),
          "--rollout.prompts_per_step", "2", "--rollout.samples_per_prompt", "2", "--rollout.max_new_tokens", "24",
          "--train.batch_size", "4", "--train.micro_batch_size", "2", "--train.max_steps", "3",
          "--ppo.num_epochs", "1", "--ppo.critic_warmup_steps", "1", "--train.report_to", "[]"],
