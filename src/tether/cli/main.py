@@ -360,6 +360,11 @@ from tether.cli.ppo import ppo_cmd  # noqa: E402
 
 app.command("ppo", context_settings=OVERRIDES)(ppo_cmd)
 
+# The KL-tether experiments (cli/experiment.py).
+from tether.cli.experiment import experiment_cmd  # noqa: E402
+
+app.command("experiment", context_settings=OVERRIDES)(experiment_cmd)
+
 
 def main() -> None:
     try:

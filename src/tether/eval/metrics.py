@@ -15,10 +15,13 @@ from typing import NamedTuple
 
 __all__ = [
     "Calibration",
+    "GaoFit",
     "ReliabilityBin",
     "WinRate",
     "distinct_n",
     "expected_calibration_error",
+    "fit_gao",
+    "gao_curve",
     "mean_ci",
     "ngram_jaccard",
     "outcomes_from_scores",
@@ -283,8 +286,66 @@ def reward_model_report(chosen: list[float], rejected: list[float], chosen_len: 
         "chosen_scores": _distribution(chosen),
         "rejected_scores": _distribution(rejected),
         "length_corr": pearson(chosen + rejected, [float(x) for x in chosen_len + rejected_len]),
-        "rm_prefers_longer": (sum((c > r) == (lc > lr) for c, r, lc, lr in unequal) / len(unequal)) if unequal else None,
+        "rm_prefers_longer": (sum((c > r) == (lc > lr) for c, r, lc, lr in unequal) / len(unequal)
+                              if unequal else None),
         "labels_prefer_longer": (sum(lc > lr for _, _, lc, lr in unequal) / len(unequal)) if unequal else None,
     }
 
 
+
+
+class GaoFit(NamedTuple):
+    """A fit of Gao, Schulman & Hilton (2022)'s reward-vs-KL forms, with its goodness of fit."""
+
+    form: str
+    """'bon': R(d) = d(α − βd); 'rl': R(d) = d(α − β log d); d = √KL."""
+    alpha: float
+    beta: float
+    r2: float
+    """1 − SS_res / SS_tot (about the mean of the observed gains); nan when the gains are constant."""
+    n: int
+
+
+def _gao_features(d: float, form: str) -> tuple[float, float]:
+    if form == "bon":
+        return d, -d * d
+    return d, (-d * math.log(d)) if d > 0 else 0.0  # d log d → 0 as d → 0
+
+
+def fit_gao(d: Iterable[float], gain: Iterable[float], form: str) -> GaoFit:
+    """Least-squares fit of the reward gain over the initial policy against d = √KL (Gao et al. 2022, eq. 1-2):
+
+        best-of-n (form 'bon'):  R(d) = d(α − β d)
+        RL        (form 'rl'):   R(d) = d(α − β log d)
+
+    Both forms are linear in (α, β) and pass through R(0) = 0, so this solves the 2×2 normal equations of a
+    regression without intercept. ``gain`` is the reward minus the initial policy's reward (0 at d = 0).
+    """
+    if form not in ("bon", "rl"):
+        raise ValueError(f"form must be 'bon' or 'rl', got {form!r}")
+    ds, ys = _floats(d, "d"), _floats(gain, "gain")
+    if len(ds) != len(ys):
+        raise ValueError(f"d has {len(ds)} values but gain has {len(ys)}")
+    if any(x < 0 for x in ds):
+        raise ValueError("d = √KL must be ≥ 0")
+    feats = [_gao_features(x, form) for x in ds]
+    s11 = math.fsum(a * a for a, _ in feats)
+    s12 = math.fsum(a * b for a, b in feats)
+    s22 = math.fsum(b * b for _, b in feats)
+    t1 = math.fsum(a * y for (a, _), y in zip(feats, ys))
+    t2 = math.fsum(b * y for (_, b), y in zip(feats, ys))
+    det = s11 * s22 - s12 * s12
+    if len(ds) < 2 or abs(det) <= 1e-12 * max(s11 * s22, 1e-300):
+        raise ValueError("fit_gao needs at least 2 points with distinct d > 0")
+    alpha = (t1 * s22 - t2 * s12) / det
+    beta = (s11 * t2 - s12 * t1) / det
+    mean = math.fsum(ys) / len(ys)
+    ss_tot = math.fsum((y - mean) ** 2 for y in ys)
+    ss_res = math.fsum((y - (alpha * a + beta * b)) ** 2 for (a, b), y in zip(feats, ys))
+    return GaoFit(form, alpha, beta, 1.0 - ss_res / ss_tot if ss_tot > 0 else math.nan, len(ds))
+
+
+def gao_curve(fit: GaoFit, d: float) -> float:
+    """The fitted gain at d = √KL."""
+    a, b = _gao_features(d, fit.form)
+    return fit.alpha * a + fit.beta * b

@@ -135,3 +135,49 @@ def test_pearson_by_hand():
     assert math.isnan(pearson([1, 1, 1], [1, 2, 3]))
     with pytest.raises(ValueError, match="3 values but y has 2"):
         pearson([1, 2, 3], [1, 2])
+
+
+# --- Gao et al. overoptimisation fits -------------------------------------------------------------------------
+
+def test_fit_gao_bon_recovers_hand_solved_coefficients():
+    # d = 1, 2, 3 and gains 1, 1, 0: normal equations s11 = 14, s12 = −36, s22 = 98, t1 = 3, t2 = −5,
+    # det = 76, α = (3·98 − 5·36)/76 = 1.5, β = (−70 + 108)/76 = 0.5; the curve 1.5d − 0.5d² hits all three.
+    from tether.eval.metrics import fit_gao, gao_curve
+
+    fit = fit_gao([1, 2, 3], [1, 1, 0], "bon")
+    assert fit.alpha == pytest.approx(1.5) and fit.beta == pytest.approx(0.5)
+    assert fit.r2 == pytest.approx(1.0) and fit.n == 3
+    assert gao_curve(fit, 2.0) == pytest.approx(1.0) and gao_curve(fit, 0.0) == 0.0
+
+
+def test_fit_gao_rl_recovers_its_form_and_handles_d_zero():
+    from tether.eval.metrics import fit_gao
+
+    e = math.e  # R(d) = d(2 − log d): R(0) = 0, R(1) = 2, R(e) = e
+    fit = fit_gao([0.0, 1.0, e], [0.0, 2.0, e], "rl")
+    assert fit.alpha == pytest.approx(2.0) and fit.beta == pytest.approx(1.0) and fit.r2 == pytest.approx(1.0)
+
+
+def test_fit_gao_r2_matches_an_independent_least_squares():
+    np = pytest.importorskip("numpy")
+    from tether.eval.metrics import fit_gao
+
+    d, y = [0.5, 1.0, 1.5, 2.0], [0.2, 0.5, 0.4, 0.45]
+    x = np.array([[v, -v * v] for v in d])
+    coef, *_ = np.linalg.lstsq(x, np.array(y), rcond=None)
+    pred = x @ coef
+    r2 = 1 - ((np.array(y) - pred) ** 2).sum() / ((np.array(y) - np.mean(y)) ** 2).sum()
+    fit = fit_gao(d, y, "bon")
+    assert (fit.alpha, fit.beta) == pytest.approx(tuple(coef)) and fit.r2 == pytest.approx(r2)
+    assert 0 < fit.r2 < 1
+
+
+def test_fit_gao_rejects_bad_input():
+    from tether.eval.metrics import fit_gao
+
+    with pytest.raises(ValueError, match="form"):
+        fit_gao([1, 2], [1, 2], "linear")
+    with pytest.raises(ValueError, match="distinct"):
+        fit_gao([0, 0, 0], [0, 0, 0], "bon")
+    with pytest.raises(ValueError, match="≥ 0"):
+        fit_gao([-1, 2], [1, 2], "bon")

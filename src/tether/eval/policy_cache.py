@@ -1,0 +1,57 @@
+"""One policy's held-out evaluation, cached on disk: what the pipeline and the experiments share.
+
+`evaluate_cached` writes `<run>/eval/policy-<name>.json` (the gold-judge summary, every scored sample, the
+proxy RM score and the KL to the SFT policy) and reuses it when it covers the same number of prompts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def save_eval(path: Path, evaluation, kl: dict | None) -> None:
+    from dataclasses import asdict
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"summary": evaluation.summary(), "kl_to_sft": kl,
+                                "samples": [asdict(s) for s in evaluation.samples]}))
+
+
+def load_eval(path: Path):
+    """(PolicyEval, kl) saved by `save_eval`, or None when absent."""
+    from tether.eval.evaluate import PolicyEval, ScoredSample
+
+    if not path.is_file():
+        return None
+    d = json.loads(path.read_text())
+    summary = d["summary"] | {"gold_ci": tuple(d["summary"]["gold_ci"])}
+    return PolicyEval(**summary, samples=[ScoredSample(**s) for s in d["samples"]]), d["kl_to_sft"]
+
+
+def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, sft_model, rm, rm_tokenizer,
+                    seed: int = 0, log=print):
+    """(PolicyEval, KL to SFT or None) of one policy: greedy responses on `rows` scored by the gold judge, the
+    RM's mean score of them (proxy), and — for trained policies — KL(π ‖ π_SFT) on its own samples on
+    `kl_rows`. Saved to eval/policy-<name>.json and reused when it covers the same prompts."""
+    from tether.eval.comparison import attach_proxy
+    from tether.eval.evaluate import evaluate_policy, kl_to_reference
+    from tether.models.loading import freeze, load_causal_lm
+
+    cache = run / "eval" / f"policy-{name}.json"
+    cached = load_eval(cache)
+    if cached is not None and cached[0].n == len(rows):
+        evaluation, kl_value = cached
+        log(f"      {name}: reusing {cache}")
+        if evaluation.proxy_mean is None and rm is not None:
+            attach_proxy(evaluation, rows, rm, rm_tokenizer)
+            save_eval(cache, evaluation, kl_value)
+        return evaluation, kl_value
+    log(f"      {name}: evaluating {spec}")
+    model = sft_model if name == "sft" else freeze(load_causal_lm(spec, tokenizer))
+    evaluation = evaluate_policy(name, model, tokenizer, rows)
+    if rm is not None:
+        attach_proxy(evaluation, rows, rm, rm_tokenizer)
+    kl_value = None if name in ("base", "sft") else kl_to_reference(model, sft_model, tokenizer, kl_rows, seed=seed)
+    save_eval(cache, evaluation, kl_value)
+    return evaluation, kl_value

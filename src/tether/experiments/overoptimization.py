@@ -1,0 +1,203 @@
+"""overoptimization: gold and proxy reward against d = √KL, for best-of-N and for PPO (Gao et al. 2022).
+
+Best-of-N: N samples per held-out prompt from the SFT policy (temperature 1), every one scored by the
+learned RM (the proxy) and the gold judge. For each k = 1…N the expected proxy and gold score of best-of-k
+(the unbiased estimate over k-subsets of the N samples, `expected_best_of_k`) are plotted against
+d = √KL(best-of-k ‖ SFT), with the analytic KL log k − (k − 1)/k, and the gains over k = 1 are fitted with
+Gao et al.'s best-of-N form R(d) = d(α − βd).
+
+PPO: per-iteration proxy and gold scores of the rollouts against d = √(sequence KL of the same rollouts),
+for each listed PPO run (or one run trained here at a small β), gains over the first iteration (where the
+policy is the SFT policy, KL 0) fitted with the RL form R(d) = d(α − β log d). These are rollout
+estimates (temperature 1, one rollout batch per point), so they are noisier than the best-of-N curve.
+
+    tether experiment overoptimization --config configs/experiments/overoptimization.yaml
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tether.errors import ConfigError
+from tether.eval.metrics import fit_gao, gao_curve
+from tether.experiments.common import (
+    demo_paths,
+    ppo_config,
+    pyplot,
+    read_series,
+    save_figure,
+    train_ppo_once,
+    write_result,
+)
+
+
+@dataclass
+class OveroptimizationConfig:
+    output_dir: str = "runs/demo/experiments/overoptimization"
+    """Where the samples, runs, plots and result.json go."""
+    demo_dir: str = "runs/demo"
+    """A finished demo run: its sft/ (the base policy), rm/ (the proxy) and data/."""
+    n: int = 64
+    """Samples per prompt for best-of-N (the curve covers k = 1…n)."""
+    prompts: int = 32
+    """Held-out prompts best-of-N samples on."""
+    max_new_tokens: int = 64
+    """Longest sampled response."""
+    ppo_runs: list[str] = field(default_factory=list)
+    """PPO run dirs (with metrics.jsonl) for the RL curve; empty: train one here from ppo_config at ppo_kl_coef."""
+    ppo_config: str = "configs/demo/ppo.yaml"
+    """Config of the PPO run trained here when ppo_runs is empty."""
+    ppo_kl_coef: float = 0.01
+    """β of that run (small, so the policy travels far enough to over-optimise)."""
+    ppo_overrides: list[str] = field(default_factory=list)
+    """Extra `tether ppo` overrides for that run."""
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.n < 4 or self.prompts < 1:
+            raise ConfigError(f"n must be >= 4 and prompts >= 1, got n {self.n}, prompts {self.prompts}")
+        for run in self.ppo_runs:
+            if not (Path(run) / "metrics.jsonl").is_file():
+                raise ConfigError(f"ppo_runs: {run} has no metrics.jsonl (not a PPO run dir)")
+
+
+def bon_curves(scores: list[list[float]], gold: list[list[float]]) -> list[dict]:
+    """For k = 1…N: d = √KL(best-of-k), expected proxy and gold score of best-of-k (select by proxy)."""
+    from tether.sampling.best_of_n import best_of_n_kl, expected_best_of_k
+
+    n = min(len(s) for s in scores)
+    return [{"k": k, "d": math.sqrt(best_of_n_kl(k)),
+             "proxy": math.fsum(expected_best_of_k(s, s, k) for s in scores) / len(scores),
+             "gold": math.fsum(expected_best_of_k(s, g, k) for s, g in zip(scores, gold)) / len(scores)}
+            for k in range(1, n + 1)]
+
+
+def ppo_points(run_dir: Path) -> list[dict]:
+    """Per iteration: d = √max(KL, 0) of the rollouts, and the proxy and gold gains over iteration 1."""
+    s = read_series(run_dir, ("reward/score", "reward/gold", "kl/sequence"))
+    proxy0, gold0 = s["reward/score"][0], s["reward/gold"][0]
+    return [{"step": step, "d": math.sqrt(max(kl, 0.0)), "proxy": p - proxy0, "gold": g - gold0}
+            for step, p, g, kl in zip(s["step"], s["reward/score"], s["reward/gold"], s["kl/sequence"])]
+
+
+def _fit(ds, ys, form) -> dict | None:
+    try:
+        return fit_gao(ds, ys, form)._asdict()
+    except ValueError:
+        return None
+
+
+def _sample_bon(cfg: OveroptimizationConfig, paths: dict[str, Path], cache: Path, log) -> dict:
+    if cache.is_file():
+        log(f"  reusing {cache}")
+        return json.loads(cache.read_text())
+    from tether.data.validate import load_records
+    from tether.models.loading import freeze, load_causal_lm, load_tokenizer
+    from tether.models.scalar_head import ScalarHeadModel
+    from tether.sampling.best_of_n import best_of_n
+    from tether.sampling.generate import SamplingConfig
+
+    rows, _ = load_records(paths["data"] / "eval_prompts.jsonl", "prompt")
+    rows = rows[: cfg.prompts]
+    log(f"  best-of-{cfg.n}: sampling {cfg.n} responses for {len(rows)} held-out prompts, scoring with RM and gold")
+    tokenizer = load_tokenizer(str(paths["sft"]))
+    policy = freeze(load_causal_lm(str(paths["sft"]), tokenizer))
+    rm = freeze(ScalarHeadModel.from_pretrained(paths["rm"]))
+    result = best_of_n(policy, tokenizer, rows, cfg.n,
+                       SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=cfg.max_new_tokens,
+                                      batch_size=64),  # sequences per generate call (prompt copies)
+                       scorer="rm", reward_model=rm, rm_tokenizer=load_tokenizer(str(paths["rm"])), seed=cfg.seed)
+    data = {"scores": result.scores, "gold": result.gold,
+            "lengths": [[len(g.response_ids) for g in gens] for gens in result.candidates]}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(data))
+    return data
+
+
+def run(cfg: OveroptimizationConfig, log=print) -> dict:
+    cfg.validate()
+    paths, out = demo_paths(cfg.demo_dir), Path(cfg.output_dir)
+
+    log("best-of-N")
+    samples = _sample_bon(cfg, paths, out / "bon_samples.json", log)
+    curve = bon_curves(samples["scores"], samples["gold"])
+    base = curve[0]
+    gains = {key: [c[key] - base[key] for c in curve] for key in ("proxy", "gold")}
+    bon_fit = {key: _fit([c["d"] for c in curve], gains[key], "bon") for key in ("proxy", "gold")}
+
+    log("PPO")
+    run_dirs = [Path(r) for r in cfg.ppo_runs]
+    if not run_dirs:
+        ppo_cfg = ppo_config(cfg.ppo_config, paths, out / f"ppo-beta-{cfg.ppo_kl_coef:g}",
+                             ["--ppo.kl_coef", str(cfg.ppo_kl_coef), "--ppo.adaptive_kl", "false",
+                              "--ppo.stop_on_catastrophic_kl", "false", "--train.seed", str(cfg.seed),
+                              *cfg.ppo_overrides])
+        train_ppo_once(ppo_cfg, log=log)
+        run_dirs = [Path(ppo_cfg.output_dir)]
+    rl = {}
+    for d in run_dirs:
+        pts = ppo_points(d)
+        rl[str(d)] = {"points": pts, "fit": {key: _fit([p["d"] for p in pts], [p[key] for p in pts], "rl")
+                                             for key in ("proxy", "gold")}}
+
+    table = [{"curve": "best-of-N", "target": key, "α": f["alpha"], "β": f["beta"], "R²": f["r2"], "points": f["n"]}
+             for key, f in bon_fit.items() if f]
+    table += [{"curve": f"PPO {Path(name).name}", "target": key, "α": f["alpha"], "β": f["beta"], "R²": f["r2"],
+               "points": f["n"]} for name, r in rl.items() for key, f in r["fit"].items() if f]
+    peak = max(curve, key=lambda c: c["gold"])
+    last = curve[-1]
+    findings = [
+        f"best-of-N over {len(samples['scores'])} prompts: proxy {base['proxy']:.3f} (k=1) → {last['proxy']:.3f} "
+        f"(k={last['k']}, KL {last['d'] ** 2:.2f}); gold {base['gold']:.3f} → {last['gold']:.3f}, peak "
+        f"{peak['gold']:.3f} at k={peak['k']} (KL {peak['d'] ** 2:.2f}).",
+        "the gold curve " + ("turns down after its peak: over-optimisation of the proxy." if peak["k"] < last["k"]
+                             and last["gold"] < peak["gold"] - 1e-9 else "does not turn down by k = N."),
+    ]
+    if bon_fit["gold"]:
+        g = bon_fit["gold"]
+        findings.append(f"best-of-N gold fit d(α − βd): α {g['alpha']:.3f}, β {g['beta']:.3f}, R² {g['r2']:.3f}.")
+    for name, r in rl.items():
+        f = r["fit"]["gold"]
+        if f:
+            findings.append(f"PPO {Path(name).name} gold fit d(α − β log d): α {f['alpha']:.3f}, β {f['beta']:.3f}, "
+                            f"R² {f['r2']:.3f} on {f['n']} rollout iterations.")
+    for line in findings:
+        log(f"  {line}")
+    return write_result(out, "overoptimization", "Over-optimisation: gold and proxy reward against √KL",
+                        {"config": cfg.__dict__, "bon": {"curve": curve, "fit": bon_fit}, "ppo": rl},
+                        [_plot(curve, gains, bon_fit, rl, out)], table, findings)
+
+
+def _plot(curve, gains, bon_fit, rl, out: Path) -> str:
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    ds = [c["d"] for c in curve]
+    grid = [i * max(ds) / 100 for i in range(101)]
+    ax = axes[0]
+    for key, color in (("proxy", "tab:blue"), ("gold", "tab:orange")):
+        ax.plot(ds, gains[key], ".", color=color, label=f"{key} (measured)")
+        if bon_fit[key]:
+            from tether.eval.metrics import GaoFit
+
+            f = GaoFit(**bon_fit[key])
+            ax.plot(grid, [gao_curve(f, d) for d in grid], "-", color=color, alpha=0.7,
+                    label=f"{key} fit, R² {f.r2:.2f}")
+    ax.set_title("best-of-N from SFT (k = 1…N)", fontsize=10)
+    ax.set_xlabel("d = √KL (nats^½)")
+    ax.set_ylabel("gain over k = 1")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    for name, r in rl.items():
+        pts = r["points"]
+        for key, marker in (("proxy", "o"), ("gold", "x")):
+            ax.plot([p["d"] for p in pts], [p[key] for p in pts], marker, label=f"{Path(name).name} {key}")
+    ax.set_title("PPO rollouts (per iteration)", fontsize=10)
+    ax.set_xlabel("d = √KL (nats^½)")
+    ax.set_ylabel("gain over iteration 1")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return save_figure(fig, out / "overoptimization.png")
