@@ -221,7 +221,21 @@ def collect(run_dir: Path) -> dict:
 
     return {"run": run.name, "run_dir": str(run), "policies": list(policies.values()), "kl_health": health,
             "bon_curves": bon_curves, "ppo": _ppo_section(run), "reward_model": _rm_section(run),
-            "samples": _samples(run), "notes": notes}
+            "samples": _samples(run), "experiments": _experiments(run), "notes": notes}
+
+
+def _experiments(run: Path) -> list[dict]:
+    """Each finished `tether experiment` under <run>/experiments/: title, command, table, findings, plot files."""
+    found = []
+    for path in sorted(run.glob("experiments/*/result.json")):
+        res = _read_json(path)
+        if not isinstance(res, dict) or "experiment" not in res:
+            raise DataError(f"{path}: not an experiment result (needs 'experiment')")
+        found.append({"name": res["experiment"], "title": res.get("title", res["experiment"]),
+                      "command": res.get("command"), "wall_seconds": res.get("wall_seconds"),
+                      "table": res.get("table", []), "findings": res.get("findings", []),
+                      "figures": [str(path.parent / f) for f in res.get("figures", [])]})
+    return found
 
 
 def _samples(run: Path) -> dict:
@@ -445,6 +459,28 @@ def render_html(report: dict, figures: dict[str, str]) -> str:
             parts.append(_img(figures, "rm_accuracy", "reward model accuracy during training"))
     else:
         parts.append(f"<p class='note'>{e(rm['reason'])}.</p>")
+
+    if report.get("experiments"):
+        parts.append("<h2 id='experiments'>Experiments</h2>")
+        for ex in report["experiments"]:
+            parts.append(f"<h3 id='experiment-{e(ex['name'])}'>{e(ex['title'])}</h3>")
+            if ex.get("command"):
+                wall = f" ({ex['wall_seconds']:.0f} s)" if isinstance(ex.get("wall_seconds"), int | float) else ""
+                parts.append(f"<p><code>{e(ex['command'])}</code>{wall}</p>")
+            if ex["table"]:
+                cols = list(ex["table"][0])
+                parts.append("<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in cols) + "</tr>")
+                for row in ex["table"]:
+                    parts.append("<tr>" + "".join(
+                        f"<td class='num'>{_f(row.get(c))}</td>" if isinstance(row.get(c), float)
+                        else f"<td>{e(str(row.get(c, '')))}</td>" for c in cols) + "</tr>")
+                parts.append("</table>")
+            if ex["findings"]:
+                parts.append("<ul>" + "".join(f"<li>{e(f)}</li>" for f in ex["findings"]) + "</ul>")
+            for fig in ex["figures"]:
+                if Path(fig).is_file():
+                    data = base64.b64encode(Path(fig).read_bytes()).decode("ascii")
+                    parts.append(f"<img class='plot' src='data:image/png;base64,{data}' alt='{e(Path(fig).name)}'>")
 
     parts.append("<h2 id='samples'>Sample responses</h2>")
     samples = report["samples"]

@@ -122,3 +122,27 @@ def test_ppo_row_takes_its_kl_from_the_evaluation_else_from_the_last_rollout(tmp
     (run / "summary.json").write_text(json.dumps(summary))
     row = next(p for p in collect(run)["policies"] if p["name"] == "ppo")
     assert row["kl"]["value"] == 4.0 and row["kl_verdict"] == "healthy"  # the held-out measurement wins
+
+
+def test_finished_experiments_get_a_section_with_table_findings_and_plots(tmp_path):
+    run = make_run(tmp_path)
+    ex = run / "experiments" / "kl-sweep"
+    ex.mkdir(parents=True)
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
+    (ex / "kl_sweep.png").write_bytes(png)
+    (ex / "result.json").write_text(json.dumps({
+        "experiment": "kl-sweep", "title": "KL sweep <β>", "command": "tether experiment kl-sweep",
+        "wall_seconds": 12.0, "table": [{"β": "0.02", "gold": 0.25}], "findings": ["KL to SFT falls as β rises: yes"],
+        "figures": ["kl_sweep.png"]}))
+    json_path, html_path = write_report(run)
+    (section,) = json.loads(json_path.read_text())["experiments"]
+    assert section["table"] == [{"β": "0.02", "gold": 0.25}] and section["figures"] == [str(ex / "kl_sweep.png")]
+    page = html_path.read_text()
+    assert "KL sweep &lt;β&gt;" in page and "KL to SFT falls as β rises: yes" in page and "(12 s)" in page
+    assert "<td class='num'>0.250</td>" in page
+    import base64
+
+    assert base64.b64encode(png).decode("ascii") in page
+    (ex / "result.json").write_text(json.dumps({"title": "no name"}))
+    with pytest.raises(DataError, match="not an experiment result"):
+        collect(run)
