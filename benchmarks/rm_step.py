@@ -15,8 +15,8 @@ import argparse
 import time
 
 import torch
-
 from common import make_pairs, mean_after_warmup, trl_step_timer, write_result
+
 from tether.data.collators import collate_pairs
 from tether.data.tokenization import EncodedPair
 from tether.losses.reward import bradley_terry_loss
@@ -59,7 +59,8 @@ def bench_trl(model_spec: str, pairs: list[EncodedPair], steps: int) -> float | 
                         learning_rate=1e-6, logging_steps=1000, save_strategy="no", report_to="none", use_cpu=True,
                         max_length=None, dataloader_num_workers=0, disable_tqdm=True, gradient_checkpointing=False,
                         bf16=False)
-    trainer = RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tok, callbacks=[trl_step_timer(times)])
+    trainer = RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tok,
+                            callbacks=[trl_step_timer(times)])
     trainer.train()
     return mean_after_warmup(times)
 

@@ -97,8 +97,8 @@ def test_rm_and_dpo_commands_run_from_the_demo_configs(tiny_model_dir, tmp_path)
               "--train.micro_batch_size", "2", "--train.report_to", "[]", "--train.save_steps", "0",
               "--train.eval_steps", "0", "--model.max_length", "64"]
     proc = tether("dpo", "--config", str(ROOT / "configs/demo/dpo.yaml"), "--loss", "simpo", "--data.format", "auto",
-                  "--data.train_files", f"[{pairs}]", "--output_dir", str(tmp_path / "dpo"), "--data.eval_fraction", "0.2",
-                  *common)
+                  "--data.train_files", f"[{pairs}]", "--output_dir", str(tmp_path / "dpo"),
+                  "--data.eval_fraction", "0.2", *common)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "simpo: 2 steps" in proc.stdout
     proc = tether("rm", "--config", str(ROOT / "configs/demo/rm.yaml"), "--data.train_files", f"[{pairs}]",
@@ -106,7 +106,8 @@ def test_rm_and_dpo_commands_run_from_the_demo_configs(tiny_model_dir, tmp_path)
                   "--output_dir", str(tmp_path / "rm"), *common)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "rm: 2 steps" in proc.stdout and "held-out accuracy" in proc.stdout
-    proc = tether("eval", "rm", "--model", str(tmp_path / "rm"), "--pairs", str(pairs), "--out", str(tmp_path / "e.json"))
+    proc = tether("eval", "rm", "--model", str(tmp_path / "rm"), "--pairs", str(pairs),
+                  "--out", str(tmp_path / "e.json"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "e.json").read_text())
     assert report["n_pairs"] == 24 and len(report["reliability"]) == 10

@@ -11,10 +11,18 @@ meta from `tether.data.demo_task` (keys used: `kind`, `answer`, `aliases`, `give
 | `base` | `correct` | +1.0 |
 |        | a wrong answer stated and the right one absent (`wrong_found and not answer_found`) | -1.0 |
 |        | otherwise: no answer at all, or the right answer listed beside a wrong one | -0.5 |
-| `length_penalty` | `0.4 * min(1, excess_words / 20)`; `excess_words = max(0, words - budget)`, `budget = words(statement) + 3` (12 when meta has no statement) | 0 … 0.4 |
-| `filler_penalty` | `min(0.5, 0.1 * filler + 0.2 * hedging)` (phrase counts from `FILLER_PHRASES` / `HEDGE_PHRASES`) | 0 … 0.5 |
-| `repetition_penalty` | `0.8 * repetition`; `repetition = max(repeated-sentence fraction, repeated word-4-gram fraction)` | 0 … 0.8 |
-| `ending_penalty` | 0.3 unless `ends_properly` (the text ends with . ! or ? — optionally followed by a closing quote or bracket — and `truncated` is False) | 0 or 0.3 |
+| `length_penalty` | `0.4 * min(1, excess_words / 20)` | 0 … 0.4 |
+| `filler_penalty` | `min(0.5, 0.1 * filler + 0.2 * hedging)` | 0 … 0.5 |
+| `repetition_penalty` | `0.8 * repetition` | 0 … 0.8 |
+| `ending_penalty` | 0.3 unless `ends_properly` | 0 or 0.3 |
+
+where
+
+- `excess_words = max(0, words - budget)`, `budget = words(statement) + 3` (12 when meta has no statement);
+- `filler` and `hedging` are phrase counts from `FILLER_PHRASES` / `HEDGE_PHRASES`;
+- `repetition = max(repeated-sentence fraction, repeated word-4-gram fraction)`;
+- `ends_properly`: the text ends with . ! or ? — optionally followed by a closing quote or bracket — and
+  `truncated` is False.
 
 So a concise correct reply scores 1.0, a correct reply wrapped in chat padding about 0.4-0.6, a hedged
 correct reply about 0.5, a wrong reply -1.0.

@@ -24,7 +24,7 @@ def encode_prompt(tokenizer, prompt: Messages) -> list[int]:
 
 def encode_response(tokenizer, text: str, add_eos: bool = True) -> list[int]:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return ids + [tokenizer.eos_token_id] if add_eos else ids
+    return [*ids, tokenizer.eos_token_id] if add_eos else ids
 
 
 @dataclass
@@ -39,7 +39,8 @@ class EncodedExample:
         return len(self.prompt_ids) + len(self.response_ids)
 
 
-def encode_sft_examples(tokenizer, examples, max_length: int, drop_long: bool = False) -> tuple[list[EncodedExample], int]:
+def encode_sft_examples(tokenizer, examples, max_length: int,
+                        drop_long: bool = False) -> tuple[list[EncodedExample], int]:
     """Tokenise SFT examples; an over-long example is an error naming its row (or dropped and counted)."""
     encoded, too_long = [], []
     for ex in examples:

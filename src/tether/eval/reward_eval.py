@@ -37,7 +37,8 @@ def format_report(report: dict) -> str:
     lines.append("reliability (P(chosen) bin: count, mean P, observed):")
     for b in report["reliability"]:
         if b["count"]:
-            lines.append(f"  [{b['lo']:.1f}, {b['hi']:.1f}): {b['count']:5d}  {b['mean_prob']:.3f}  {b['accuracy']:.3f}")
+            lines.append(f"  [{b['lo']:.1f}, {b['hi']:.1f}): {b['count']:5d}  "
+                         f"{b['mean_prob']:.3f}  {b['accuracy']:.3f}")
     return "\n".join(lines)
 
 

@@ -83,7 +83,7 @@ def pairs_from_scores(rows: list[PromptRow], candidates: list[list[Generation]],
         if max_pairs_per_prompt and len(found) > max_pairs_per_prompt:
             rest = found[1:]
             rng.shuffle(rest)
-            found = [found[0]] + rest[: max_pairs_per_prompt - 1]
+            found = [found[0], *rest[:max_pairs_per_prompt - 1]]
         for w, l_ in found:
             pairs.append(PreferencePair(row.prompt, gens[w].text, gens[l_].text, meta={
                 **{k: v for k, v in row.meta.items() if k != "source"}, "labeller": labeller,
@@ -122,7 +122,8 @@ def pairs_from_choices(candidates_file: Path, choices_file: Path) -> tuple[list[
         if isinstance(row, BadRow):
             raise DataError(f"{where}: {row.kind} ({row.detail})")
         if not isinstance(row, dict) or row.get("id") not in candidates:
-            raise DataError(f"{where}: unknown or missing candidate id {row.get('id') if isinstance(row, dict) else row!r}")
+            got = row.get("id") if isinstance(row, dict) else row
+            raise DataError(f"{where}: unknown or missing candidate id {got!r}")
         choice = row.get("choice")
         if choice not in ("a", "b", "tie"):
             raise DataError(f"{where}: choice must be 'a', 'b' or 'tie', got {choice!r}")

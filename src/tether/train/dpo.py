@@ -246,7 +246,8 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
             ref_cache, eval_ref = saved["train"], saved["eval"]
         else:
             visited = sorted({i for idx in steps_indices for i in idx})
-            accelerator.print(f"{cfg.loss}: caching reference logprobs of {len(visited)} + {len(eval_examples)} examples")
+            accelerator.print(f"{cfg.loss}: caching reference logprobs of {len(visited)} + {len(eval_examples)} "
+                              "examples")
             ref_cache = reference_logps(model, train_examples, visited, tcfg.micro_batch_size * 2,
                                         tokenizer.pad_token_id, accelerator.device, use_lora=False)
             eval_ref = reference_logps(model, eval_examples, list(range(len(eval_examples))),
@@ -257,7 +258,8 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
 
     # 3. Optimizer, schedule, accelerate wrapping; resume from the latest checkpoint if there is one.
     run = prepare_training(accelerator, model, tcfg, out, cfg.loss, to_dict(cfg))
-    model, optimizer, scheduler, start_step, metrics = run.model, run.optimizer, run.scheduler, run.start_step, run.metrics
+    model, optimizer, scheduler = run.model, run.optimizer, run.scheduler
+    start_step, metrics = run.start_step, run.metrics
 
     def ref_for(examples, cache, idx) -> torch.Tensor | None:
         if not spec.needs_reference:

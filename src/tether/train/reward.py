@@ -190,7 +190,8 @@ def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
     model.train()
     # 3. Optimizer, schedule, accelerate wrapping; resume from the latest checkpoint if there is one.
     run = prepare_training(accelerator, model, tcfg, out, "rm", to_dict(cfg))
-    model, optimizer, scheduler, start_step, metrics = run.model, run.optimizer, run.scheduler, run.start_step, run.metrics
+    model, optimizer, scheduler = run.model, run.optimizer, run.scheduler
+    start_step, metrics = run.start_step, run.metrics
 
     # 4. Loop: each optimizer step sees `batch_size` pairs in total over processes and microbatches.
     timer, window, eval_metrics = StepTimer(), [], {}
@@ -225,8 +226,9 @@ def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
                          **timer.lap()}, step=done)
             window = []
         if eval_pairs and ((tcfg.eval_steps and done % tcfg.eval_steps == 0) or done == tcfg.max_steps):
-            eval_metrics = pair_metrics(eval_pairs, *score_eval_pairs(accelerator, model, eval_pairs, tcfg.micro_batch_size,
-                                                          tokenizer.pad_token_id))
+            eval_scores = score_eval_pairs(accelerator, model, eval_pairs, tcfg.micro_batch_size,
+                                           tokenizer.pad_token_id)
+            eval_metrics = pair_metrics(eval_pairs, *eval_scores)
             metrics.log(eval_metrics, step=done)
         if (tcfg.save_steps and done % tcfg.save_steps == 0) or done == tcfg.max_steps or done == interrupt_at_step:
             save_checkpoint(accelerator, out, done, {}, keep=tcfg.save_total_limit)

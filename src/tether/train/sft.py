@@ -165,7 +165,8 @@ def train(cfg: SFTConfig, interrupt_at_step: int | None = None) -> SFTResult:
     model.train()
     # 3. Optimizer, schedule, accelerate wrapping; resume from the latest checkpoint if there is one.
     run = prepare_training(accelerator, model, tcfg, out, "sft", to_dict(cfg))
-    model, optimizer, scheduler, start_step, metrics = run.model, run.optimizer, run.scheduler, run.start_step, run.metrics
+    model, optimizer, scheduler = run.model, run.optimizer, run.scheduler
+    start_step, metrics = run.start_step, run.metrics
 
     # 4. Loop: each optimizer step sees `batch_size` examples in total over processes and microbatches.
     timer, window_loss, eval_loss, train_loss = StepTimer(), [], None, float("nan")
@@ -180,7 +181,7 @@ def train(cfg: SFTConfig, interrupt_at_step: int | None = None) -> SFTResult:
         for k, batch in enumerate(micro):
             sync = nullcontext() if k == n_micro - 1 else accelerator.no_sync(model)
             with sync:
-                loss, n = _microbatch_nll(model, batch, accelerator.device, num_tokens)
+                loss, _n = _microbatch_nll(model, batch, accelerator.device, num_tokens)
                 # DDP averages gradients over processes; the loss is already a global token mean.
                 accelerator.backward(loss * accelerator.num_processes)
             step_loss += float(loss.detach())

@@ -123,7 +123,8 @@ def test_trl_implicit_prompt() -> None:
             {"prompt": [{"role": "bot", "content": "Q"}], "completion": "x"},
             Issue(
                 MALFORMED_CONVERSATION,
-                "malformed conversation: prompt message 1 has role 'bot', expected one of ('system', 'user', 'assistant')",
+                "malformed conversation: prompt message 1 has role 'bot', "
+                "expected one of ('system', 'user', 'assistant')",
             ),
         ),
         (

@@ -126,7 +126,7 @@ def test_load_many_concatenates_in_order_and_counts_drops(messy: Path, tmp_path:
     records, dropped = load_many([clean, messy], "preference", drop_bad=True)
     assert [r.chosen for r in records] == ["a", "c", "good", "x" * 60, "fine"]
     assert dropped == 9  # messy's 10 bad rows less the one that is over-long only at max_chars=50
-    with pytest.raises(DataError, match="messy.jsonl"):
+    with pytest.raises(DataError, match=r"messy.jsonl"):
         load_many([clean, messy], "preference")
 
 

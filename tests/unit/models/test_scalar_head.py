@@ -40,12 +40,12 @@ def make(tiny_model_dir, tokenizer, pooling="last", seed=0) -> ScalarHeadModel:
 
 def pad_batch(rows: list[list[int]], pad_id: int, left: list[int], right: list[int]) -> tuple[torch.Tensor, ...]:
     """Each row with `left[i]` pads before and `right[i]` pads after; all rows the same width."""
-    width = max(l + len(r) + rt for r, l, rt in zip(rows, left, right))
+    width = max(lp + len(r) + rt for r, lp, rt in zip(rows, left, right))
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # (B,T)
     mask = torch.zeros((len(rows), width), dtype=torch.long)  # (B,T)
-    for i, (row, l) in enumerate(zip(rows, left)):
-        ids[i, l : l + len(row)] = torch.tensor(row)
-        mask[i, l : l + len(row)] = 1
+    for i, (row, lp) in enumerate(zip(rows, left)):
+        ids[i, lp : lp + len(row)] = torch.tensor(row)
+        mask[i, lp : lp + len(row)] = 1
     return ids, mask
 
 
@@ -154,7 +154,7 @@ def test_load_errors_are_one_line(tiny_model_dir, tmp_path):
     with pytest.raises(ModelLoadError) as err:
         ScalarHeadModel.from_pretrained(tiny_model_dir)  # a causal LM dir has no head files
     assert HEAD_WEIGHTS_FILE in str(err.value) and "\n" not in str(err.value)
-    with pytest.raises(ModelLoadError, match="no such model dir|not a"):
+    with pytest.raises(ModelLoadError, match=r"no such model dir|not a"):
         ScalarHeadModel.from_pretrained(tmp_path / "missing")
     with pytest.raises(ValueError, match="pooling"):
         ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), pooling="first")

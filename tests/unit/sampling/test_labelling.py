@@ -39,14 +39,16 @@ def test_human_choices_round_trip_and_errors(tmp_path):
     assert export_candidates(cand_file, ROWS, cands) == 3
     ids = [json.loads(line)["id"] for line in cand_file.read_text().splitlines()]
     choices = tmp_path / "choices.jsonl"
-    choices.write_text(json.dumps({"id": ids[0], "choice": "b"}) + "\n" + json.dumps({"id": ids[1], "choice": "tie"}) + "\n")
+    choices.write_text(json.dumps({"id": ids[0], "choice": "b"}) + "\n"
+                       + json.dumps({"id": ids[1], "choice": "tie"}) + "\n")
     pairs, stats = pairs_from_choices(cand_file, choices)
     assert [(p.chosen, p.rejected) for p in pairs] == [("B", "A")]
     assert stats.ties_dropped == 1 and stats.extra["unlabelled_candidates"] == 1
     choices.write_text(json.dumps({"id": ids[0], "choice": "maybe"}) + "\n")
     with pytest.raises(DataError, match=r"choices.jsonl:1: choice must be"):
         pairs_from_choices(cand_file, choices)
-    choices.write_text(json.dumps({"id": ids[0], "choice": "a"}) + "\n" + json.dumps({"id": "nope", "choice": "a"}) + "\n")
+    choices.write_text(json.dumps({"id": ids[0], "choice": "a"}) + "\n"
+                       + json.dumps({"id": "nope", "choice": "a"}) + "\n")
     with pytest.raises(DataError, match=r"choices.jsonl:2: unknown"):
         pairs_from_choices(cand_file, choices)
 
@@ -59,7 +61,8 @@ def test_rm_labeller_scores_with_a_frozen_model_and_changes_nothing(tiny_model_d
     _, tok = tiny
     rm = freeze(ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok))
     before = {k: v.clone() for k, v in rm.state_dict().items()}
-    cands = [[Generation([1, 40], [50, tok.eos_token_id], "x", False), Generation([1, 40], [51, tok.eos_token_id], "y", False)]]
+    cands = [[Generation([1, 40], [50, tok.eos_token_id], "x", False),
+              Generation([1, 40], [51, tok.eos_token_id], "y", False)]]
     scores = rm_scores(rm, tok, cands)
     assert len(scores[0]) == 2 and scores[0][0] != scores[0][1]
     assert not rm.training and not any(p.requires_grad for p in rm.parameters())
