@@ -18,8 +18,8 @@ import argparse
 import time
 
 import torch
-
 from common import make_pairs, mean_after_warmup, trl_step_timer, write_result
+
 from tether.data.collators import collate_pairs
 from tether.data.tokenization import EncodedPair
 from tether.losses.preference import dpo

@@ -5,6 +5,7 @@ right runs exist with the right settings and that the reported figures are the o
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import subprocess
@@ -130,7 +131,7 @@ def test_overoptimization_fits_the_bon_curve_and_the_ppo_points(demo):
     curve = result["bon"]["curve"]
     assert [c["k"] for c in curve] == list(range(1, 9))
     assert curve[0]["d"] == 0.0 and math.isclose(curve[-1]["d"] ** 2, math.log(8) - 7 / 8)
-    assert all(a["proxy"] <= b["proxy"] + 1e-9 for a, b in zip(curve, curve[1:]))  # best-of-k proxy never falls
+    assert all(a["proxy"] <= b["proxy"] + 1e-9 for a, b in itertools.pairwise(curve))  # best-of-k proxy never falls
     samples = json.loads((out / "bon_samples.json").read_text())
     assert len(samples["scores"]) == 3 and all(len(s) == 8 for s in samples["scores"])
     assert curve[0]["gold"] == pytest.approx(sum(map(sum, samples["gold"])) / 24)  # k = 1: the mean sample

@@ -807,7 +807,7 @@ def _capitals(rng: random.Random) -> list[dict]:
                 list(cap_al),
                 f"The capital of {country} is {{answer}}.",
                 f"{capital} is where the national government of {country} sits.",
-                [bare] + list(ctry_al),
+                [bare, *list(ctry_al)],
                 wrong,
                 "capitals",
             )
@@ -830,7 +830,7 @@ def _capitals(rng: random.Random) -> list[dict]:
                 list(ctry_al),
                 f"{capital} is the capital of {{answer}}.",
                 f"The national government of {country} sits in {capital}.",
-                [capital] + list(cap_al),
+                [capital, *list(cap_al)],
                 wrong,
                 "countries",
             )
@@ -861,7 +861,7 @@ def _elements(rng: random.Random) -> list[dict]:
                 [],
                 f"The chemical symbol for {name} is {{answer}}.",
                 f"That is the symbol used for {name} on the periodic table.",
-                [name] + al,
+                [name, *al],
                 others,
                 "elements",
             )
@@ -1366,7 +1366,7 @@ def corrupt(prompt_meta: dict[str, Any], style: str, rng: random.Random) -> str:
         cuts = [k for k in range(3, len(words)) if not words[k - 1].endswith((".", "!", "?"))]
         k = rng.choice(cuts)
         return " ".join(words[:k]).rstrip(",;:")
-    raise ValueError(f"unknown rejected style {style!r}; expected one of {REJECTED_STYLES + ('longer',)}")
+    raise ValueError(f"unknown rejected style {style!r}; expected one of {(*REJECTED_STYLES, 'longer')}")
 
 
 # --------------------------------------------------------------------------------------------------

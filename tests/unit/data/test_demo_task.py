@@ -38,7 +38,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     make_demo_task(seed=0).write(a)
     make_demo_task(seed=0).write(b)
     make_demo_task(seed=1).write(c)
-    for name in FILES + ["manifest.json"]:
+    for name in [*FILES, "manifest.json"]:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     for name in FILES:
         assert (a / name).read_bytes() != (c / name).read_bytes(), name
