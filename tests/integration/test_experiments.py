@@ -134,6 +134,9 @@ def test_overoptimization_fits_the_bon_curve_and_the_ppo_points(demo):
     assert all(a["proxy"] <= b["proxy"] + 1e-9 for a, b in itertools.pairwise(curve))  # best-of-k proxy never falls
     samples = json.loads((out / "bon_samples.json").read_text())
     assert len(samples["scores"]) == 3 and all(len(s) == 8 for s in samples["scores"])
+    assert samples["missing_eos_penalty"] == 1.0 and len(samples["texts"][0]) == 8
+    assert [len(t) for t in samples["truncated"]] == [8, 8, 8]
+    assert any("cut at max_new_tokens" in f for f in result["findings"])
     assert curve[0]["gold"] == pytest.approx(sum(map(sum, samples["gold"])) / 24)  # k = 1: the mean sample
     (ppo_run,) = result["ppo"].values()
     assert [p["step"] for p in ppo_run["points"]] == [1, 2] and ppo_run["points"][0]["d"] == 0.0

@@ -35,7 +35,7 @@ def _matching_baseline(baseline: PolicyEval, rows: list[PromptRow]) -> PolicyEva
 
 def run_best_of_n(policy: str, reward_model: str | None, rows: list[PromptRow], n: int, out_dir: Path, *,
                   scorer: str = "rm", baseline: str | PolicyEval | None = "policy",
-                  sampling: SamplingConfig | None = None, missing_eos_penalty: float = 0.0,
+                  sampling: SamplingConfig | None = None, missing_eos_penalty: float = 1.0,
                   min_score: float | None = None, seed: int = 0, name: str | None = None, log=print) -> dict:
     """Best-of-`n` of `policy` (dir, embedded name or HF id) under `reward_model` (dir; None with scorer 'gold').
 

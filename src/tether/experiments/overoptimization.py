@@ -1,7 +1,8 @@
 """overoptimization: gold and proxy reward against d = √KL, for best-of-N and for PPO (Gao et al. 2022).
 
 Best-of-N: N samples per held-out prompt from the SFT policy (temperature 1), every one scored by the
-learned RM (the proxy) and the gold judge. For each k = 1…N the expected proxy and gold score of best-of-k
+learned RM (the proxy; minus the missing-EOS penalty for a response cut at max_new_tokens, as in PPO) and
+the gold judge. For each k = 1…N the expected proxy and gold score of best-of-k
 (the unbiased estimate over k-subsets of the N samples, `expected_best_of_k`) are plotted against
 d = √KL(best-of-k ‖ SFT), with the analytic KL log k − (k − 1)/k, and the gains over k = 1 are fitted with
 Gao et al.'s best-of-N form R(d) = d(α − βd).
@@ -46,6 +47,9 @@ class OveroptimizationConfig:
     """Held-out prompts best-of-N samples on."""
     max_new_tokens: int = 64
     """Longest sampled response."""
+    missing_eos_penalty: float = 1.0
+    """Subtracted from the RM score of a response cut at max_new_tokens, as PPO does: the RM reads a truncated
+    response at a token that is not the EOS it learned to score, and without the penalty best-of-N prefers them."""
     ppo_runs: list[str] = field(default_factory=list)
     """PPO run dirs (with metrics.jsonl) for the RL curve; empty: train one here from ppo_config at ppo_kl_coef."""
     ppo_config: str = "configs/demo/ppo.yaml"
@@ -92,8 +96,12 @@ def _fit(ds, ys, form) -> dict | None:
 
 def _sample_bon(cfg: OveroptimizationConfig, paths: dict[str, Path], cache: Path, log) -> dict:
     if cache.is_file():
-        log(f"  reusing {cache}")
-        return json.loads(cache.read_text())
+        data = json.loads(cache.read_text())
+        if data.get("missing_eos_penalty") == cfg.missing_eos_penalty and len(data["scores"]) == cfg.prompts \
+                and len(data["scores"][0]) == cfg.n:
+            log(f"  reusing {cache}")
+            return data
+    from tether.data.records import prompt_text
     from tether.data.validate import load_records
     from tether.models.loading import freeze, load_causal_lm, load_tokenizer
     from tether.models.scalar_head import ScalarHeadModel
@@ -109,9 +117,13 @@ def _sample_bon(cfg: OveroptimizationConfig, paths: dict[str, Path], cache: Path
     result = best_of_n(policy, tokenizer, rows, cfg.n,
                        SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=cfg.max_new_tokens,
                                       batch_size=64),  # sequences per generate call (prompt copies)
-                       scorer="rm", reward_model=rm, rm_tokenizer=load_tokenizer(str(paths["rm"])), seed=cfg.seed)
-    data = {"scores": result.scores, "gold": result.gold,
-            "lengths": [[len(g.response_ids) for g in gens] for gens in result.candidates]}
+                       scorer="rm", reward_model=rm, rm_tokenizer=load_tokenizer(str(paths["rm"])),
+                       missing_eos_penalty=cfg.missing_eos_penalty, seed=cfg.seed)
+    data = {"scores": result.scores, "gold": result.gold, "missing_eos_penalty": cfg.missing_eos_penalty,
+            "truncated": [[g.truncated for g in gens] for gens in result.candidates],
+            "lengths": [[len(g.response_ids) for g in gens] for gens in result.candidates],
+            "prompts": [prompt_text(r.prompt) for r in rows],
+            "texts": [[g.text for g in gens] for gens in result.candidates]}
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(data))
     return data
@@ -147,12 +159,19 @@ def run(cfg: OveroptimizationConfig, log=print) -> dict:
              for key, f in bon_fit.items() if f]
     table += [{"curve": f"PPO {Path(name).name}", "target": key, "α": f["alpha"], "β": f["beta"], "R²": f["r2"],
                "points": f["n"]} for name, r in rl.items() for key, f in r["fit"].items() if f]
+    picks = [max(range(len(s)), key=lambda i: s[i]) for s in samples["scores"]]
+    cut = sum(t[i] for t, i in zip(samples["truncated"], picks))
+    examples = [{"prompt": p, "best_of_n": texts[i], "rm": s[i], "gold": g[i]} for p, texts, s, g, i in
+                zip(samples["prompts"], samples["texts"], samples["scores"], samples["gold"], picks)][:6]
     peak = max(curve, key=lambda c: c["gold"])
     last = curve[-1]
     findings = [
         f"best-of-N over {len(samples['scores'])} prompts: proxy {base['proxy']:.3f} (k=1) → {last['proxy']:.3f} "
         f"(k={last['k']}, KL {last['d'] ** 2:.2f}); gold {base['gold']:.3f} → {last['gold']:.3f}, peak "
         f"{peak['gold']:.3f} at k={peak['k']} (KL {peak['d'] ** 2:.2f}).",
+        f"best-of-{cfg.n} picked a response cut at max_new_tokens for {cut} of {len(picks)} prompts "
+        f"(missing-EOS penalty {cfg.missing_eos_penalty:g}; {sum(map(sum, samples['truncated']))} of "
+        f"{sum(map(len, samples['truncated']))} samples were cut).",
         "the gold curve " + ("turns down after its peak: over-optimisation of the proxy." if peak["k"] < last["k"]
                              and last["gold"] < peak["gold"] - 1e-9 else "does not turn down by k = N."),
     ]
@@ -167,7 +186,8 @@ def run(cfg: OveroptimizationConfig, log=print) -> dict:
     for line in findings:
         log(f"  {line}")
     return write_result(out, "overoptimization", "Over-optimisation: gold and proxy reward against √KL",
-                        {"config": cfg.__dict__, "bon": {"curve": curve, "fit": bon_fit}, "ppo": rl},
+                        {"config": cfg.__dict__, "bon": {"curve": curve, "fit": bon_fit, "examples": examples},
+                         "ppo": rl},
                         [_plot(curve, gains, bon_fit, rl, out)], table, findings)
 
 
