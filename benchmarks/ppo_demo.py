@@ -4,10 +4,11 @@
         [-- any `tether ppo` override, e.g. --train.max_steps 20]
 
 Trains from configs/demo/ppo.yaml (policy runs/demo/sft, reward model runs/demo/rm, prompts
-runs/demo/data/rl_prompts.jsonl) into runs/demo/ppo-<estimator>-<reward>, then on the first N held-out
-prompts of runs/demo/data/eval_prompts.jsonl (greedy, gold judge): gold score before/after, win rate of PPO
-over SFT (ties half, Wilson 95 % CI), proxy reward (RM mean score of the greedy responses) before/after,
-response length, and KL(PPO ‖ SFT) on PPO's own temperature-1 samples (k1, sequence level). Writes
+runs/demo/data/rl_prompts.jsonl) into runs/demo/ppo-<estimator>-<reward>, then evaluates on N held-out
+prompts of runs/demo/data/eval_prompts.jsonl (the first N after interleaving the ten families; greedy, gold
+judge): gold score before/after, win rate of PPO over SFT (ties half, Wilson 95 % CI), proxy reward (RM
+mean score of the greedy responses) before/after, response length, and KL(PPO ‖ SFT) on PPO's own
+temperature-1 samples (k1, sequence level). Writes
 benchmarks/results/ppo_demo_<estimator>_<reward>.json.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from common import write_result
 
+from tether.data.records import interleave_by
 from tether.data.validate import load_records
 from tether.eval.comparison import attach_proxy
 from tether.eval.evaluate import compare, evaluate_policy, kl_to_reference
@@ -46,7 +48,7 @@ def main() -> None:
     result = train(cfg)
     train_seconds = time.perf_counter() - started
 
-    rows, _ = load_records(ROOT / "runs/demo/data/eval_prompts.jsonl", "prompt")
+    rows = interleave_by(load_records(ROOT / "runs/demo/data/eval_prompts.jsonl", "prompt")[0])  # spans families
     rows = rows[: args.eval_prompts]
     tokenizer = load_tokenizer(cfg.model.name, cfg.model.max_length)
     sft = freeze(load_causal_lm(cfg.model.name, tokenizer))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tether.data.demo_task import make_demo_task
+from tether.data.records import interleave_by
 from tether.data.validate import load_records, save_records
 from tether.errors import ConfigError
 from tether.runtime.config import load_config
@@ -156,7 +157,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     label_stats = {}
     n_train, n_eval = (24, 16) if quick else (opts.label_prompts, opts.eval_label_prompts)
     pref_prompts = [r for r in _as_prompts(load_records(data_dir / "preference.jsonl", "preference")[0])][:n_train]
-    eval_rows, _ = load_records(data_dir / "eval_prompts.jsonl", "prompt")
+    eval_rows = interleave_by(load_records(data_dir / "eval_prompts.jsonl", "prompt")[0])  # prefixes span families
     targets = [("onpolicy_pairs.jsonl", pref_prompts, opts.seed + 1),
                ("eval_pairs.jsonl", eval_rows[:n_eval], opts.seed + 2)]
     for fname, rows, seed in targets:

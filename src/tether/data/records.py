@@ -26,6 +26,23 @@ def prompt_text(prompt: Messages) -> str:
     return prompt[-1]["content"]
 
 
+def interleave_by(rows: list, key: str = "family") -> list:
+    """Rows reordered round-robin over the groups of `meta[key]` (groups in order of first appearance, rows
+    in file order within a group), so that every prefix is balanced across groups.
+
+    The demo task writes its held-out prompts grouped by family (30 each); "the first 100 prompts" of the
+    file would be four families. Rows without the key form one group, so a file without it keeps its order.
+    """
+    groups: dict[Any, list] = {}
+    for row in rows:
+        groups.setdefault(row.meta.get(key), []).append(row)
+    queues = list(groups.values())
+    out = []
+    for i in range(max((len(q) for q in queues), default=0)):
+        out.extend(q[i] for q in queues if i < len(q))
+    return out
+
+
 @dataclass
 class SFTExample:
     """A demonstration: the prompt and the assistant reply to imitate."""

@@ -10,48 +10,53 @@ import json
 from pathlib import Path
 
 
-def save_eval(path: Path, evaluation, kl: dict | None) -> None:
+def save_eval(path: Path, evaluation, kl: dict | None, kl_prompts: list[str] | None = None) -> None:
     from dataclasses import asdict
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"summary": evaluation.summary(), "kl_to_sft": kl,
+    path.write_text(json.dumps({"summary": evaluation.summary(), "kl_to_sft": kl, "kl_prompts": kl_prompts,
                                 "samples": [asdict(s) for s in evaluation.samples]}))
 
 
 def load_eval(path: Path):
-    """(PolicyEval, kl) saved by `save_eval`, or None when absent."""
+    """(PolicyEval, kl, kl_prompts) saved by `save_eval`, or None when absent."""
     from tether.eval.evaluate import PolicyEval, ScoredSample
 
     if not path.is_file():
         return None
     d = json.loads(path.read_text())
     summary = d["summary"] | {"gold_ci": tuple(d["summary"]["gold_ci"])}
-    return PolicyEval(**summary, samples=[ScoredSample(**s) for s in d["samples"]]), d["kl_to_sft"]
+    return (PolicyEval(**summary, samples=[ScoredSample(**s) for s in d["samples"]]), d["kl_to_sft"],
+            d.get("kl_prompts"))
 
 
 def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, sft_model, rm, rm_tokenizer,
                     seed: int = 0, log=print):
     """(PolicyEval, KL to SFT or None) of one policy: greedy responses on `rows` scored by the gold judge, the
     RM's mean score of them (proxy), and — for trained policies — KL(π ‖ π_SFT) on its own samples on
-    `kl_rows`. Saved to eval/policy-<name>.json and reused when it covers the same prompts."""
+    `kl_rows`. Saved to eval/policy-<name>.json and reused when it covers the same prompts (in order)."""
+    from tether.data.records import prompt_text
     from tether.eval.comparison import attach_proxy
     from tether.eval.evaluate import evaluate_policy, kl_to_reference
     from tether.models.loading import freeze, load_causal_lm
 
     cache = run / "eval" / f"policy-{name}.json"
     cached = load_eval(cache)
-    if cached is not None and cached[0].n == len(rows):
-        evaluation, kl_value = cached
+    wanted, wanted_kl = [prompt_text(r.prompt) for r in rows], [prompt_text(r.prompt) for r in kl_rows]
+    trained = name not in ("base", "sft")
+    if cached is not None and [s.prompt for s in cached[0].samples] == wanted \
+            and (not trained or cached[2] == wanted_kl):
+        evaluation, kl_value, _ = cached
         log(f"      {name}: reusing {cache}")
         if evaluation.proxy_mean is None and rm is not None:
             attach_proxy(evaluation, rows, rm, rm_tokenizer)
-            save_eval(cache, evaluation, kl_value)
+            save_eval(cache, evaluation, kl_value, wanted_kl if trained else None)
         return evaluation, kl_value
     log(f"      {name}: evaluating {spec}")
     model = sft_model if name == "sft" else freeze(load_causal_lm(spec, tokenizer))
     evaluation = evaluate_policy(name, model, tokenizer, rows)
     if rm is not None:
         attach_proxy(evaluation, rows, rm, rm_tokenizer)
-    kl_value = None if name in ("base", "sft") else kl_to_reference(model, sft_model, tokenizer, kl_rows, seed=seed)
-    save_eval(cache, evaluation, kl_value)
+    kl_value = kl_to_reference(model, sft_model, tokenizer, kl_rows, seed=seed) if trained else None
+    save_eval(cache, evaluation, kl_value, wanted_kl if trained else None)
     return evaluation, kl_value

@@ -94,17 +94,19 @@ def read_series(run_dir: Path, keys: Sequence[str]) -> dict[str, list[float]]:
 
 
 class Evaluator:
-    """Held-out evaluation of policies against the demo's SFT policy: greedy responses on the first
-    `n_prompts` eval prompts scored by the gold judge, the RM's mean score of them (proxy), and KL(π ‖ π_SFT)
-    on each policy's own temperature-1 samples on the first `kl_prompts`. Cached under `cache_dir`."""
+    """Held-out evaluation of policies against the demo's SFT policy: greedy responses on `n_prompts` eval
+    prompts (the first ones after interleaving the families) scored by the gold judge, the RM's mean score of
+    them (proxy), and KL(π ‖ π_SFT) on each policy's own temperature-1 samples on the first `kl_prompts`.
+    Cached under `cache_dir`."""
 
     def __init__(self, paths: dict[str, Path], cache_dir: Path, n_prompts: int, kl_prompts: int, seed: int = 0,
                  log=print):
+        from tether.data.records import interleave_by
         from tether.data.validate import load_records
         from tether.models.loading import freeze, load_causal_lm, load_tokenizer
         from tether.models.scalar_head import ScalarHeadModel
 
-        rows, _ = load_records(paths["data"] / "eval_prompts.jsonl", "prompt")
+        rows = interleave_by(load_records(paths["data"] / "eval_prompts.jsonl", "prompt")[0])  # spans families
         self.rows, self.kl_rows = rows[:n_prompts], rows[:kl_prompts]
         self.tokenizer = load_tokenizer(str(paths["sft"]))
         self.sft = freeze(load_causal_lm(str(paths["sft"]), self.tokenizer))

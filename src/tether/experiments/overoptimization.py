@@ -95,21 +95,22 @@ def _fit(ds, ys, form) -> dict | None:
 
 
 def _sample_bon(cfg: OveroptimizationConfig, paths: dict[str, Path], cache: Path, log) -> dict:
+    from tether.data.records import interleave_by, prompt_text
+    from tether.data.validate import load_records
+
+    rows = interleave_by(load_records(paths["data"] / "eval_prompts.jsonl", "prompt")[0])[: cfg.prompts]
+    wanted = [prompt_text(r.prompt) for r in rows]  # held-out prompts spanning the families
     if cache.is_file():
         data = json.loads(cache.read_text())
-        if data.get("missing_eos_penalty") == cfg.missing_eos_penalty and len(data["scores"]) == cfg.prompts \
+        if data.get("missing_eos_penalty") == cfg.missing_eos_penalty and data.get("prompts") == wanted \
                 and len(data["scores"][0]) == cfg.n:
             log(f"  reusing {cache}")
             return data
-    from tether.data.records import prompt_text
-    from tether.data.validate import load_records
     from tether.models.loading import freeze, load_causal_lm, load_tokenizer
     from tether.models.scalar_head import ScalarHeadModel
     from tether.sampling.best_of_n import best_of_n
     from tether.sampling.generate import SamplingConfig
 
-    rows, _ = load_records(paths["data"] / "eval_prompts.jsonl", "prompt")
-    rows = rows[: cfg.prompts]
     log(f"  best-of-{cfg.n}: sampling {cfg.n} responses for {len(rows)} held-out prompts, scoring with RM and gold")
     tokenizer = load_tokenizer(str(paths["sft"]))
     policy = freeze(load_causal_lm(str(paths["sft"]), tokenizer))
@@ -122,7 +123,7 @@ def _sample_bon(cfg: OveroptimizationConfig, paths: dict[str, Path], cache: Path
     data = {"scores": result.scores, "gold": result.gold, "missing_eos_penalty": cfg.missing_eos_penalty,
             "truncated": [[g.truncated for g in gens] for gens in result.candidates],
             "lengths": [[len(g.response_ids) for g in gens] for gens in result.candidates],
-            "prompts": [prompt_text(r.prompt) for r in rows],
+            "prompts": wanted,
             "texts": [[g.text for g in gens] for gens in result.candidates]}
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(data))
