@@ -114,8 +114,11 @@ def findings_for(sft: dict, finals: dict[float, dict]) -> list[str]:
         out.append(f"highest β {high:g}: KL {kl[high]:.2f} nats, gold {gold[high] - sft['gold_mean']:+.3f} vs SFT: "
                    + ("little change, as expected." if kl[high] < 1 else "it still moved more than 1 nat."))
     best = max(betas, key=lambda b: gold[b])
-    out.append(f"best gold score at β {best:g} ({gold[best]:.3f} vs SFT {sft['gold_mean']:.3f}, "
-               f"win rate {finals[best]['vs_sft']['win_rate']:.1%} at KL {kl[best]:.2f}).")
+    above = gold[best] > sft["gold_mean"]
+    out.append(f"best gold score among the runs at β {best:g}: {gold[best]:.3f}, {'above' if above else 'below'} SFT's "
+               f"{sft['gold_mean']:.3f} (win rate {finals[best]['vs_sft']['win_rate']:.1%} at KL {kl[best]:.2f}); "
+               + ("a middle β gave the best gold score." if len(betas) > 2 and best not in (low, high) else
+                  "no middle β gave a better gold score than the extremes." if len(betas) > 2 else ""))
     return out
 
 
