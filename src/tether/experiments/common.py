@@ -155,6 +155,21 @@ def pyplot():
     return plt
 
 
+def plot_curves(runs: dict[str, dict], titles: dict[str, str], path: Path) -> str:
+    """One panel per metric (`titles`: metric key → panel title), one line per run (`runs`: legend label →
+    {"curves": read_series output}), against the PPO iteration; the PNG's file name."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(titles), figsize=(3.6 * len(titles) + 0.6, 3.2), squeeze=False)
+    for ax, (key, title) in zip(axes[0], titles.items()):
+        for label, r in runs.items():
+            ax.plot(r["curves"]["step"], r["curves"][key], marker=".", label=label)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("PPO iteration")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    return save_figure(fig, path)
+
+
 def write_result(out: Path, name: str, title: str, result: dict, figures: list[str], table: list[dict],
                  findings: list[str]) -> dict:
     """result.json (every figure: `result`, the summary `table`, `findings`, plot file names) and section.md."""

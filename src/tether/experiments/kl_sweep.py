@@ -22,10 +22,9 @@ from tether.errors import ConfigError
 from tether.experiments.common import (
     Evaluator,
     demo_paths,
+    plot_curves,
     ppo_config,
-    pyplot,
     read_series,
-    save_figure,
     train_ppo_once,
     write_result,
 )
@@ -87,7 +86,10 @@ def run(cfg: KLSweepConfig, log=print) -> dict:
         table.append({"β": f"{beta:g}", "gold": f["gold_mean"], "correct": f["correct_rate"], "proxy": f["proxy_mean"],
                       "KL to SFT": f["kl_to_sft"]["kl"], "win vs SFT": f["vs_sft"]["win_rate"],
                       "tokens": f["mean_tokens"], "train s": r["train_seconds"]})
-    figures = [_plot(runs, out)]
+    figures = [plot_curves({f"β {b:g}": r for b, r in runs.items()}, {
+        "reward/score": "proxy reward (RM) on rollouts", "reward/gold": "gold score on rollouts",
+        "kl/sequence": "KL to SFT (nats, rollouts)", "gen/response_len": "response length (tokens)"},
+        out / "kl_sweep.png")]
     findings = findings_for(sft, {b: r["final"] for b, r in runs.items()})
     for line in findings:
         log(f"  {line}")
@@ -120,18 +122,3 @@ def findings_for(sft: dict, finals: dict[float, dict]) -> list[str]:
                + ("a middle β gave the best gold score." if len(betas) > 2 and best not in (low, high) else
                   "no middle β gave a better gold score than the extremes." if len(betas) > 2 else ""))
     return out
-
-
-def _plot(runs: dict, out: Path) -> str:
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
-    titles = {"reward/score": "proxy reward (RM) on rollouts", "reward/gold": "gold score on rollouts",
-              "kl/sequence": "KL to SFT (nats, rollouts)", "gen/response_len": "response length (tokens)"}
-    for ax, key in zip(axes, CURVE_KEYS):
-        for beta, r in runs.items():
-            ax.plot(r["curves"]["step"], r["curves"][key], marker=".", label=f"β {beta:g}")
-        ax.set_title(titles[key], fontsize=10)
-        ax.set_xlabel("PPO iteration")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    return save_figure(fig, out / "kl_sweep.png")

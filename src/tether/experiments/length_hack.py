@@ -18,11 +18,10 @@ from tether.experiments.common import (
     REWARD_FUNCTIONS,
     Evaluator,
     demo_paths,
+    plot_curves,
     ppo_config,
-    pyplot,
     read_series,
     reward_function,
-    save_figure,
     train_ppo_once,
     write_result,
 )
@@ -100,19 +99,8 @@ def run(cfg: LengthHackConfig, log=print) -> dict:
     for line in findings:
         log(f"  {line}")
     return write_result(out, "length-hack", "Length hack: a flawed reward with and without the KL tether",
-                        {"config": cfg.__dict__, "sft": sft, "runs": runs}, [_plot(runs, out)], table, findings)
-
-
-def _plot(runs: dict, out: Path) -> str:
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 5, figsize=(18, 3.2))
-    titles = {"reward/score": "flawed reward (length)", "reward/gold": "gold score", "gen/response_len": "tokens",
-              "kl/sequence": "KL to SFT (nats)", "gen/distinct_2": "distinct-2 of samples"}
-    for ax, key in zip(axes, CURVE_KEYS):
-        for label, r in runs.items():
-            ax.plot(r["curves"]["step"], r["curves"][key], marker=".", label=f"{label} (β {r['beta']:g})")
-        ax.set_title(titles[key], fontsize=10)
-        ax.set_xlabel("PPO iteration")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    return save_figure(fig, out / "length_hack.png")
+                        {"config": cfg.__dict__, "sft": sft, "runs": runs}, [plot_curves(
+        {f"{label} (β {r['beta']:g})": r for label, r in runs.items()},
+        {"reward/score": "flawed reward (length)", "reward/gold": "gold score", "gen/response_len": "tokens",
+         "kl/sequence": "KL to SFT (nats)", "gen/distinct_2": "distinct-2 of samples"}, out / "length_hack.png")],
+                        table, findings)
