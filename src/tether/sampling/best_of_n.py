@@ -184,13 +184,14 @@ def reward_model_scores(reward_model, rm_tokenizer, rows: list[PromptRow], candi
 
 
 def best_of_n(policy, tokenizer, rows: list[PromptRow], n: int, sampling: SamplingConfig | None = None,
-              scorer: str = "rm", reward_model=None, rm_tokenizer=None, missing_eos_penalty: float = 0.0,
+              scorer: str = "rm", reward_model=None, rm_tokenizer=None, missing_eos_penalty: float = 1.0,
               seed: int = 0, batch_size: int = 16) -> BestOfN:
     """Sample `n` responses per prompt from `policy` and select the best of each.
 
     scorer 'rm': `reward_model` (a ScalarHeadModel; `rm_tokenizer` defaults to `tokenizer`) scores every
     candidate; scorer 'gold': the demo task's gold judge (an oracle: the best a perfect reward model could do).
-    `missing_eos_penalty` is subtracted from the selection score of responses cut at max_new_tokens.
+    `missing_eos_penalty` (default 1.0, as in PPO) is subtracted from the selection score of responses cut at
+    max_new_tokens (scorer 'rm' only: the gold judge scores truncation itself); 0 selects on the raw score.
     With demo-task prompts the gold score of every candidate is recorded too, whatever the scorer.
     """
     if n < 1:
@@ -206,12 +207,12 @@ def best_of_n(policy, tokenizer, rows: list[PromptRow], n: int, sampling: Sampli
         raise ValueError("best-of-N with n > 1 needs do_sample=True (greedy gives N copies of one response)")
     candidates = sample_candidates(policy, tokenizer, rows, n, sampling, seed=seed)
     gold = gold_matrix(rows, candidates) if _has_gold_meta(rows) else None
-    if scorer == "gold":
-        raw = [list(s) for s in gold]  # type: ignore[union-attr]
+    if scorer == "gold":  # the gold judge already marks a truncated response down (its ending rule)
+        scores = [list(s) for s in gold]  # type: ignore[union-attr]
     else:
         raw = reward_model_scores(reward_model, rm_tokenizer or tokenizer, rows, candidates, tokenizer, batch_size)
-    scores = [[s - (missing_eos_penalty if g.truncated else 0.0) for s, g in zip(sc, gens)]
-              for sc, gens in zip(raw, candidates)]
+        scores = [[s - (missing_eos_penalty if g.truncated else 0.0) for s, g in zip(sc, gens)]
+                  for sc, gens in zip(raw, candidates)]
     chosen = [select_best(s) for s in scores]
     return BestOfN(rows, candidates, scores, chosen, scorer, gold,
                    extra={"temperature": sampling.temperature, "max_new_tokens": sampling.max_new_tokens,

@@ -185,7 +185,8 @@ def test_rm_best_of_n_selects_by_the_reward_models_scores(tiny, tiny_model_dir):
     model, tok = tiny
     rm = freeze(ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok, seed=1))
     sampling = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=6)
-    res = best_of_n(model, tok, DEMO_ROWS, 4, sampling, scorer="rm", reward_model=rm, seed=5)
+    res = best_of_n(model, tok, DEMO_ROWS, 4, sampling, scorer="rm", reward_model=rm, seed=5,
+                    missing_eos_penalty=0.0)
     expected = rm_scores(rm, tok, res.candidates)
     assert np.allclose(res.scores, expected, atol=1e-6)
     assert res.chosen == [int(np.argmax(s)) for s in expected]
