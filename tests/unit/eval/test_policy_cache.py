@@ -1,0 +1,48 @@
+"""The on-disk evaluation cache: reused for the same prompts and weights, redone when either changes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from tether.data.records import PromptRow
+from tether.eval.policy_cache import evaluate_cached, load_eval, policy_fingerprint
+
+ROWS = [PromptRow([{"role": "user", "content": q}], meta={"kind": "number", "answer": a, "given": []})
+        for q, a in (("What is 2 plus 2?", "4"), ("What is 3 plus 4?", "7"))]
+
+
+@pytest.fixture
+def policy_dir(tiny_model_dir, tmp_path):
+    return shutil.copytree(tiny_model_dir, tmp_path / "policy")
+
+
+def test_reused_for_same_prompts_and_weights_redone_when_either_changes(tiny, policy_dir, tmp_path):
+    model, tok = tiny
+    run, lines = tmp_path / "run", []
+
+    def evaluate(rows):
+        return evaluate_cached(run, "dpo", str(policy_dir), rows, ROWS[:1], tok, model, None, None, log=lines.append)
+
+    first, kl = evaluate(ROWS)
+    assert lines == [f"      dpo: evaluating {policy_dir}"] and kl is not None
+    assert load_eval(run / "eval" / "policy-dpo.json")[3] == policy_fingerprint(str(policy_dir))
+    again, kl_again = evaluate(ROWS)
+    assert lines[-1] == f"      dpo: reusing {run / 'eval' / 'policy-dpo.json'}"
+    assert [s.response for s in again.samples] == [s.response for s in first.samples] and kl_again["kl"] == kl["kl"]
+    evaluate(ROWS[:1])  # other prompts
+    assert lines[-1].endswith("evaluating " + str(policy_dir))
+    weights = next(policy_dir.glob("*.safetensors"))
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # retrained in place
+    evaluate(ROWS[:1])
+    assert lines[-1].endswith("evaluating " + str(policy_dir))
+    evaluate(ROWS[:1])
+    assert lines[-1].startswith("      dpo: reusing")
+
+
+def test_fingerprint_of_a_name_is_the_name(tmp_path):
+    assert policy_fingerprint("smollm2-135m-instruct") == ["smollm2-135m-instruct"]
+    assert policy_fingerprint(str(tmp_path)) == []  # a dir without weights
