@@ -36,6 +36,17 @@ def tiny(tiny_model_dir):
     return model, tokenizer
 
 
+@pytest.fixture
+def one_thread():
+    """Run the test on one torch thread (tiny models are faster so, and not slowed by jobs spinning on the cores)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 QUESTIONS = [("What is 12 plus 7?", "19."), ("Capital of France?", "Paris."), ("Opposite of hot?", "Cold."),
              ("Convert 3 km to meters.", "3000 m."), ("Is 7 prime?", "Yes."), ("What is 2 plus 2?", "4."),
              ("Capital of Spain?", "Madrid."), ("Opposite of up?", "Down.")]

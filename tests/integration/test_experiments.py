@@ -26,12 +26,7 @@ TINY_PPO = ["--train.max_steps", "2", "--rollout.prompts_per_step", "2", "--roll
             "--ppo.num_epochs", "1", "--ppo.sample_table_steps", "0", "--train.save_steps", "0"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

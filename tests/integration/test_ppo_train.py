@@ -15,13 +15,7 @@ from ppo_assets import curves, make_assets, ppo_cfg
 from tether.train.ppo import train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread (and are not slowed down by other jobs spinning on the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
