@@ -1,8 +1,8 @@
 """One policy's held-out evaluation, cached on disk: what the pipeline and the experiments share.
 
 `evaluate_cached` writes `<run>/eval/policy-<name>.json` (the gold-judge summary, every scored sample, the
-proxy RM score and the KL to the SFT policy) and reuses it when it covers the same prompts and the policy's
-weights are unchanged (a retrained policy in the same dir is evaluated again).
+proxy RM score and the KL to the SFT policy) and reuses it when it covers the same prompts with the same
+response budget and the policy's weights are unchanged (a retrained policy in the same dir is evaluated again).
 """
 
 from __future__ import annotations
@@ -21,16 +21,17 @@ def policy_fingerprint(spec: str) -> list:
 
 
 def save_eval(path: Path, evaluation, kl: dict | None, kl_prompts: list[str] | None = None,
-              policy: list | None = None) -> None:
+              key: dict | None = None) -> None:
+    """`key`: what else the result depends on ({"policy": policy_fingerprint, "max_new_tokens": n})."""
     from dataclasses import asdict
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"summary": evaluation.summary(), "kl_to_sft": kl, "kl_prompts": kl_prompts,
-                                "policy": policy, "samples": [asdict(s) for s in evaluation.samples]}))
+                                "key": key, "samples": [asdict(s) for s in evaluation.samples]}))
 
 
 def load_eval(path: Path):
-    """(PolicyEval, kl, kl_prompts, policy fingerprint) saved by `save_eval`, or None when absent."""
+    """(PolicyEval, kl, kl_prompts, key) saved by `save_eval`, or None when absent."""
     from tether.eval.evaluate import PolicyEval, ScoredSample
 
     if not path.is_file():
@@ -38,38 +39,40 @@ def load_eval(path: Path):
     d = json.loads(path.read_text())
     summary = d["summary"] | {"gold_ci": tuple(d["summary"]["gold_ci"])}
     return (PolicyEval(**summary, samples=[ScoredSample(**s) for s in d["samples"]]), d["kl_to_sft"],
-            d.get("kl_prompts"), d.get("policy"))
+            d.get("kl_prompts"), d.get("key"))
 
 
 def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, sft_model, rm, rm_tokenizer,
-                    seed: int = 0, log=print):
+                    seed: int = 0, max_new_tokens: int = 64, log=print):
     """(PolicyEval, KL to SFT or None) of one policy: greedy responses on `rows` scored by the gold judge, the
     RM's mean score of them (proxy), and — for trained policies — KL(π ‖ π_SFT) on its own samples on
-    `kl_rows`. Saved to eval/policy-<name>.json and reused when it covers the same prompts (in order) and the
-    policy's weights have not changed since (`policy_fingerprint`)."""
+    `kl_rows`; responses up to `max_new_tokens`. Saved to eval/policy-<name>.json and reused when it covers the
+    same prompts (in order) and token budget and the policy's weights have not changed (`policy_fingerprint`)."""
     from tether.data.records import prompt_text
     from tether.eval.comparison import attach_proxy
     from tether.eval.evaluate import evaluate_policy, kl_to_reference
     from tether.models.loading import freeze, load_causal_lm
+    from tether.sampling.generate import SamplingConfig
 
     cache = run / "eval" / f"policy-{name}.json"
     cached = load_eval(cache)
     wanted, wanted_kl = [prompt_text(r.prompt) for r in rows], [prompt_text(r.prompt) for r in kl_rows]
     trained = name not in ("base", "sft")
-    fingerprint = policy_fingerprint(spec)
+    key = {"policy": policy_fingerprint(spec), "max_new_tokens": max_new_tokens}
     if cached is not None and [s.prompt for s in cached[0].samples] == wanted \
-            and (not trained or cached[2] == wanted_kl) and cached[3] == fingerprint:
+            and (not trained or cached[2] == wanted_kl) and cached[3] == key:
         evaluation, kl_value, _, _ = cached
         log(f"      {name}: reusing {cache}")
         if evaluation.proxy_mean is None and rm is not None:
             attach_proxy(evaluation, rows, rm, rm_tokenizer)
-            save_eval(cache, evaluation, kl_value, wanted_kl if trained else None, fingerprint)
+            save_eval(cache, evaluation, kl_value, wanted_kl if trained else None, key)
         return evaluation, kl_value
     log(f"      {name}: evaluating {spec}")
     model = sft_model if name == "sft" else freeze(load_causal_lm(spec, tokenizer))
-    evaluation = evaluate_policy(name, model, tokenizer, rows)
+    evaluation = evaluate_policy(name, model, tokenizer, rows,
+                                 SamplingConfig(do_sample=False, max_new_tokens=max_new_tokens))
     if rm is not None:
         attach_proxy(evaluation, rows, rm, rm_tokenizer)
-    kl_value = kl_to_reference(model, sft_model, tokenizer, kl_rows, seed=seed) if trained else None
-    save_eval(cache, evaluation, kl_value, wanted_kl if trained else None, fingerprint)
+    kl_value = kl_to_reference(model, sft_model, tokenizer, kl_rows, max_new_tokens, seed=seed) if trained else None
+    save_eval(cache, evaluation, kl_value, wanted_kl if trained else None, key)
     return evaluation, kl_value

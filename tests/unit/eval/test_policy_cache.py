@@ -1,4 +1,4 @@
-"""The on-disk evaluation cache: reused for the same prompts and weights, redone when either changes."""
+"""The on-disk evaluation cache: reused for the same prompts, budget and weights; redone when any changes."""
 
 from __future__ import annotations
 
@@ -23,12 +23,14 @@ def test_reused_for_same_prompts_and_weights_redone_when_either_changes(tiny, po
     model, tok = tiny
     run, lines = tmp_path / "run", []
 
-    def evaluate(rows):
-        return evaluate_cached(run, "dpo", str(policy_dir), rows, ROWS[:1], tok, model, None, None, log=lines.append)
+    def evaluate(rows, max_new_tokens=64):
+        return evaluate_cached(run, "dpo", str(policy_dir), rows, ROWS[:1], tok, model, None, None,
+                               max_new_tokens=max_new_tokens, log=lines.append)
 
     first, kl = evaluate(ROWS)
     assert lines == [f"      dpo: evaluating {policy_dir}"] and kl is not None
-    assert load_eval(run / "eval" / "policy-dpo.json")[3] == policy_fingerprint(str(policy_dir))
+    key = load_eval(run / "eval" / "policy-dpo.json")[3]
+    assert key == {"policy": policy_fingerprint(str(policy_dir)), "max_new_tokens": 64}
     again, kl_again = evaluate(ROWS)
     assert lines[-1] == f"      dpo: reusing {run / 'eval' / 'policy-dpo.json'}"
     assert [s.response for s in again.samples] == [s.response for s in first.samples] and kl_again["kl"] == kl["kl"]
@@ -41,6 +43,8 @@ def test_reused_for_same_prompts_and_weights_redone_when_either_changes(tiny, po
     assert lines[-1].endswith("evaluating " + str(policy_dir))
     evaluate(ROWS[:1])
     assert lines[-1].startswith("      dpo: reusing")
+    evaluate(ROWS[:1], max_new_tokens=8)  # another response budget
+    assert lines[-1].endswith("evaluating " + str(policy_dir))
 
 
 def test_fingerprint_of_a_name_is_the_name(tmp_path):
