@@ -76,11 +76,33 @@ class DemoOptions:
     """Where the stage YAML configs live (see `default_config_dir`)."""
 
 
+# `--quick`: every stage runs on a few small batches (a smoke run of the whole pipeline, no quality bars).
+# Sized so the demo finishes in about 5 minutes on a 2-core CPU (one step of the 135M model over 16
+# sequences takes ~15-30 s there), so batches are 4-8 rows and responses 32 tokens.
+QUICK_OVERRIDES = {
+    "sft": ["--train.max_steps", "2", "--train.batch_size", "8", "--train.micro_batch_size", "8",
+            "--train.eval_steps", "0", "--train.save_steps", "0", "--data.max_eval_examples", "8"],
+    "rm": ["--train.max_steps", "2", "--train.batch_size", "4", "--train.micro_batch_size", "4",
+           "--train.eval_steps", "0", "--train.save_steps", "0", "--data.max_eval_pairs", "8",
+           "--data.max_norm_examples", "8"],
+    "ppo": ["--train.max_steps", "1", "--rollout.prompts_per_step", "2", "--rollout.samples_per_prompt", "4",
+            "--rollout.max_new_tokens", "32", "--train.batch_size", "8", "--ppo.num_epochs", "1",
+            "--train.save_steps", "0", "--ppo.sample_table_steps", "0"],
+    "preference": ["--train.max_steps", "2", "--train.batch_size", "4", "--train.micro_batch_size", "4",
+                   "--data.max_eval_pairs", "4"],
+}
+QUICK_SIZES = {"label_prompts": (8, 8), "label_tokens": 32, "eval_prompts": 8, "kl_prompts": 4, "eval_tokens": 32,
+               "bon": (4, 4)}
+"""Prompts sampled for on-policy labels (train, held-out) and their response tokens; prompts evaluated (greedy,
+and sampled for KL) and their response tokens; best-of-N (N, prompts)."""
+
+
 def _stage_done(path: Path) -> bool:
     return (path / "result.json").is_file()
 
 
-def _label_on_policy(policy_dir: Path, rows, out: Path, opts: DemoOptions, seed: int, log) -> dict:
+def _label_on_policy(policy_dir: Path, rows, out: Path, opts: DemoOptions, seed: int, log,
+                     max_new_tokens: int = 64) -> dict:
     """Sample K responses per prompt from the SFT policy and label pairs with the gold judge."""
     from tether.models.loading import freeze, load_causal_lm, load_tokenizer
     from tether.sampling import labelling
@@ -88,7 +110,7 @@ def _label_on_policy(policy_dir: Path, rows, out: Path, opts: DemoOptions, seed:
 
     tokenizer = load_tokenizer(str(policy_dir))
     policy = freeze(load_causal_lm(str(policy_dir), tokenizer))
-    sampling = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=64, batch_size=64)
+    sampling = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=max_new_tokens, batch_size=64)
     cands = labelling.sample_candidates(policy, tokenizer, rows, opts.samples_per_prompt, sampling, seed)
     pairs, stats = labelling.pairs_from_scores(rows, cands, labelling.gold_scores(rows, cands), "gold",
                                                max_pairs_per_prompt=2, seed=seed)
@@ -142,8 +164,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     overrides = ["--output_dir", str(sft_dir), "--data.train_file", str(data_dir / "sft.jsonl"),
                  "--train.seed", str(opts.seed)]
     if quick:
-        overrides += ["--train.max_steps", "6", "--train.eval_steps", "0", "--train.save_steps", "0",
-                      "--data.max_eval_examples", "16"]
+        overrides += QUICK_OVERRIDES["sft"]
     sft_cfg = load_config(sft.SFTConfig, str(Path(opts.config_dir) / "sft.yaml"), overrides)
     if _stage_done(sft_dir):
         stage("sft", f"reusing the finished run in {sft_dir}")
@@ -155,7 +176,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     # 3. On-policy preference collection: SFT samples labelled by the gold judge (train and held-out prompts).
     t0 = time.perf_counter()
     label_stats = {}
-    n_train, n_eval = (24, 16) if quick else (opts.label_prompts, opts.eval_label_prompts)
+    n_train, n_eval = QUICK_SIZES["label_prompts"] if quick else (opts.label_prompts, opts.eval_label_prompts)
     pref_prompts = [r for r in _as_prompts(load_records(data_dir / "preference.jsonl", "preference")[0])][:n_train]
     eval_rows = interleave_by(load_records(data_dir / "eval_prompts.jsonl", "prompt")[0])  # prefixes span families
     targets = [("onpolicy_pairs.jsonl", pref_prompts, opts.seed + 1),
@@ -165,7 +186,8 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
             stage("label", f"reusing {data_dir / fname}")
             continue
         stage("label", f"sampling {opts.samples_per_prompt} SFT responses for {len(rows)} prompts, gold-judge pairs")
-        label_stats[fname] = _label_on_policy(sft_dir, rows, data_dir / fname, opts, seed, log)
+        label_stats[fname] = _label_on_policy(sft_dir, rows, data_dir / fname, opts, seed, log,
+                                              max_new_tokens=QUICK_SIZES["label_tokens"] if quick else 64)
     timings["label_s"] = time.perf_counter() - t0
 
     # 4. Reward model: from the SFT backbone, on templated + on-policy pairs; held out: eval-prompt pairs.
@@ -176,8 +198,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                  "--data.eval_file", str(data_dir / "eval_pairs.jsonl"),
                  "--data.norm_file", str(data_dir / "sft.jsonl")]
     if quick:
-        overrides += ["--train.max_steps", "4", "--train.eval_steps", "0", "--train.save_steps", "0",
-                      "--data.max_eval_pairs", "32", "--data.max_norm_examples", "16"]
+        overrides += QUICK_OVERRIDES["rm"]
     rm_cfg = load_config(reward.RMConfig, str(Path(opts.config_dir) / "rm.yaml"), overrides)
     if _stage_done(rm_dir):
         stage("rm", f"reusing the finished run in {rm_dir}")
@@ -193,8 +214,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
         overrides = ["--output_dir", str(ppo_dir), "--model.name", str(sft_dir), "--reward_model", str(rm_dir),
                      "--data.prompts_file", str(data_dir / "rl_prompts.jsonl"), "--train.seed", str(opts.seed)]
         if quick:
-            overrides += ["--train.max_steps", "2", "--rollout.prompts_per_step", "4", "--train.save_steps", "0",
-                          "--ppo.sample_table_steps", "0"]
+            overrides += QUICK_OVERRIDES["ppo"]
         ppo_cfg = load_config(ppo.PPOConfig, str(Path(opts.config_dir) / "ppo.yaml"), overrides)
         if _stage_done(ppo_dir):
             stage("ppo", f"reusing the finished run in {ppo_dir}")
@@ -213,7 +233,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                      str(opts.seed), "--data.train_files",
                      f"[{data_dir / 'preference.jsonl'}, {data_dir / 'onpolicy_pairs.jsonl'}]"]
         if quick:
-            overrides += ["--train.max_steps", "3", "--data.max_eval_pairs", "8"]
+            overrides += QUICK_OVERRIDES["preference"]
         dpo_cfg = load_config(dpo.DPOConfig, str(_preference_config(Path(opts.config_dir), loss)), overrides)
         if _stage_done(out):
             stage("preference", f"{loss}: reusing the finished run in {out}")
@@ -227,8 +247,8 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     #    vs SFT with its KL to SFT on its own samples; the RM on held-out on-policy pairs. Each policy's
     #    evaluation is saved in eval/policy-<name>.json and reused.
     t0 = time.perf_counter()
-    rows = eval_rows[: 24 if quick else opts.eval_prompts]
-    kl_rows = rows[: 8 if quick else opts.kl_prompts]
+    rows = eval_rows[: QUICK_SIZES["eval_prompts"] if quick else opts.eval_prompts]
+    kl_rows = rows[: QUICK_SIZES["kl_prompts"] if quick else opts.kl_prompts]
     trained = ({"ppo": ppo_dir} if "ppo" not in opts.skip else {}) | {loss: out for loss, out in pref_runs.items()}
     stage("eval", f"{2 + len(trained)} policies on {len(rows)} held-out prompts (greedy, gold judge); "
                   f"KL to SFT on {len(kl_rows)}; RM on held-out pairs")
@@ -240,7 +260,8 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     policies = {"base": sft_cfg.model.name, "sft": str(sft_dir)} | {k: str(v) for k, v in trained.items()}
     for name, spec in policies.items():
         evals[name], kl_value = evaluate_cached(run, name, spec, rows, kl_rows, tokenizer, sft_model, rm,
-                                                rm_tokenizer, seed=opts.seed, log=log)
+                                                rm_tokenizer, seed=opts.seed, log=log,
+                                                max_new_tokens=QUICK_SIZES["eval_tokens"] if quick else 64)
         if kl_value is not None:
             kl[name] = kl_value
     comparisons = {"sft_vs_base": compare(evals["sft"], evals["base"])}
@@ -256,7 +277,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     t0 = time.perf_counter()
     bon = None
     if "bon" not in opts.skip:
-        n, n_prompts = (4, 8) if quick else (opts.bon_n, opts.bon_prompts)
+        n, n_prompts = QUICK_SIZES["bon"] if quick else (opts.bon_n, opts.bon_prompts)
         bon_dir = run / f"bon-{n}"
         if _stage_done(bon_dir):
             stage("bon", f"reusing {bon_dir}")

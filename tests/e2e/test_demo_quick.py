@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from tether.pipeline import QUICK_SIZES
+
 pytestmark = pytest.mark.slow
 
 
@@ -19,7 +21,7 @@ def test_demo_quick_runs_every_stage(tmp_path):
     summary = json.loads((tmp_path / "runs" / "e2e" / "summary.json").read_text())
     assert set(summary["policies"]) == {"base", "sft", "ppo", "dpo"}
     for policy in summary["policies"].values():
-        assert policy["n"] == 24
+        assert policy["n"] == QUICK_SIZES["eval_prompts"]
         assert -1.0 <= policy["gold_mean"] <= 1.0
     assert (tmp_path / "runs" / "e2e" / "sft" / "model.safetensors").is_file()
     assert (tmp_path / "runs" / "e2e" / "rm" / "score_head.safetensors").is_file()
@@ -27,12 +29,14 @@ def test_demo_quick_runs_every_stage(tmp_path):
     assert rm["n_pairs"] > 0 and 0.0 <= rm["accuracy"] <= 1.0
     assert (tmp_path / "runs" / "e2e" / "dpo-dpo" / "model.safetensors").is_file()
     assert (tmp_path / "runs" / "e2e" / "ppo" / "result.json").is_file()
-    assert summary["kl_to_sft"]["dpo"]["n"] == 8 and summary["kl_to_sft"]["ppo"]["n"] == 8
+    kl_n = QUICK_SIZES["kl_prompts"]
+    assert summary["kl_to_sft"]["dpo"]["n"] == kl_n and summary["kl_to_sft"]["ppo"]["n"] == kl_n
     assert set(summary["comparisons"]) == {"sft_vs_base", "ppo_vs_sft", "dpo_vs_sft"}
     assert "sft win rate vs base" in proc.stdout and "dpo win rate vs sft" in proc.stdout
     bon = summary["best_of_n"]
     assert bon["n"] == 4 and abs(bon["kl_analytic"] - (math.log(4) - 3 / 4)) < 1e-9
-    assert bon["vs_baseline"]["wins"] + bon["vs_baseline"]["ties"] + bon["vs_baseline"]["losses"] == 8
+    vs = bon["vs_baseline"]
+    assert vs["wins"] + vs["ties"] + vs["losses"] == QUICK_SIZES["bon"][1]
     html = (tmp_path / "runs" / "e2e" / "report.html").read_text()
     assert "ppo" in html and "bon4" in html
     # Re-running reuses every finished stage and cached evaluation instead of redoing it.

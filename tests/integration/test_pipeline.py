@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tether.errors import ConfigError
-from tether.pipeline import DemoOptions, run_demo
+from tether.pipeline import QUICK_SIZES, DemoOptions, run_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,9 +49,9 @@ def test_every_stage_writes_its_outputs(first_run):
     assert set(summary["comparisons"]) == {"sft_vs_base", "ppo_vs_sft", "dpo_vs_sft", "simpo_vs_sft"}
     assert set(summary["kl_to_sft"]) == {"ppo", "dpo", "simpo"}
     for c in summary["comparisons"].values():
-        assert c["wins"] + c["ties"] + c["losses"] == 24
+        assert c["wins"] + c["ties"] + c["losses"] == QUICK_SIZES["eval_prompts"]
     for name, p in summary["policies"].items():
-        assert p["n"] == 24 and p["proxy_mean"] is not None, name
+        assert p["n"] == QUICK_SIZES["eval_prompts"] and p["proxy_mean"] is not None, name
     bon = summary["best_of_n"]
     assert bon["n"] == 4 and math.isclose(bon["kl_analytic"], math.log(4) - 0.75)
     assert set(summary["train_seconds"]) == {"ppo", "dpo", "simpo"}

@@ -14,7 +14,6 @@ import torch
 from ppo_assets import curves, make_assets, ppo_cfg
 from tether.train.ppo import train
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
