@@ -1,7 +1,8 @@
 """Experiments that show why the KL tether matters, one command each (`tether experiment NAME`).
 
-Each experiment is a config dataclass and a `run(cfg, log) -> dict` that writes `<output_dir>/result.json`,
-PNG plots and `section.md`; `EXPERIMENTS` maps the CLI names to them. docs/experiments.md has the measured
+Each experiment is a config dataclass and a `run(cfg, log) -> dict` that writes its PNG plots and returns its
+result document; `run_experiment` writes that to `<output_dir>/result.json` and `section.md`. `EXPERIMENTS`
+maps the CLI names to them. docs/experiments.md has the measured
 results.
 """
 

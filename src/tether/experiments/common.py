@@ -170,15 +170,14 @@ def plot_curves(runs: dict[str, dict], titles: dict[str, str], path: Path) -> st
     return save_figure(fig, path)
 
 
-def write_result(out: Path, name: str, title: str, result: dict, figures: list[str], table: list[dict],
-                 findings: list[str]) -> dict:
-    """result.json (every figure: `result`, the summary `table`, `findings`, plot file names) and section.md."""
-    out.mkdir(parents=True, exist_ok=True)
+def result_doc(name: str, title: str, result: dict, figures: list[str], table: list[dict],
+               findings: list[str]) -> dict:
+    """The experiment's result.json document, as plain JSON values: every figure (`result`), the summary
+    `table`, `findings` and plot file names. `run_experiment` writes it (with the command and wall time) and
+    section.md from it."""
     doc = {"experiment": name, "title": title, "figures": figures, "table": table, "findings": findings,
            **result}
-    (out / "result.json").write_text(json.dumps(doc, indent=2, default=_jsonable))
-    (out / "section.md").write_text(section_markdown(doc))
-    return doc
+    return json.loads(json.dumps(doc, default=_jsonable))
 
 
 def _jsonable(x):

@@ -25,8 +25,8 @@ from tether.experiments.common import (
     plot_curves,
     ppo_config,
     read_series,
+    result_doc,
     train_ppo_once,
-    write_result,
 )
 
 
@@ -93,7 +93,7 @@ def run(cfg: KLSweepConfig, log=print) -> dict:
     findings = findings_for(sft, {b: r["final"] for b, r in runs.items()})
     for line in findings:
         log(f"  {line}")
-    return write_result(out, "kl-sweep", "KL sweep: β against proxy reward, gold score and drift",
+    return result_doc("kl-sweep", "KL sweep: β against proxy reward, gold score and drift",
                         {"config": cfg.__dict__, "sft": sft, "runs": {f"{b:g}": r for b, r in runs.items()}},
                         figures, table, findings)
 

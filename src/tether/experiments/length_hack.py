@@ -21,9 +21,9 @@ from tether.experiments.common import (
     plot_curves,
     ppo_config,
     read_series,
+    result_doc,
     reward_function,
     train_ppo_once,
-    write_result,
 )
 
 
@@ -98,7 +98,7 @@ def run(cfg: LengthHackConfig, log=print) -> dict:
     ]
     for line in findings:
         log(f"  {line}")
-    return write_result(out, "length-hack", "Length hack: a flawed reward with and without the KL tether",
+    return result_doc("length-hack", "Length hack: a flawed reward with and without the KL tether",
                         {"config": cfg.__dict__, "sft": sft, "runs": runs}, [plot_curves(
         {f"{label} (β {r['beta']:g})": r for label, r in runs.items()},
         {"reward/score": "flawed reward (length)", "reward/gold": "gold score", "gen/response_len": "tokens",

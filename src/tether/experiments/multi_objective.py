@@ -23,10 +23,10 @@ from tether.experiments.common import (
     ppo_config,
     pyplot,
     read_series,
+    result_doc,
     reward_function,
     save_figure,
     train_ppo_once,
-    write_result,
 )
 
 
@@ -104,7 +104,7 @@ def run(cfg: MultiObjectiveConfig, log=print) -> dict:
     ]
     for line in findings:
         log(f"  {line}")
-    return write_result(out, "multi-objective", f"Multi-objective: {w1:g}·{r1} + {w2:g}·{r2}",
+    return result_doc("multi-objective", f"Multi-objective: {w1:g}·{r1} + {w2:g}·{r2}",
                         {"config": cfg.__dict__, "sft": sft | {"objectives": sft_obj}, "runs": runs},
                         [_plot(runs, sft_obj, cfg.objectives, out)], table, findings)
 

@@ -29,9 +29,9 @@ from tether.experiments.common import (
     ppo_config,
     pyplot,
     read_series,
+    result_doc,
     save_figure,
     train_ppo_once,
-    write_result,
 )
 
 
@@ -186,7 +186,7 @@ def run(cfg: OveroptimizationConfig, log=print) -> dict:
                             f"R² {f['r2']:.3f} on {f['n']} rollout iterations.")
     for line in findings:
         log(f"  {line}")
-    return write_result(out, "overoptimization", "Over-optimisation: gold and proxy reward against √KL",
+    return result_doc("overoptimization", "Over-optimisation: gold and proxy reward against √KL",
                         {"config": cfg.__dict__, "bon": {"curve": curve, "fit": bon_fit, "examples": examples},
                          "ppo": rl},
                         [_plot(curve, gains, bon_fit, rl, out)], table, findings)

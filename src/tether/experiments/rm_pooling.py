@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tether.errors import ConfigError
-from tether.experiments.common import demo_paths, pyplot, save_figure, write_result
+from tether.experiments.common import demo_paths, pyplot, result_doc, save_figure
 
 
 @dataclass
@@ -89,7 +89,7 @@ def run(cfg: RMPoolingConfig, log=print) -> dict:
         findings.append(f"more accurate: {better} pooling." if better else "equal accuracy.")
     for line in findings:
         log(f"  {line}")
-    return write_result(out, "rm-pooling", "Reward-model pooling: last token vs mean",
+    return result_doc("rm-pooling", "Reward-model pooling: last token vs mean",
                         {"config": cfg.__dict__, "reports": reports}, [_plot(reports, out)], table, findings)
 
 
