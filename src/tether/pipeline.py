@@ -261,7 +261,8 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     for name, spec in policies.items():
         evals[name], kl_value = evaluate_cached(run, name, spec, rows, kl_rows, tokenizer, sft_model, rm,
                                                 rm_tokenizer, seed=opts.seed, log=log,
-                                                max_new_tokens=QUICK_SIZES["eval_tokens"] if quick else 64)
+                                                max_new_tokens=QUICK_SIZES["eval_tokens"] if quick else 64,
+                                                rm_spec=str(rm_dir))
         if kl_value is not None:
             kl[name] = kl_value
     comparisons = {"sft_vs_base": compare(evals["sft"], evals["base"])}

@@ -22,7 +22,7 @@ def policy_fingerprint(spec: str) -> list:
 
 def save_eval(path: Path, evaluation, kl: dict | None, kl_prompts: list[str] | None = None,
               key: dict | None = None) -> None:
-    """`key`: what else the result depends on ({"policy": policy_fingerprint, "max_new_tokens": n})."""
+    """`key`: what else the result depends on ({"policy": ..., "max_new_tokens": n, "rm": ...})."""
     from dataclasses import asdict
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,11 +43,12 @@ def load_eval(path: Path):
 
 
 def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, sft_model, rm, rm_tokenizer,
-                    seed: int = 0, max_new_tokens: int = 64, log=print):
+                    seed: int = 0, max_new_tokens: int = 64, rm_spec: str | None = None, log=print):
     """(PolicyEval, KL to SFT or None) of one policy: greedy responses on `rows` scored by the gold judge, the
     RM's mean score of them (proxy), and — for trained policies — KL(π ‖ π_SFT) on its own samples on
     `kl_rows`; responses up to `max_new_tokens`. Saved to eval/policy-<name>.json and reused when it covers the
-    same prompts (in order) and token budget and the policy's weights have not changed (`policy_fingerprint`)."""
+    same prompts (in order) and token budget and the policy's weights have not changed (`policy_fingerprint`);
+    `rm_spec` (the RM's dir) adds the RM's weights to that key, so a retrained RM's proxy score is not reused."""
     from tether.data.records import prompt_text
     from tether.eval.comparison import attach_proxy
     from tether.eval.evaluate import evaluate_policy, kl_to_reference
@@ -58,7 +59,8 @@ def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, s
     cached = load_eval(cache)
     wanted, wanted_kl = [prompt_text(r.prompt) for r in rows], [prompt_text(r.prompt) for r in kl_rows]
     trained = name not in ("base", "sft")
-    key = {"policy": policy_fingerprint(spec), "max_new_tokens": max_new_tokens}
+    key = {"policy": policy_fingerprint(spec), "max_new_tokens": max_new_tokens,
+           "rm": policy_fingerprint(rm_spec) if rm_spec else None}
     if cached is not None and [s.prompt for s in cached[0].samples] == wanted \
             and (not trained or cached[2] == wanted_kl) and cached[3] == key:
         evaluation, kl_value, _, _ = cached

@@ -124,7 +124,8 @@ class Evaluator:
         spec = str(policy_dir or self.paths["sft"])
         key = "sft" if policy_dir is None else name
         evaluation, kl = evaluate_cached(self.cache_dir, key, spec, self.rows, self.kl_rows, self.tokenizer,
-                                         self.sft, self.rm, self.rm_tokenizer, seed=self.seed, log=self.log)
+                                         self.sft, self.rm, self.rm_tokenizer, seed=self.seed,
+                                         rm_spec=str(self.paths["rm"]), log=self.log)
         self.evals[key] = evaluation
         out = {k: v for k, v in evaluation.summary().items() if k != "by_family"}
         out["kl_to_sft"] = kl

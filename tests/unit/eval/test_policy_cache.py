@@ -30,7 +30,7 @@ def test_reused_for_same_prompts_and_weights_redone_when_either_changes(tiny, po
     first, kl = evaluate(ROWS)
     assert lines == [f"      dpo: evaluating {policy_dir}"] and kl is not None
     key = load_eval(run / "eval" / "policy-dpo.json")[3]
-    assert key == {"policy": policy_fingerprint(str(policy_dir)), "max_new_tokens": 64}
+    assert key == {"policy": policy_fingerprint(str(policy_dir)), "max_new_tokens": 64, "rm": None}
     again, kl_again = evaluate(ROWS)
     assert lines[-1] == f"      dpo: reusing {run / 'eval' / 'policy-dpo.json'}"
     assert [s.response for s in again.samples] == [s.response for s in first.samples] and kl_again["kl"] == kl["kl"]
@@ -44,6 +44,9 @@ def test_reused_for_same_prompts_and_weights_redone_when_either_changes(tiny, po
     evaluate(ROWS[:1])
     assert lines[-1].startswith("      dpo: reusing")
     evaluate(ROWS[:1], max_new_tokens=8)  # another response budget
+    assert lines[-1].endswith("evaluating " + str(policy_dir))
+    evaluate_cached(run, "dpo", str(policy_dir), ROWS[:1], ROWS[:1], tok, model, None, None, max_new_tokens=8,
+                    rm_spec=str(tmp_path), log=lines.append)  # another reward model (its proxy scores differ)
     assert lines[-1].endswith("evaluating " + str(policy_dir))
 
 
