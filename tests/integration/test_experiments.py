@@ -116,12 +116,13 @@ def test_multi_objective_runs_each_objective_and_the_weighted_sum(demo):
         assert run["objectives"]["correctness"] == pytest.approx(run["final"]["correct_rate"])
 
 
-def test_overoptimization_fits_the_bon_curve_and_the_ppo_points(demo):
+def test_overoptimization_fits_the_bon_curve_and_the_ppo_checkpoints(demo):
     out = demo["out"] / "overoptimization"
-    result = run_experiment("overoptimization", None, [
-        *_common(demo, "overoptimization", "--n", "8", "--prompts", "3", "--max_new_tokens", "12"),
-        "--ppo_config", str(demo["configs"] / "ppo.yaml"), "--ppo_overrides", "[" + ", ".join(TINY_PPO) + "]"],
-        log=lambda _: None)
+    every_step = [*TINY_PPO, "--train.save_steps", "1", "--train.save_total_limit", "0"]
+    args = [*_common(demo, "overoptimization", "--n", "8", "--prompts", "3", "--max_new_tokens", "12",
+                     "--ppo_samples", "2"),
+            "--ppo_config", str(demo["configs"] / "ppo.yaml"), "--ppo_overrides", "[" + ", ".join(every_step) + "]"]
+    result = run_experiment("overoptimization", None, args, log=lambda _: None)
     _check_outputs(result, out)
     curve = result["bon"]["curve"]
     assert [c["k"] for c in curve] == list(range(1, 9))
@@ -133,8 +134,34 @@ def test_overoptimization_fits_the_bon_curve_and_the_ppo_points(demo):
     assert [len(t) for t in samples["truncated"]] == [8, 8, 8]
     assert any("cut at max_new_tokens" in f for f in result["findings"])
     assert curve[0]["gold"] == pytest.approx(sum(map(sum, samples["gold"])) / 24)  # k = 1: the mean sample
-    (ppo_run,) = result["ppo"].values()
-    assert [p["step"] for p in ppo_run["points"]] == [1, 2] and ppo_run["points"][0]["d"] == 0.0
+    (run_dir, ppo_run) = next(iter(result["ppo"].items()))
+    # the SFT policy (d = 0) and both checkpoints, each scored on the same 3 prompts × 2 samples
+    points = ppo_run["points"]
+    assert [p["step"] for p in points] == [0, 1, 2] and points[0] == {"step": 0, "d": 0.0, "proxy": 0.0,
+                                                                      "gold": 0.0, "kl": 0.0}
+    evaluated = json.loads((out / "ppo_checkpoints.json").read_text())
+    for p in points[1:]:
+        entry = evaluated[str(Path(run_dir) / "checkpoints" / f"step-{p['step']}")]
+        assert entry["samples"] == 6 and entry["key"]["prompts"] == samples["prompts"]
+        assert p["gold"] == pytest.approx(entry["gold"] - curve[0]["gold"])  # gains over the k = 1 point
+        assert p["proxy"] == pytest.approx(entry["proxy"] - curve[0]["proxy"])
+        assert p["d"] == pytest.approx(math.sqrt(max(entry["kl"]["kl"], 0.0)))
+    assert [p["step"] for p in ppo_run["rollout_points"]] == [1, 2]
+    # the last checkpoint's policy is the policy the run saved
+    from tether.models.loading import load_causal_lm, load_tokenizer
+    from tether.runtime.config import load_config
+    from tether.train.ppo import PPOConfig, policy_from_checkpoint
+
+    tokenizer = load_tokenizer(run_dir)
+    restored = policy_from_checkpoint(load_config(PPOConfig, str(Path(run_dir) / "config.yaml"), []),
+                                      Path(run_dir) / "checkpoints" / "step-2", tokenizer)
+    saved = load_causal_lm(run_dir, tokenizer).state_dict()
+    assert restored.state_dict().keys() == saved.keys()
+    assert all(torch.allclose(t, saved[k], atol=1e-6) for k, t in restored.state_dict().items())
+    # a second call evaluates nothing again
+    lines = []
+    run_experiment("overoptimization", None, args, log=lines.append)
+    assert not any("evaluating" in line for line in lines)
 
 
 def test_rm_pooling_trains_last_and_mean_reward_models(demo):

@@ -7,10 +7,13 @@ the gold judge. For each k = 1…N the expected proxy and gold score of best-of-
 d = √KL(best-of-k ‖ SFT), with the analytic KL log k − (k − 1)/k, and the gains over k = 1 are fitted with
 Gao et al.'s best-of-N form R(d) = d(α − βd).
 
-PPO: per-iteration proxy and gold scores of the rollouts against d = √(sequence KL of the same rollouts),
-for each listed PPO run (or one run trained here at a small β), gains over the first iteration (where the
-policy is the SFT policy, KL 0) fitted with the RL form R(d) = d(α − β log d). These are rollout
-estimates (temperature 1, one rollout batch per point), so they are noisier than the best-of-N curve.
+PPO: the policy at every checkpoint of a PPO run (one trained here at a small β, saving every
+`save_steps`, or the listed runs' kept checkpoints) samples `ppo_samples` responses (temperature 1) on the
+same held-out prompts; their mean proxy and gold scores are plotted against d = √KL(π ‖ π_SFT), the k1
+estimate on those samples, as gains over the SFT policy (the best-of-N k = 1 point, d = 0), and fitted with
+the RL form R(d) = d(α − β log d). The same prompts and sampling seed for every checkpoint, so the curve
+shows the policy changing, not the prompts. The per-iteration rollout statistics (a new batch of prompts
+each iteration) are kept beside it in result.json as `rollout_points`.
 
     tether experiment overoptimization --config configs/experiments/overoptimization.yaml
 """
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tether.errors import ConfigError
-from tether.eval.metrics import fit_gao, gao_curve
+from tether.eval.metrics import GaoFit, fit_gao, gao_curve
 from tether.experiments.common import (
     demo_paths,
     ppo_config,
@@ -51,7 +54,10 @@ class OveroptimizationConfig:
     """Subtracted from the RM score of a response cut at max_new_tokens, as PPO does: the RM reads a truncated
     response at a token that is not the EOS it learned to score, and without the penalty best-of-N prefers them."""
     ppo_runs: list[str] = field(default_factory=list)
-    """PPO run dirs (with metrics.jsonl) for the RL curve; empty: train one here from ppo_config at ppo_kl_coef."""
+    """PPO run dirs for the RL curve (their kept checkpoints are evaluated); empty: train one here from
+    ppo_config at ppo_kl_coef."""
+    ppo_samples: int = 4
+    """Temperature-1 samples per held-out prompt for each PPO checkpoint's proxy, gold and KL."""
     ppo_config: str = "configs/demo/ppo.yaml"
     """Config of the PPO run trained here when ppo_runs is empty."""
     ppo_kl_coef: float = 0.01
@@ -61,11 +67,12 @@ class OveroptimizationConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        if self.n < 4 or self.prompts < 1:
-            raise ConfigError(f"n must be >= 4 and prompts >= 1, got n {self.n}, prompts {self.prompts}")
+        if self.n < 4 or self.prompts < 1 or self.ppo_samples < 1:
+            raise ConfigError(f"n must be >= 4, prompts and ppo_samples >= 1, got n {self.n}, prompts "
+                              f"{self.prompts}, ppo_samples {self.ppo_samples}")
         for run in self.ppo_runs:
-            if not (Path(run) / "metrics.jsonl").is_file():
-                raise ConfigError(f"ppo_runs: {run} has no metrics.jsonl (not a PPO run dir)")
+            if not (Path(run) / "metrics.jsonl").is_file() or not (Path(run) / "config.yaml").is_file():
+                raise ConfigError(f"ppo_runs: {run} has no metrics.jsonl and config.yaml (not a PPO run dir)")
 
 
 def bon_curves(scores: list[list[float]], gold: list[list[float]]) -> list[dict]:
@@ -79,7 +86,7 @@ def bon_curves(scores: list[list[float]], gold: list[list[float]]) -> list[dict]
             for k in range(1, n + 1)]
 
 
-def ppo_points(run_dir: Path) -> list[dict]:
+def rollout_points(run_dir: Path) -> list[dict]:
     """Per iteration: d = √max(KL, 0) of the rollouts, and the proxy and gold gains over iteration 1."""
     s = read_series(run_dir, ("reward/score", "reward/gold", "kl/sequence"))
     proxy0, gold0 = s["reward/score"][0], s["reward/gold"][0]
@@ -94,11 +101,85 @@ def _fit(ds, ys, form) -> dict | None:
         return None
 
 
-def _sample_bon(cfg: OveroptimizationConfig, paths: dict[str, Path], cache: Path, log) -> dict:
-    from tether.data.records import interleave_by, prompt_text
+def _held_out_rows(cfg: OveroptimizationConfig, paths: dict[str, Path]):
+    """The first `prompts` held-out prompts after interleaving the families (so they span them)."""
+    from tether.data.records import interleave_by
     from tether.data.validate import load_records
 
-    rows = interleave_by(load_records(paths["data"] / "eval_prompts.jsonl", "prompt")[0])[: cfg.prompts]
+    return interleave_by(load_records(paths["data"] / "eval_prompts.jsonl", "prompt")[0])[: cfg.prompts]
+
+
+def checkpoint_points(cfg: OveroptimizationConfig, paths: dict[str, Path], run_dir: Path, rows, base: dict,
+                      cache: Path, log) -> list[dict]:
+    """The SFT policy (step 0, d = 0) and the policy at every checkpoint PPO run `run_dir` kept: `ppo_samples`
+    temperature-1 samples per prompt of `rows` (the same seed for every checkpoint), their mean proxy (RM
+    score minus the missing-EOS penalty, as best-of-N selects) and gold score as gains over `base` (the SFT
+    policy's mean sample, the best-of-N k = 1 point), and d = √max(KL, 0) from the k1 estimate of
+    KL(π ‖ π_SFT) on the same samples. Each checkpoint's figures are cached in `cache`, keyed on its weights,
+    the RM's, the prompts and the sampling settings."""
+    from tether.data.records import prompt_text
+    from tether.eval.policy_cache import policy_fingerprint
+    from tether.runtime.checkpoint import checkpoint_dirs
+
+    cached = json.loads(cache.read_text()) if cache.is_file() else {}
+    setting = {"prompts": [prompt_text(r.prompt) for r in rows], "samples": cfg.ppo_samples, "seed": cfg.seed,
+               "max_new_tokens": cfg.max_new_tokens, "missing_eos_penalty": cfg.missing_eos_penalty,
+               "rm": policy_fingerprint(str(paths["rm"]))}
+    points = [{"step": 0, "d": 0.0, "proxy": 0.0, "gold": 0.0, "kl": 0.0}]
+    models = None
+    for ckpt in checkpoint_dirs(run_dir):
+        key = json.loads(json.dumps(setting | {"weights": policy_fingerprint(str(ckpt))}))
+        entry = cached.get(str(ckpt))
+        if entry is None or entry["key"] != key:
+            models = models or _checkpoint_models(paths, run_dir)
+            log(f"  evaluating {ckpt}: {cfg.ppo_samples} samples × {len(rows)} held-out prompts")
+            entry = {"key": key, **_sample_and_score(cfg, models, ckpt, rows)}
+            cached[str(ckpt)] = entry
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(cached))
+        points.append({"step": int(ckpt.name.split("-")[1]), "d": math.sqrt(max(entry["kl"]["kl"], 0.0)),
+                       "proxy": entry["proxy"] - base["proxy"], "gold": entry["gold"] - base["gold"],
+                       "kl": entry["kl"]["kl"], "kl_ci": [entry["kl"]["kl_ci_low"], entry["kl"]["kl_ci_high"]]})
+    return points
+
+
+def _checkpoint_models(paths: dict[str, Path], run_dir: Path) -> dict:
+    from tether.models.loading import freeze, load_causal_lm, load_tokenizer
+    from tether.models.scalar_head import ScalarHeadModel
+    from tether.runtime.config import load_config
+    from tether.train.ppo import PPOConfig
+
+    tokenizer = load_tokenizer(str(paths["sft"]))
+    return {"tokenizer": tokenizer, "sft": freeze(load_causal_lm(str(paths["sft"]), tokenizer)),
+            "rm": freeze(ScalarHeadModel.from_pretrained(paths["rm"])),
+            "rm_tokenizer": load_tokenizer(str(paths["rm"])),
+            "run_config": load_config(PPOConfig, str(run_dir / "config.yaml"), [])}
+
+
+def _sample_and_score(cfg: OveroptimizationConfig, models: dict, ckpt: Path, rows) -> dict:
+    from tether.eval.evaluate import kl_of_generations
+    from tether.sampling.best_of_n import reward_model_scores
+    from tether.sampling.generate import SamplingConfig
+    from tether.sampling.labelling import gold_scores, sample_candidates
+    from tether.train.ppo import policy_from_checkpoint
+
+    tokenizer = models["tokenizer"]
+    policy = policy_from_checkpoint(models["run_config"], ckpt, tokenizer)
+    sampling = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=cfg.max_new_tokens, batch_size=64)
+    cands = sample_candidates(policy, tokenizer, rows, cfg.ppo_samples, sampling, seed=cfg.seed)
+    raw = reward_model_scores(models["rm"], models["rm_tokenizer"], rows, cands, tokenizer)
+    flat = [g for gens in cands for g in gens]
+    proxy = [s - (cfg.missing_eos_penalty if g.truncated else 0.0) for sc, gens in zip(raw, cands)
+             for s, g in zip(sc, gens)]
+    gold = [v for row in gold_scores(rows, cands) for v in row]
+    return {"proxy": math.fsum(proxy) / len(proxy), "gold": math.fsum(gold) / len(gold),
+            "kl": kl_of_generations(policy, models["sft"], tokenizer, flat),
+            "truncated": sum(g.truncated for g in flat), "samples": len(flat)}
+
+
+def _sample_bon(cfg: OveroptimizationConfig, paths: dict[str, Path], rows, cache: Path, log) -> dict:
+    from tether.data.records import prompt_text
+
     wanted = [prompt_text(r.prompt) for r in rows]  # held-out prompts spanning the families
     if cache.is_file():
         data = json.loads(cache.read_text())
@@ -134,8 +215,9 @@ def run(cfg: OveroptimizationConfig, log=print) -> dict:
     cfg.validate()
     paths, out = demo_paths(cfg.demo_dir), Path(cfg.output_dir)
 
+    rows = _held_out_rows(cfg, paths)
     log("best-of-N")
-    samples = _sample_bon(cfg, paths, out / "bon_samples.json", log)
+    samples = _sample_bon(cfg, paths, rows, out / "bon_samples.json", log)
     curve = bon_curves(samples["scores"], samples["gold"])
     base = curve[0]
     gains = {key: [c[key] - base[key] for c in curve] for key in ("proxy", "gold")}
@@ -152,9 +234,10 @@ def run(cfg: OveroptimizationConfig, log=print) -> dict:
         run_dirs = [Path(ppo_cfg.output_dir)]
     rl = {}
     for d in run_dirs:
-        pts = ppo_points(d)
-        rl[str(d)] = {"points": pts, "fit": {key: _fit([p["d"] for p in pts], [p[key] for p in pts], "rl")
-                                             for key in ("proxy", "gold")}}
+        pts = checkpoint_points(cfg, paths, d, rows, base, out / "ppo_checkpoints.json", log)
+        rl[str(d)] = {"points": pts, "rollout_points": rollout_points(d),
+                      "fit": {key: _fit([p["d"] for p in pts], [p[key] for p in pts], "rl")
+                              for key in ("proxy", "gold")}}
 
     table = [{"curve": "best-of-N", "target": key, "α": f["alpha"], "β": f["beta"], "R²": f["r2"], "points": f["n"]}
              for key, f in bon_fit.items() if f]
@@ -180,10 +263,18 @@ def run(cfg: OveroptimizationConfig, log=print) -> dict:
         g = bon_fit["gold"]
         findings.append(f"best-of-N gold fit d(α − βd): α {g['alpha']:.3f}, β {g['beta']:.3f}, R² {g['r2']:.3f}.")
     for name, r in rl.items():
+        pts = r["points"]
+        top = max(pts, key=lambda p: p["gold"])
+        findings.append(f"PPO {Path(name).name}, {len(pts) - 1} checkpoints on the same prompts: proxy gain "
+                        f"{pts[-1]['proxy']:+.3f}, gold gain {pts[-1]['gold']:+.3f} at step {pts[-1]['step']} "
+                        f"(KL {pts[-1]['kl']:.2f}); best gold gain {top['gold']:+.3f} at step {top['step']}.")
         f = r["fit"]["gold"]
         if f:
             findings.append(f"PPO {Path(name).name} gold fit d(α − β log d): α {f['alpha']:.3f}, β {f['beta']:.3f}, "
-                            f"R² {f['r2']:.3f} on {f['n']} rollout iterations.")
+                            f"R² {f['r2']:.3f} on {f['n']} points (SFT and the checkpoints).")
+        else:
+            findings.append(f"PPO {Path(name).name}: too few checkpoints with distinct KL to fit the RL form "
+                            "(save more often: --train.save_steps, --train.save_total_limit 0).")
     for line in findings:
         log(f"  {line}")
     return result_doc("overoptimization", "Over-optimisation: gold and proxy reward against √KL",
@@ -201,8 +292,6 @@ def _plot(curve, gains, bon_fit, rl, out: Path) -> str:
     for key, color in (("proxy", "tab:blue"), ("gold", "tab:orange")):
         ax.plot(ds, gains[key], ".", color=color, label=f"{key} (measured)")
         if bon_fit[key]:
-            from tether.eval.metrics import GaoFit
-
             f = GaoFit(**bon_fit[key])
             ax.plot(grid, [gao_curve(f, d) for d in grid], "-", color=color, alpha=0.7,
                     label=f"{key} fit, R² {f.r2:.2f}")
@@ -214,11 +303,17 @@ def _plot(curve, gains, bon_fit, rl, out: Path) -> str:
     ax = axes[1]
     for name, r in rl.items():
         pts = r["points"]
-        for key, marker in (("proxy", "o"), ("gold", "x")):
-            ax.plot([p["d"] for p in pts], [p[key] for p in pts], marker, label=f"{Path(name).name} {key}")
-    ax.set_title("PPO rollouts (per iteration)", fontsize=10)
-    ax.set_xlabel("d = √KL (nats^½)")
-    ax.set_ylabel("gain over iteration 1")
+        grid = [i * max(p["d"] for p in pts) / 100 for i in range(101)]
+        for key, color in (("proxy", "tab:blue"), ("gold", "tab:orange")):
+            ax.plot([p["d"] for p in pts], [p[key] for p in pts], "o", color=color,
+                    label=f"{Path(name).name} {key}")
+            if r["fit"][key]:
+                f = GaoFit(**r["fit"][key])
+                ax.plot(grid, [gao_curve(f, d) for d in grid], "-", color=color, alpha=0.7,
+                        label=f"{key} fit, R² {f.r2:.2f}")
+    ax.set_title("PPO checkpoints (same held-out prompts)", fontsize=10)
+    ax.set_xlabel("d = √KL(π ‖ SFT) (nats^½)")
+    ax.set_ylabel("gain over SFT")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return save_figure(fig, out / "overoptimization.png")

@@ -28,12 +28,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tether.data.gold_judge import gold_score
 from tether.data.records import PromptRow, SFTExample
 from tether.data.validate import save_records
 from tether.errors import DataError
 from tether.sampling.generate import Generation, SamplingConfig
-from tether.sampling.labelling import sample_candidates
+from tether.sampling.labelling import gold_scores, sample_candidates
 
 __all__ = [
     "BestOfN",
@@ -154,12 +153,6 @@ def _has_gold_meta(rows: list[PromptRow]) -> bool:
     return bool(rows) and all("answer" in r.meta for r in rows)
 
 
-def gold_matrix(rows: list[PromptRow], candidates: list[list[Generation]]) -> list[list[float]]:
-    """Gold-judge total of every candidate (prompts need demo-task meta)."""
-    return [[gold_score(row.meta, g.text, truncated=g.truncated).total for g in gens]
-            for row, gens in zip(rows, candidates)]
-
-
 def reward_model_scores(reward_model, rm_tokenizer, rows: list[PromptRow], candidates: list[list[Generation]],
                         policy_tokenizer=None, batch_size: int = 16) -> list[list[float]]:
     """Reward-model score of every candidate, (prompts, N).
@@ -206,7 +199,7 @@ def best_of_n(policy, tokenizer, rows: list[PromptRow], n: int, sampling: Sampli
     if not sampling.do_sample and n > 1:
         raise ValueError("best-of-N with n > 1 needs do_sample=True (greedy gives N copies of one response)")
     candidates = sample_candidates(policy, tokenizer, rows, n, sampling, seed=seed)
-    gold = gold_matrix(rows, candidates) if _has_gold_meta(rows) else None
+    gold = gold_scores(rows, candidates) if _has_gold_meta(rows) else None
     if scorer == "gold":  # the gold judge already marks a truncated response down (its ending rule)
         scores = [list(s) for s in gold]  # type: ignore[union-attr]
     else:

@@ -307,6 +307,26 @@ def reference_forward(model: PolicyAndValue, reference, batch: dict, temperature
     return PolicyAndValue(reference)(batch, temperature)[0]
 
 
+def policy_from_checkpoint(cfg: PPOConfig, checkpoint: Path, tokenizer):
+    """The policy a PPO checkpoint holds (LoRA merged, frozen), to evaluate a run along its trajectory.
+
+    `cfg` is the run's config (its config.yaml): it rebuilds the module the checkpoint was saved from. No
+    reward model is loaded. A file that does not match the module is a ConfigError naming it."""
+    from safetensors.torch import load_model
+
+    from tether.models.lora import merged_for_saving
+
+    model, _, _, _ = load_models(cfg, tokenizer, reward_fn=lambda rows, texts, cut: [])  # no RM needed
+    path = Path(checkpoint) / "model.safetensors"
+    if not path.is_file():
+        raise ConfigError(f"{checkpoint}: no model.safetensors; not a PPO checkpoint dir")
+    try:
+        load_model(model, str(path), strict=True)  # tied weights (the LM head) are restored from their twin
+    except RuntimeError as err:
+        raise ConfigError(f"{path}: does not match the module built from the run's config ({err})") from None
+    return freeze(merged_for_saving(model.policy))
+
+
 # --- data ------------------------------------------------------------------------------------------
 
 def load_prompts(cfg: PPOConfig, tokenizer) -> tuple[list[PromptRow], list[list[int]]]:
