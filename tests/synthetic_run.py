@@ -20,6 +20,9 @@ def _cmp(rate: float) -> dict:
     return {"win_rate": rate, "ci_low": rate - 0.2, "ci_high": min(1.0, rate + 0.2), "wins": 3, "ties": 0, "losses": 1}
 
 
+RM_BY_CORRECTNESS = {"right over wrong": {"n": 30, "accuracy": 0.9}, "wrong over wrong": {"n": 10, "accuracy": 1.0}}
+
+
 def make_run(root: Path, ppo: bool = True) -> Path:
     run = root / "demo"
     (run / "eval").mkdir(parents=True)
@@ -38,7 +41,8 @@ def make_run(root: Path, ppo: bool = True) -> Path:
              "mean_prob": None if b < 2 else b / 10 + 0.05, "accuracy": None if b < 2 else b / 10} for b in range(10)]
     (run / "eval" / "rm.json").write_text(json.dumps({"n_pairs": 40, "accuracy": 0.925, "margin": 1.2, "ece": 0.04,
                                                       "length_corr": 0.1, "rm_prefers_longer": 0.4,
-                                                      "labels_prefer_longer": 0.45, "reliability": bins}))
+                                                      "labels_prefer_longer": 0.45, "reliability": bins,
+                                                      "by": {"correctness": RM_BY_CORRECTNESS}}))
     (run / "rm").mkdir()
     (run / "rm" / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "eval/accuracy": 0.6 + s / 100}) + "\n"
                                                       for s in (10, 20, 30)))

@@ -269,7 +269,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     comparisons |= {f"{name}_vs_sft": compare(evals[name], evals["sft"]) for name in trained}
     write_eval(run / "eval" / "policies.json", list(evals.values()), comparisons)
     held_out, _ = load_records(data_dir / "eval_pairs.jsonl", "preference")
-    rm_report = evaluate_reward_model(rm, rm_tokenizer, held_out, rm_cfg.model.max_length)
+    rm_report = evaluate_reward_model(rm, rm_tokenizer, held_out, rm_cfg.model.max_length, by=("family", "correctness"))
     write_report(run / "eval" / "rm.json", rm_report)
     del sft_model, rm
     timings["eval_s"] = time.perf_counter() - t0

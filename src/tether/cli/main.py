@@ -174,6 +174,8 @@ def eval_rm(model: Path = typer.Option(..., help="Reward model dir (from `tether
             limit: int = typer.Option(0, help="Use the first N pairs (0 = all)."),
             max_length: int = typer.Option(512, help="Longer pairs are dropped and counted."),
             drop_bad_rows: bool = typer.Option(False, help="Drop malformed rows (counted) instead of refusing."),
+            by: list[str] = typer.Option([], help="Also report accuracy per value of this meta field (e.g. family), "
+                                                  "or per 'correctness' of the two sides (demo pairs); repeatable."),
             ) -> None:
     """Reward-model accuracy, margin, calibration (ECE + reliability table), score distributions, length bias."""
     from tether.data.validate import load_records
@@ -185,7 +187,7 @@ def eval_rm(model: Path = typer.Option(..., help="Reward model dir (from `tether
     records = records[:limit] if limit else records
     tokenizer = load_tokenizer(str(model), max_length)
     rm = freeze(ScalarHeadModel.from_pretrained(model))
-    result = evaluate_reward_model(rm, tokenizer, records, max_length)
+    result = evaluate_reward_model(rm, tokenizer, records, max_length, by=tuple(by))
     result["dropped_bad_rows"] = report.n_dropped
     typer.echo(format_report(result))
     if out:

@@ -150,7 +150,7 @@ def _rm_section(run: Path) -> dict:
             raise DataError(f"{path}: missing field '{key}' (expected the output of `tether eval rm --out`)")
     section = {"present": True, "file": str(path),
                **{k: rm.get(k) for k in ("n_pairs", "accuracy", "margin", "ece", "length_corr", "rm_prefers_longer",
-                                         "labels_prefer_longer", "reliability")}}
+                                         "labels_prefer_longer", "reliability", "by")}}
     metrics = run / "rm" / "metrics.jsonl"
     if metrics.is_file():
         section["training_accuracy"] = _series(_read_jsonl(metrics), ("eval/accuracy",))
@@ -454,6 +454,11 @@ def render_html(report: dict, figures: dict[str, str]) -> str:
         parts.append(f"<p>Held-out accuracy <b>{_f(rm['accuracy'], '.1%')}</b> on {rm.get('n_pairs')} pairs, mean "
                      f"margin {_f(rm.get('margin'))}, ECE {_f(rm.get('ece'))}, corr(score, length) "
                      f"{_f(rm.get('length_corr'))}{longer}.</p>")
+        for key, groups in (rm.get("by") or {}).items():
+            cells = "".join(f"<tr><td>{e(g)}</td><td>{d['n']}</td><td>{_f(d['accuracy'], '.1%')}</td></tr>"
+                            for g, d in groups.items())
+            parts.append(f"<table class='rm-by'><tr><th>{e(key)}</th><th>pairs</th><th>accuracy</th></tr>"
+                         f"{cells}</table>")
         parts.append(_img(figures, "rm_reliability", "reward model reliability diagram"))
         if "rm_accuracy" in figures:
             parts.append(_img(figures, "rm_accuracy", "reward model accuracy during training"))

@@ -6,16 +6,21 @@
   table. Each pair counts in both orders (σ(Δ) with label 1, σ(−Δ) with label 0) so both classes exist;
 - score distributions of chosen and rejected responses (mean, std, quantiles);
 - length bias: Pearson correlation of score with response length (tokens), and how often the RM
-  prefers the longer response vs how often the labels do.
+  prefers the longer response vs how often the labels do;
+- optionally (`by`), accuracy per group of pairs: per value of a meta field (e.g. the demo task's
+  `family`), or per "correctness" of the two sides under the gold judge (`pair_group`).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
+from tether.data.gold_judge import gold_score
 from tether.data.tokenization import encode_pairs
-from tether.eval.metrics import reward_model_report
+from tether.errors import DataError
+from tether.eval.metrics import pairwise_accuracy, reward_model_report
 from tether.models.scoring import score_pairs
 
 
@@ -34,6 +39,9 @@ def format_report(report: dict) -> str:
         d = report[f"{side}_scores"]
         lines.append(f"{side:8s} score mean {d['mean']:+.3f} std {d['std']:.3f}  p10 {d['p10']:+.3f} "
                      f"p50 {d['p50']:+.3f} p90 {d['p90']:+.3f}")
+    for key, groups in report.get("by", {}).items():
+        shown = ", ".join(f"{g} {d['accuracy']:.1%} ({d['n']})" for g, d in groups.items())
+        lines.append(f"accuracy by {key}: {shown}")
     lines.append("reliability (P(chosen) bin: count, mean P, observed):")
     for b in report["reliability"]:
         if b["count"]:
@@ -42,11 +50,42 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def evaluate_reward_model(model, tokenizer, pairs, max_length: int, batch_size: int = 16) -> dict:
-    """Score PreferencePairs with a scalar-head model and build the report (over-long pairs dropped, counted)."""
-    encoded, n_long = encode_pairs(tokenizer, pairs, max_length, drop_long=True)
+def pair_group(pair, key: str) -> str:
+    """The group of a PreferencePair under `key`: the value of `pair.meta[key]` ("(none)" when absent), or,
+    for key "correctness" on demo-task pairs, whether the gold judge finds each side right: "right over
+    wrong", "right over right", "wrong over wrong" or "wrong over right" ("wrong": not right — a wrong
+    answer, none, or several). The latter tells a reward model that knows the answers from one that judges
+    style: on "right over wrong" pairs only knowing which answer is right helps."""
+    if key != "correctness":
+        return str(pair.meta.get(key, "(none)"))
+    if "answer" not in pair.meta:
+        raise DataError("grouping by correctness needs demo-task pairs (meta with 'answer', as `tether demo` and "
+                        "`tether data label --labeller gold` write)")
+    chosen, rejected = (gold_score(pair.meta, text).correct for text in (pair.chosen, pair.rejected))
+    return f"{'right' if chosen else 'wrong'} over {'right' if rejected else 'wrong'}"
+
+
+def accuracy_by(groups: list[str], chosen: list[float], rejected: list[float]) -> dict[str, dict]:
+    """{group: {"n", "accuracy"}} of pairs labelled `groups` (ties count half), groups in sorted order."""
+    out = {}
+    for g in sorted(set(groups)):
+        idx = [i for i, x in enumerate(groups) if x == g]
+        out[g] = {"n": len(idx), "accuracy": pairwise_accuracy([chosen[i] for i in idx], [rejected[i] for i in idx])}
+    return out
+
+
+def evaluate_reward_model(model, tokenizer, pairs, max_length: int, batch_size: int = 16,
+                          by: tuple[str, ...] = ()) -> dict:
+    """Score PreferencePairs with a scalar-head model and build the report (over-long pairs dropped, counted).
+    `by`: meta keys (or "correctness", see `pair_group`) to also report the accuracy per group of, under
+    `report["by"][key]`."""
+    encoded, _ = encode_pairs(tokenizer, pairs, max_length=sys.maxsize)
+    keep = [i for i, e in enumerate(encoded) if len(e) <= max_length]
+    encoded = [encoded[i] for i in keep]
     chosen, rejected = score_pairs(model, encoded, tokenizer.pad_token_id, batch_size)
     report = reward_model_report(chosen, rejected, [len(p.chosen_ids) for p in encoded],
                                  [len(p.rejected_ids) for p in encoded])
-    report["dropped_over_long"] = n_long
+    report["dropped_over_long"] = len(pairs) - len(keep)
+    if by:
+        report["by"] = {key: accuracy_by([pair_group(pairs[i], key) for i in keep], chosen, rejected) for key in by}
     return report

@@ -34,6 +34,7 @@ def test_collect_builds_every_section(tmp_path):
     assert ppo["series"]["kl"]["key"] == "kl/sequence" and ppo["series"]["beta"]["values"] == [0.05] * 10
     assert ppo["series"]["gold"]["values"][-1] == pytest.approx(0.5)
     assert report["reward_model"]["accuracy"] == 0.925
+    assert report["reward_model"]["by"]["correctness"]["right over wrong"] == {"n": 30, "accuracy": 0.9}
     assert report["reward_model"]["training_accuracy"]["values"] == pytest.approx([0.7, 0.8, 0.9])
     samples = report["samples"]
     assert samples["policies"] == ["base", "sft", "dpo", "bon16"]  # bon's 'baseline' column is not repeated
@@ -49,6 +50,7 @@ def test_without_ppo_the_section_says_so_and_html_escapes(tmp_path):
     assert 'id="ppo-absent"' in page.replace("'", '"') and "no PPO run" in page
     assert "&lt;b&gt;What is 2 plus 2?&lt;/b&gt;" in page and "<b>What is 2 plus 2?</b></td>" in page
     assert "ppo_curves" not in report["plots"] and {"rm_reliability", "gold_vs_kl"} <= set(report["plots"])
+    assert "<td>right over wrong</td><td>30</td><td>90.0%</td>" in page  # the RM's accuracy per kind of pair
     assert len(re.findall(r'src="data:image/png;base64,', page)) == len(report["plots"])
 
 

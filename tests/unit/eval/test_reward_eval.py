@@ -1,0 +1,59 @@
+"""Reward-model accuracy per group of pairs (`tether eval rm --by`): the grouping and the arithmetic by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from tether.data.records import PreferencePair
+from tether.errors import DataError
+from tether.eval.reward_eval import accuracy_by, evaluate_reward_model, pair_group
+
+META = {"family": "arithmetic", "kind": "number", "answer": "86", "aliases": ["86"], "given": ["10", "76"],
+        "distractors": ["87", "84"], "vocab": None, "statement": "10 + 76 = {answer}."}
+PROMPT = [{"role": "user", "content": "Compute 10 plus 76."}]
+
+
+def _pair(chosen: str, rejected: str, **meta) -> PreferencePair:
+    return PreferencePair(PROMPT, chosen, rejected, meta=META | meta)
+
+
+def test_correctness_groups_follow_the_gold_judge():
+    assert pair_group(_pair("10 + 76 = 86.", "10 + 76 = 96."), "correctness") == "right over wrong"
+    assert pair_group(_pair("86.", "Sure! 10 + 76 = 86. Happy to help!"), "correctness") == "right over right"
+    assert pair_group(_pair("Maybe 96.", "176."), "correctness") == "wrong over wrong"
+    # listing two candidates is never right; no answer at all is not right either
+    assert pair_group(_pair("86 or 87.", "I don't know."), "correctness") == "wrong over wrong"
+    assert pair_group(_pair("96.", "86."), "correctness") == "wrong over right"
+
+
+def test_meta_groups_and_a_missing_field():
+    assert pair_group(_pair("86.", "96."), "family") == "arithmetic"
+    assert pair_group(PreferencePair(PROMPT, "a.", "b."), "family") == "(none)"
+
+
+def test_correctness_needs_demo_meta():
+    with pytest.raises(DataError, match="correctness needs demo-task pairs"):
+        pair_group(PreferencePair(PROMPT, "a.", "b.", meta={"family": "x"}), "correctness")
+
+
+def test_accuracy_by_hand():
+    # group a: 1 > 0 (win), 2 == 2 (tie, half), 1 < 3 (loss) -> 1.5 / 3; group b: 0 < 1 -> 0
+    out = accuracy_by(["a", "b", "a", "a"], [1.0, 0.0, 2.0, 1.0], [0.0, 1.0, 2.0, 3.0])
+    assert list(out) == ["a", "b"]
+    assert out["a"] == {"n": 3, "accuracy": 0.5} and out["b"] == {"n": 1, "accuracy": 0.0}
+
+
+def test_groups_line_up_with_the_pairs_kept_after_dropping_over_long_ones(tiny_model_dir):
+    from tether.models.loading import freeze, load_tokenizer
+    from tether.models.scalar_head import ScalarHeadModel
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    rm = freeze(ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tokenizer))
+    pairs = [_pair("10 + 76 = 86.", "10 + 76 = 96.", family="short"),
+             _pair("86.", "Well " * 200 + "86.", family="long"),  # over any small max_length
+             _pair("96.", "86.", family="short")]
+    report = evaluate_reward_model(rm, tokenizer, pairs, max_length=128, by=("family", "correctness"))
+    assert report["n_pairs"] == 2 and report["dropped_over_long"] == 1
+    assert report["by"]["family"] == {"short": {"n": 2, "accuracy": report["accuracy"]}}
+    assert set(report["by"]["correctness"]) == {"right over wrong", "wrong over right"}
+    assert all(d["n"] == 1 for d in report["by"]["correctness"].values())
