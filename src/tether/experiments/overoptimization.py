@@ -157,21 +157,22 @@ def _checkpoint_models(paths: dict[str, Path], run_dir: Path) -> dict:
 
 
 def _sample_and_score(cfg: OveroptimizationConfig, models: dict, ckpt: Path, rows) -> dict:
+    """Mean proxy and gold score and the KL to SFT of `ppo_samples` samples per prompt from a checkpoint's
+    policy, scored exactly as the best-of-N candidates are (`best_of_n`; its selection is not used)."""
     from tether.eval.evaluate import kl_of_generations
-    from tether.sampling.best_of_n import reward_model_scores
+    from tether.sampling.best_of_n import best_of_n
     from tether.sampling.generate import SamplingConfig
-    from tether.sampling.labelling import gold_scores, sample_candidates
     from tether.train.ppo import policy_from_checkpoint
 
     tokenizer = models["tokenizer"]
     policy = policy_from_checkpoint(models["run_config"], ckpt, tokenizer)
     sampling = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=cfg.max_new_tokens, batch_size=64)
-    cands = sample_candidates(policy, tokenizer, rows, cfg.ppo_samples, sampling, seed=cfg.seed)
-    raw = reward_model_scores(models["rm"], models["rm_tokenizer"], rows, cands, tokenizer)
-    flat = [g for gens in cands for g in gens]
-    proxy = [s - (cfg.missing_eos_penalty if g.truncated else 0.0) for sc, gens in zip(raw, cands)
-             for s, g in zip(sc, gens)]
-    gold = [v for row in gold_scores(rows, cands) for v in row]
+    result = best_of_n(policy, tokenizer, rows, cfg.ppo_samples, sampling, scorer="rm", reward_model=models["rm"],
+                       rm_tokenizer=models["rm_tokenizer"], missing_eos_penalty=cfg.missing_eos_penalty,
+                       seed=cfg.seed)
+    flat = [g for gens in result.candidates for g in gens]
+    proxy = [v for row in result.scores for v in row]  # RM score minus the missing-EOS penalty
+    gold = [v for row in result.gold for v in row]
     return {"proxy": math.fsum(proxy) / len(proxy), "gold": math.fsum(gold) / len(gold),
             "kl": kl_of_generations(policy, models["sft"], tokenizer, flat),
             "truncated": sum(g.truncated for g in flat), "samples": len(flat)}
