@@ -53,6 +53,12 @@ class DemoOptions:
     """Direct preference losses trained from the SFT policy and evaluated (any of dpo, ipo, kto, orpo, simpo)."""
     eval_prompts: int = 150
     """Held-out prompts every policy is evaluated on (greedy, gold judge); the first ones of eval_prompts.jsonl."""
+    eval_samples: int = 2
+    """Responses per prompt of the sampled evaluation: SFT and each trained policy sampled at `eval_temperature`
+    on the eval prompts, win rates vs SFT's samples (the i-th sample meets the i-th; prompts are the CI's units)
+    and best-of-N vs SFT's samples. 0: greedy evaluation only."""
+    eval_temperature: float = 1.0
+    """Sampling temperature of the sampled evaluation (PPO's rollout temperature: the policy PPO optimised)."""
     kl_prompts: int = 50
     """Held-out prompts on which each trained policy's KL to the SFT policy is estimated (on its own samples)."""
     bon_n: int = 16
@@ -134,7 +140,7 @@ class _Progress:
 
 def run_demo(opts: DemoOptions, log=print) -> dict:
     from tether.eval.bon_policy import run_best_of_n
-    from tether.eval.evaluate import compare, write_eval
+    from tether.eval.evaluate import ScoredSample, align_to, compare, summarise, write_eval
     from tether.eval.policy_cache import evaluate_cached
     from tether.eval.report import write_report as write_run_report
     from tether.eval.reward_eval import evaluate_reward_model, write_report
@@ -244,8 +250,9 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
         timings[f"{loss}_s"] = time.perf_counter() - t0
 
     # 7. Evaluate on held-out prompts (greedy, gold judge; proxy = RM score): base vs SFT, each trained policy
-    #    vs SFT with its KL to SFT on its own samples; the RM on held-out on-policy pairs. Each policy's
-    #    evaluation is saved in eval/policy-<name>.json and reused.
+    #    vs SFT with its KL to SFT on its own samples; the RM on held-out on-policy pairs. Then the sampled
+    #    evaluation: SFT and each trained policy, K samples per prompt at temperature T. Each policy's
+    #    evaluation is saved in eval/policy-<name>[-sampled].json and reused.
     t0 = time.perf_counter()
     rows = eval_rows[: QUICK_SIZES["eval_prompts"] if quick else opts.eval_prompts]
     kl_rows = rows[: QUICK_SIZES["kl_prompts"] if quick else opts.kl_prompts]
@@ -268,13 +275,26 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     comparisons = {"sft_vs_base": compare(evals["sft"], evals["base"])}
     comparisons |= {f"{name}_vs_sft": compare(evals[name], evals["sft"]) for name in trained}
     write_eval(run / "eval" / "policies.json", list(evals.values()), comparisons)
+    sampled: dict = {}
+    if opts.eval_samples:
+        stage("eval", f"sampled: SFT and {len(trained)} trained policies, {opts.eval_samples} samples per prompt at "
+                      f"temperature {opts.eval_temperature} on {len(rows)} prompts")
+        for name in ["sft", *trained]:
+            sampled[name], _ = evaluate_cached(run, name, policies[name], rows, [], tokenizer, sft_model, rm,
+                                               rm_tokenizer, seed=opts.seed, log=log,
+                                               max_new_tokens=QUICK_SIZES["eval_tokens"] if quick else 64,
+                                               rm_spec=str(rm_dir), samples_per_prompt=opts.eval_samples,
+                                               temperature=opts.eval_temperature)
+        sampled_cmp = {f"{name}_vs_sft": compare(sampled[name], sampled["sft"]) for name in trained}
+        write_eval(run / "eval" / "sampled.json", list(sampled.values()), sampled_cmp)
     held_out, _ = load_records(data_dir / "eval_pairs.jsonl", "preference")
     rm_report = evaluate_reward_model(rm, rm_tokenizer, held_out, rm_cfg.model.max_length, by=("family", "correctness"))
     write_report(run / "eval" / "rm.json", rm_report)
     del sft_model, rm
     timings["eval_s"] = time.perf_counter() - t0
 
-    # 8. Best-of-N from the SFT policy under the reward model, compared with SFT's greedy responses.
+    # 8. Best-of-N from the SFT policy under the reward model, compared with SFT's greedy responses and (with the
+    #    sampled evaluation) with SFT's temperature-T samples.
     t0 = time.perf_counter()
     bon = None
     if "bon" not in opts.skip:
@@ -287,15 +307,23 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
             stage("bon", f"best-of-{n} on {n_prompts} held-out prompts → {bon_dir}")
             bon = run_best_of_n(str(sft_dir), str(rm_dir), rows[:n_prompts], n, bon_dir, baseline=evals["sft"],
                                 seed=opts.seed, name=f"bon{n}", log=log)
+        if sampled:
+            bon_eval = summarise(f"bon{n}", [ScoredSample(**json.loads(line)[f"bon{n}"]) for line in
+                                             (bon_dir / "eval_samples.jsonl").read_text().splitlines()])
+            bon["vs_sft_sampled"] = compare(*align_to(bon_eval, sampled["sft"]))
         timings["bon_s"] = time.perf_counter() - t0
 
     train_seconds = {name: json.loads((out / "result.json").read_text()).get("train_seconds")
                      for name, out in trained.items()}
     summary = {"policies": {e.name: e.summary() for e in evals.values()}, "comparisons": comparisons,
+               "sampled": None if not sampled else {
+                   "samples_per_prompt": opts.eval_samples, "temperature": opts.eval_temperature,
+                   "policies": {e.name: e.summary() for e in sampled.values()},
+                   "comparisons": {f"{name}_vs_sft": compare(sampled[name], sampled["sft"]) for name in trained}},
                "kl_to_sft": kl, "train_seconds": train_seconds,
                "best_of_n": None if bon is None else {k: bon.get(k) for k in ("n", "kl_analytic", "proxy_before",
                                                                             "proxy_after", "gold_before", "gold_after",
-                                                                            "vs_baseline")},
+                                                                            "vs_baseline", "vs_sft_sampled")},
                "reward_model": {k: v for k, v in rm_report.items() if k != "reliability"},
                "labelling": label_stats, "timings": timings}
     (run / "summary.json").write_text(json.dumps(summary, indent=2))

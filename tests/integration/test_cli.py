@@ -117,3 +117,18 @@ def test_rm_and_dpo_commands_run_from_the_demo_configs(tiny_model_dir, tmp_path)
     assert "Traceback" not in proc.stderr
     for stage in ("sft", "rm", "dpo"):
         assert tether("config", stage).returncode == 0
+
+
+def test_eval_policy_samples_k_per_prompt_and_refuses_bad_options(tiny_model_dir, tmp_path):
+    proc = tether("data", "make", "demo", "--out", str(tmp_path / "d"))
+    assert proc.returncode == 0, proc.stderr
+    common = ("eval", "policy", "--model", str(tiny_model_dir), "--baseline", str(tiny_model_dir), "--prompts",
+              str(tmp_path / "d" / "eval_prompts.jsonl"), "--limit", "3", "--max-new-tokens", "6")
+    proc = tether(*common, "--samples", "2", "--out", str(tmp_path / "e.json"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads((tmp_path / "e.json").read_text())
+    assert out["policies"]["policy"]["n"] == out["policies"]["baseline"]["n"] == 6
+    c = out["comparisons"]["policy_vs_baseline"]
+    # the same model with the same seed samples the same responses: every pair ties
+    assert (c["wins"], c["ties"], c["losses"], c["win_rate"]) == (0, 6, 0, 0.5)
+    assert_one_line_error(tether(*common, "--samples", "-1"), "--samples must be >= 0")

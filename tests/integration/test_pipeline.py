@@ -42,7 +42,7 @@ def first_run(tiny_configs, tmp_path_factory):
 
 
 def test_every_stage_writes_its_outputs(first_run):
-    run, summary, lines, _ = first_run
+    run, summary, lines, opts = first_run
     for stage in ("sft", "rm", "ppo", "dpo-dpo", "dpo-simpo", "bon-4"):
         assert (run / stage / "result.json").is_file(), stage
     assert set(summary["policies"]) == {"base", "sft", "ppo", "dpo", "simpo"}
@@ -55,9 +55,25 @@ def test_every_stage_writes_its_outputs(first_run):
     bon = summary["best_of_n"]
     assert bon["n"] == 4 and math.isclose(bon["kl_analytic"], math.log(4) - 0.75)
     assert set(summary["train_seconds"]) == {"ppo", "dpo", "simpo"}
+    # Sampled evaluation: K samples per prompt for SFT and each trained policy, paired in order, best-of-N's pick
+    # against each of SFT's samples on its prompts.
+    k, n = opts.eval_samples, QUICK_SIZES["eval_prompts"]
+    sampled = summary["sampled"]
+    assert k == 2 and (sampled["samples_per_prompt"], sampled["temperature"]) == (2, 1.0)
+    assert set(sampled["policies"]) == {"sft", "ppo", "dpo", "simpo"}
+    assert all(p["n"] == k * n for p in sampled["policies"].values())
+    assert set(sampled["comparisons"]) == {"ppo_vs_sft", "dpo_vs_sft", "simpo_vs_sft"}
+    for c in sampled["comparisons"].values():
+        assert c["wins"] + c["ties"] + c["losses"] == k * n and c["ci_low"] <= c["win_rate"] <= c["ci_high"]
+    c = bon["vs_sft_sampled"]
+    assert c["wins"] + c["ties"] + c["losses"] == k * QUICK_SIZES["bon"][1]
+    sft_samples = [json.loads(line)["sft"]["response"]
+                   for line in (run / "eval" / "sampled_samples.jsonl").read_text().splitlines()]
+    assert len(sft_samples) == k * n
     report = json.loads((run / "report.json").read_text())
     assert {row["name"] for row in report["policies"]} >= {"sft", "ppo", "dpo", "simpo"}
-    assert (run / "report.html").is_file()
+    assert [row["name"] for row in report["sampled"]["policies"]] == ["sft", "ppo", "dpo", "simpo", "bon4"]
+    assert 'id="sampled-table"' in (run / "report.html").read_text()
     # Progress: one numbered line per stage, in pipeline order.
     numbered = [line.split("]")[0] for line in lines if line.startswith("[")]
     assert numbered[0] == "[1/9" and numbered[-1] == "[9/9"
@@ -73,6 +89,9 @@ def test_rerun_reuses_finished_stages_and_evaluations(first_run):
         assert f"reusing the finished run in {run / stage}" in text, stage
     for name in ("base", "sft", "ppo", "dpo", "simpo"):
         assert f"{name}: reusing {run / 'eval' / f'policy-{name}.json'}" in text
+    for name in ("sft", "ppo", "dpo", "simpo"):
+        assert f"{name}: reusing {run / 'eval' / f'policy-{name}-sampled.json'}" in text
+    assert again["sampled"] == summary["sampled"]
     assert {p: p.stat().st_mtime for p in run.glob("*/result.json")} == mtimes
     assert again["comparisons"] == summary["comparisons"] and again["kl_to_sft"] == summary["kl_to_sft"]
 

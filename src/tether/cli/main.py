@@ -148,8 +148,12 @@ def eval_policy(model: str = typer.Option(..., help="Policy: embedded name, mode
                 prompts: Path = typer.Option(..., help="Prompt file with demo-task meta (eval_prompts.jsonl)."),
                 out: Path = typer.Option(Path("eval.json"), help="Output JSON (+ _samples.jsonl)."),
                 limit: int = typer.Option(0, help="Use the first N prompts (0 = all)."),
-                max_new_tokens: int = typer.Option(64)) -> None:
-    """Gold-judge evaluation of a policy vs a baseline on held-out demo prompts (greedy)."""
+                max_new_tokens: int = typer.Option(64),
+                samples: int = typer.Option(0, help="K > 0: sample K responses per prompt from each policy at "
+                                                    "--temperature instead of one greedy answer (CI by prompt)."),
+                temperature: float = typer.Option(1.0, help="Sampling temperature with --samples."),
+                seed: int = typer.Option(0, help="Sampling seed (both policies).")) -> None:
+    """Gold-judge evaluation of a policy vs a baseline on held-out demo prompts (greedy, or K samples each)."""
     from tether.data.validate import load_records
     from tether.eval.evaluate import compare, evaluate_policy, write_eval
     from tether.models.loading import load_causal_lm, load_tokenizer
@@ -158,8 +162,14 @@ def eval_policy(model: str = typer.Option(..., help="Policy: embedded name, mode
     rows, _ = load_records(prompts, "prompt")
     rows = rows[:limit] if limit else rows
     tokenizer = load_tokenizer(model)
-    sampling = SamplingConfig(do_sample=False, max_new_tokens=max_new_tokens)
-    evals = [evaluate_policy(name, load_causal_lm(spec, tokenizer), tokenizer, rows, sampling)
+    if samples < 0 or temperature <= 0:
+        from tether.errors import ConfigError
+
+        raise ConfigError(f"--samples must be >= 0 and --temperature > 0 (got {samples}, {temperature})")
+    sampling = (SamplingConfig(do_sample=True, temperature=temperature, max_new_tokens=max_new_tokens, batch_size=32)
+                if samples else SamplingConfig(do_sample=False, max_new_tokens=max_new_tokens))
+    evals = [evaluate_policy(name, load_causal_lm(spec, tokenizer), tokenizer, rows, sampling, seed=seed,
+                             samples_per_prompt=max(samples, 1))
              for name, spec in (("baseline", baseline), ("policy", model))]
     comparison = compare(evals[1], evals[0])
     write_eval(out, evals, {"policy_vs_baseline": comparison})
@@ -335,6 +345,19 @@ def _print_demo_summary(summary: dict, run_name: str) -> None:
                      f"{c['win_rate']:.1%} (95% CI {c['ci_low']:.1%}–{c['ci_high']:.1%}; "
                      f"{c['wins']}W/{c['ties']}T/{c['losses']}L)")
         typer.echo(line)
+    sampled = summary.get("sampled")
+    if sampled:
+        typer.echo(f"sampled evaluation ({sampled['samples_per_prompt']} samples per prompt at temperature "
+                   f"{sampled['temperature']}; CI by prompt):")
+        cmps = dict(sampled["comparisons"])
+        if bon and bon.get("vs_sft_sampled"):
+            cmps[f"bon{bon['n']}_vs_sft"] = bon["vs_sft_sampled"]
+        for key, c in cmps.items():
+            a = key.split("_vs_")[0]
+            gold, sft_gold = sampled["policies"].get(a, {}).get("gold_mean"), sampled["policies"]["sft"]["gold_mean"]
+            typer.echo(f"  {a} win rate vs sft samples: {c['win_rate']:.1%} (95% CI {c['ci_low']:.1%}–"
+                       f"{c['ci_high']:.1%}; {c['wins']}W/{c['ties']}T/{c['losses']}L)"
+                       + ("" if gold is None else f"; gold {gold:.3f} (sft {sft_gold:.3f})"))
     rm = summary["reward_model"]
     typer.echo(f"reward model on {rm['n_pairs']} held-out on-policy pairs: accuracy {rm['accuracy']:.1%}, "
                f"margin {rm['margin']:.3f}, ECE {rm['ece']:.3f}, corr(score, length) {rm['length_corr']:.3f}")

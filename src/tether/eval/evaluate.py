@@ -1,9 +1,11 @@
 """Evaluate policies on held-out prompts with the demo task's gold judge.
 
 `evaluate_policy` generates one response per prompt (greedy by default, so numbers are
-reproducible), scores each with the gold judge and summarises: mean gold score with a 95 % CI,
-correct rate, response length, EOS rate, diversity, per-family breakdown. `compare` turns two
-policies' scored samples on the same prompts into a win rate (ties count half).
+reproducible) — or, sampling, `samples_per_prompt` responses per prompt — scores each with the gold judge
+and summarises: mean gold score with a 95 % CI, correct rate, response length, EOS rate, diversity,
+per-family breakdown. `compare` turns two policies' scored samples on the same prompts into a win rate
+(ties count half); with several samples per prompt the i-th sample of one policy meets the i-th of the
+other and the interval treats prompts as the units (`win_rate_clustered`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from tether.data.collators import collate_sft
 from tether.data.gold_judge import gold_score
 from tether.data.records import PromptRow, prompt_text
 from tether.data.tokenization import EncodedExample
-from tether.eval.metrics import distinct_n, mean_ci, repetition_rate, win_rate
+from tether.eval.metrics import distinct_n, mean_ci, repetition_rate, win_rate, win_rate_clustered
 from tether.models.logprobs import sequence_logprobs
 from tether.models.lora import eval_mode
 from tether.sampling.generate import SamplingConfig, generate
@@ -90,8 +92,13 @@ def summarise(name: str, samples: list[ScoredSample]) -> PolicyEval:
 
 
 def evaluate_policy(name: str, model, tokenizer, rows: list[PromptRow], sampling: SamplingConfig | None = None,
-                    seed: int = 0, show_progress: bool = True) -> PolicyEval:
+                    seed: int = 0, show_progress: bool = True, samples_per_prompt: int = 1) -> PolicyEval:
+    """Gold-judge evaluation of `model` on `rows`: greedy by default; with a sampling config that samples,
+    `samples_per_prompt` responses per prompt (the samples list is prompt-major: row 0's K samples first)."""
     sampling = sampling or SamplingConfig(do_sample=False, max_new_tokens=64)
+    if samples_per_prompt < 1 or (samples_per_prompt > 1 and not sampling.do_sample):
+        raise ValueError(f"samples_per_prompt={samples_per_prompt} needs >= 1, and sampling when > 1")
+    rows = [r for r in rows for _ in range(samples_per_prompt)]
     generations = generate(model, tokenizer, [r.prompt for r in rows], sampling, seed=seed,
                            show_progress=show_progress)
     return summarise(name, score_generations(rows, generations))
@@ -106,12 +113,26 @@ def evaluate_generations(name: str, rows: list[PromptRow], generations) -> Polic
 
 
 def compare(a: PolicyEval, b: PolicyEval, tolerance: float = 1e-6) -> dict[str, float]:
-    """Win rate of `a` over `b` by gold score on the same prompts (ties = half), with a 95 % CI."""
-    assert [s.prompt for s in a.samples] == [s.prompt for s in b.samples], "policies evaluated on different prompts"
+    """Win rate of `a` over `b` by gold score on the same prompts (ties = half), with a 95 % CI: Wilson for
+    one response per prompt; cluster-robust over prompts when a prompt occurs more than once (K samples each)."""
+    prompts = [s.prompt for s in a.samples]
+    if prompts != [s.prompt for s in b.samples]:
+        raise ValueError(f"'{a.name}' and '{b.name}' were evaluated on different prompts (or sample counts)")
     outcomes = [0 if abs(x.gold - y.gold) <= tolerance else (1 if x.gold > y.gold else -1)
                 for x, y in zip(a.samples, b.samples)]
-    w = win_rate(outcomes)
+    w = win_rate(outcomes) if len(set(prompts)) == len(prompts) else win_rate_clustered(outcomes, prompts)
     return {"win_rate": w.rate, "ci_low": w.lo, "ci_high": w.hi, "wins": w.wins, "ties": w.ties, "losses": w.losses}
+
+
+def align_to(single: PolicyEval, multi: PolicyEval) -> tuple[PolicyEval, PolicyEval]:
+    """Pair a one-response-per-prompt evaluation with a K-samples-per-prompt one (e.g. best-of-N's picks with
+    the SFT policy's temperature-1 samples): `multi` cut to the prompts `single` covers, and `single`'s response
+    repeated for each of their samples, so `compare` sees K pairs per prompt (clustered by prompt)."""
+    by_prompt = {s.prompt: s for s in single.samples}
+    kept = [s for s in multi.samples if s.prompt in by_prompt]
+    if not kept:
+        raise ValueError(f"'{single.name}' and '{multi.name}' share no prompt")
+    return summarise(single.name, [by_prompt[s.prompt] for s in kept]), summarise(multi.name, kept)
 
 
 def write_eval(path: Path, evals: list[PolicyEval], comparisons: dict[str, dict]) -> None:

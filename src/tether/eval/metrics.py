@@ -30,6 +30,7 @@ __all__ = [
     "repetition_rate",
     "self_similarity",
     "win_rate",
+    "win_rate_clustered",
 ]
 
 
@@ -39,9 +40,9 @@ class WinRate(NamedTuple):
     rate: float
     """(wins + ties / 2) / n."""
     lo: float
-    """Lower end of the Wilson score interval."""
+    """Lower end of the interval (Wilson score; cluster-robust from `win_rate_clustered`)."""
     hi: float
-    """Upper end of the Wilson score interval."""
+    """Upper end of the interval."""
     wins: int
     ties: int
     losses: int
@@ -119,6 +120,36 @@ def win_rate(outcomes: Iterable[int], confidence: float = 0.95) -> WinRate:
     center = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return WinRate(p, max(0.0, center - half), min(1.0, center + half), wins, ties, losses)
+
+
+def win_rate_clustered(outcomes: Iterable[int], clusters: Iterable, confidence: float = 0.95) -> WinRate:
+    """Win rate of outcomes that come in clusters — several samples per prompt — with a cluster-robust interval.
+
+    The rate is the same as ``win_rate``'s, ``(wins + ties/2) / n``. Samples of one prompt are not independent
+    (a prompt the policy cannot answer loses every sample), so the interval treats prompts, not samples, as
+    the units: with ``S_c`` the summed scores (1, ½, 0) of cluster ``c``, ``n_c`` its size and ``C`` clusters,
+
+        Var(rate) = C / (C − 1) · Σ_c (S_c − rate · n_c)² / n²,
+
+    the ratio-estimator (sandwich) variance; the interval is ``rate ± z·√Var``, clipped to [0, 1]. With one
+    sample per cluster it is the plain normal interval; with equal cluster sizes it is the normal interval of
+    the C cluster means. Needs at least two clusters.
+    """
+    values, keys = list(outcomes), list(clusters)
+    if len(values) != len(keys):
+        raise ValueError(f"{len(values)} outcomes but {len(keys)} cluster keys")
+    plain = win_rate(values)  # validates the outcomes; same rate and counts
+    n, rate = len(values), plain.rate
+    sums: dict = {}
+    for v, k in zip(values, keys):
+        s, m = sums.get(k, (0.0, 0))
+        sums[k] = (s + (v + 1) / 2, m + 1)
+    c = len(sums)
+    if c < 2:
+        raise ValueError("a clustered interval needs at least two clusters")
+    var = c / (c - 1) * math.fsum((s - rate * m) ** 2 for s, m in sums.values()) / (n * n)
+    half = _z(confidence) * math.sqrt(var)
+    return WinRate(rate, max(0.0, rate - half), min(1.0, rate + half), plain.wins, plain.ties, plain.losses)
 
 
 def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:

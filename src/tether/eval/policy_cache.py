@@ -10,6 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+SAMPLED_EVAL_SEED_OFFSET = 7919
+"""Added to the run's seed for the sampled evaluation, so its samples are drawn apart from labelling's and
+best-of-N's (same seed, same prompts would otherwise give the same first draws)."""
+
 
 def policy_fingerprint(spec: str) -> list:
     """What identifies a policy's weights: for a local dir, (name, size, mtime) of its *.safetensors files;
@@ -43,24 +47,34 @@ def load_eval(path: Path):
 
 
 def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, sft_model, rm, rm_tokenizer,
-                    seed: int = 0, max_new_tokens: int = 64, rm_spec: str | None = None, log=print):
+                    seed: int = 0, max_new_tokens: int = 64, rm_spec: str | None = None, log=print,
+                    samples_per_prompt: int = 0, temperature: float = 1.0):
     """(PolicyEval, KL to SFT or None) of one policy: greedy responses on `rows` scored by the gold judge, the
     RM's mean score of them (proxy), and — for trained policies — KL(π ‖ π_SFT) on its own samples on
     `kl_rows`; responses up to `max_new_tokens`. Saved to eval/policy-<name>.json and reused when it covers the
     same prompts (in order) and token budget and the policy's weights have not changed (`policy_fingerprint`);
-    `rm_spec` (the RM's dir) adds the RM's weights to that key, so a retrained RM's proxy score is not reused."""
+    `rm_spec` (the RM's dir) adds the RM's weights to that key, so a retrained RM's proxy score is not reused.
+
+    `samples_per_prompt` K > 0: the sampled evaluation instead — K responses per prompt at `temperature`
+    (prompt-major; seeded apart from the other stages' sampling), saved to eval/policy-<name>-sampled.json;
+    no KL (pass `kl_rows=[]`)."""
     from tether.data.records import prompt_text
     from tether.eval.comparison import attach_proxy
     from tether.eval.evaluate import evaluate_policy, kl_to_reference
     from tether.models.loading import freeze, load_causal_lm
     from tether.sampling.generate import SamplingConfig
 
-    cache = run / "eval" / f"policy-{name}.json"
+    k = samples_per_prompt
+    cache = run / "eval" / (f"policy-{name}-sampled.json" if k else f"policy-{name}.json")
     cached = load_eval(cache)
+    rows = [r for r in rows for _ in range(max(k, 1))]
     wanted, wanted_kl = [prompt_text(r.prompt) for r in rows], [prompt_text(r.prompt) for r in kl_rows]
-    trained = name not in ("base", "sft")
+    trained = name not in ("base", "sft") and bool(kl_rows)
     key = {"policy": policy_fingerprint(spec), "max_new_tokens": max_new_tokens,
            "rm": policy_fingerprint(rm_spec) if rm_spec else None}
+    if k:
+        seed += SAMPLED_EVAL_SEED_OFFSET
+        key |= {"samples_per_prompt": k, "temperature": temperature, "seed": seed}
     if cached is not None and [s.prompt for s in cached[0].samples] == wanted \
             and (not trained or cached[2] == wanted_kl) and cached[3] == key:
         evaluation, kl_value, _, _ = cached
@@ -71,8 +85,14 @@ def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, s
         return evaluation, kl_value
     log(f"      {name}: evaluating {spec}")
     model = sft_model if name == "sft" else freeze(load_causal_lm(spec, tokenizer))
-    evaluation = evaluate_policy(name, model, tokenizer, rows,
-                                 SamplingConfig(do_sample=False, max_new_tokens=max_new_tokens))
+    if k:
+        evaluation = evaluate_policy(name, model, tokenizer, rows[::k],
+                                     SamplingConfig(do_sample=True, temperature=temperature,
+                                                    max_new_tokens=max_new_tokens, batch_size=32),
+                                     seed=seed, show_progress=False, samples_per_prompt=k)
+    else:
+        evaluation = evaluate_policy(name, model, tokenizer, rows,
+                                     SamplingConfig(do_sample=False, max_new_tokens=max_new_tokens))
     if rm is not None:
         attach_proxy(evaluation, rows, rm, rm_tokenizer)
     kl_value = kl_to_reference(model, sft_model, tokenizer, kl_rows, max_new_tokens, seed=seed) if trained else None

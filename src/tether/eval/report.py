@@ -13,6 +13,8 @@ Built only from files a run already wrote (no model is loaded):
 | KL health verdict per policy | the policy table's KL (`tether.rl.kl.kl_health`, the rule PPO logs) |
 | gold score vs KL (best-of-N curve and every policy) | the policy table, `bon*/result.json` `curve_gold` |
 | sample responses side by side | `eval/policies_samples.jsonl`, `bon*/eval_samples.jsonl` |
+| sampled evaluation: K samples per prompt at temperature T, win rate vs SFT's samples | `eval/sampled.json`, |
+|   | `summary.json` `sampled` (K, T) and `best_of_n.vs_sft_sampled` |
 
 A section whose inputs are absent says so instead of failing; a file that exists but is malformed is a
 DataError naming it.
@@ -220,8 +222,32 @@ def collect(run_dir: Path) -> dict:
                            "warn": verdict.warn, "how": row["kl"]["how"]})
 
     return {"run": run.name, "run_dir": str(run), "policies": list(policies.values()), "kl_health": health,
-            "bon_curves": bon_curves, "ppo": _ppo_section(run), "reward_model": _rm_section(run),
-            "samples": _samples(run), "experiments": _experiments(run), "notes": notes}
+            "sampled": _sampled_section(run, summary), "bon_curves": bon_curves, "ppo": _ppo_section(run),
+            "reward_model": _rm_section(run), "samples": _samples(run), "experiments": _experiments(run),
+            "notes": notes}
+
+
+def _sampled_section(run: Path, summary: dict) -> dict | None:
+    """The sampled evaluation (eval/sampled.json): each policy's row with its win rate vs SFT's samples, and
+    best-of-N's pick against SFT's samples; None when the run has none."""
+    path = run / "eval" / "sampled.json"
+    if not path.is_file():
+        return None
+    data = _read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("policies"), dict):
+        raise DataError(f"{path}: 'policies' must be an object")
+    settings = summary.get("sampled") or {}
+    rows = []
+    for name, s in data["policies"].items():
+        row = _policy_row(name, s)
+        row["win_vs_sft"] = _win_vs_sft(name, data.get("comparisons", {}))
+        rows.append(row)
+    bon = summary.get("best_of_n") or {}
+    if bon.get("vs_sft_sampled"):
+        rows.append({"name": f"bon{bon.get('n')}", "kind": "best-of-n",
+                     "win_vs_sft": dict(bon["vs_sft_sampled"], baseline="sft samples")})
+    return {"samples_per_prompt": settings.get("samples_per_prompt"), "temperature": settings.get("temperature"),
+            "policies": rows}
 
 
 def _experiments(run: Path) -> list[dict]:
@@ -381,19 +407,39 @@ def _img(figures: dict[str, str], name: str, alt: str) -> str:
     return f'<img class="plot" id="plot-{name}" alt="{html.escape(alt)}" src="data:image/png;base64,{figures[name]}">'
 
 
+def _gold_cell(p: dict) -> str:
+    ci = p.get("gold_ci") or [None, None]
+    return "—" if _finite(p.get("gold_mean")) is None else f"{_f(p['gold_mean'])} ({_f(ci[0])}, {_f(ci[1])})"
+
+
+def _win_cell(w: dict | None) -> str:
+    if not w:
+        return "—"
+    vs = html.escape(str(w.get("baseline", "sft")))
+    return (f"{_f(w['win_rate'], '.1%')} ({_f(w['ci_low'], '.0%')}–{_f(w['ci_high'], '.0%')}) "
+            f"<small>{w['wins']}W/{w['ties']}T/{w['losses']}L vs {vs}</small>")
+
+
+def _sampled_table(sampled: dict) -> str:
+    head = ("policy", "kind", "gold score (95% CI)", "correct", "win rate vs SFT's samples (95% CI, by prompt)",
+            "proxy reward (RM)", "tokens", "EOS rate")
+    out = ['<table id="sampled-table"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    for p in sampled["policies"]:
+        cells = [html.escape(p["name"]), p["kind"], _gold_cell(p), _f(p.get("correct_rate"), ".1%"),
+                 _win_cell(p.get("win_vs_sft")), _f(p.get("proxy_mean")), _f(p.get("mean_tokens"), ".1f"),
+                 _f(p.get("eos_rate"), ".1%")]
+        out.append("<tr>" + "".join(f'<td class="num">{c}</td>' if i > 1 else f"<td>{c}</td>"
+                                     for i, c in enumerate(cells)) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
 def _policy_table(report: dict) -> str:
     head = ("policy", "kind", "gold score (95% CI)", "correct", "win rate vs SFT (95% CI)", "proxy reward (RM)",
             "KL", "KL verdict", "tokens", "EOS rate", "distinct-1", "distinct-2", "repetition")
     out = ['<table id="policy-table"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for p in report["policies"]:
-        ci = p.get("gold_ci") or [None, None]
-        gold = "—" if _finite(p.get("gold_mean")) is None else f"{_f(p['gold_mean'])} ({_f(ci[0])}, {_f(ci[1])})"
-        w = p.get("win_vs_sft")
-        win = "—"
-        if w:
-            vs = html.escape(str(w.get("baseline", "sft")))
-            win = (f"{_f(w['win_rate'], '.1%')} ({_f(w['ci_low'], '.0%')}–{_f(w['ci_high'], '.0%')}) "
-                   f"<small>{w['wins']}W/{w['ties']}T/{w['losses']}L vs {vs}</small>")
+        gold, win = _gold_cell(p), _win_cell(p.get("win_vs_sft"))
         kl = p.get("kl") or {}
         kl_cell = f"{_f(kl.get('value'))} <small>{html.escape(kl.get('how', ''))}</small>" if kl else "—"
         verdict = p.get("kl_verdict")
@@ -423,6 +469,15 @@ def render_html(report: dict, figures: dict[str, str]) -> str:
     parts.append(_policy_table(report) if report["policies"] else "<p class='note'>No evaluated policies.</p>")
     if "gold_vs_kl" in figures:
         parts.append(_img(figures, "gold_vs_kl", "gold score vs KL"))
+    sampled = report.get("sampled")
+    if sampled:
+        parts.append("<h2 id='sampled'>Sampled evaluation</h2>")
+        parts.append(f"<p class='note'>Each policy sampled {e(str(sampled['samples_per_prompt']))} responses per "
+                     f"prompt at temperature {e(str(sampled['temperature']))} on the same held-out prompts; the i-th "
+                     "sample of a policy meets the i-th of SFT, and the interval treats prompts as the units. "
+                     "Best-of-N's pick meets each of SFT's samples. This is the policy PPO optimised (its rollout "
+                     "temperature); the table above compares greedy answers, SFT's best single answer.</p>")
+        parts.append(_sampled_table(sampled))
 
     parts.append("<h2 id='kl-health'>KL health</h2>")
     if report["kl_health"]:

@@ -23,3 +23,74 @@ def test_kl_to_a_different_reference_is_positive_on_average(tiny, tiny_model_dir
             p.add_(0.3 * torch.randn_like(p))
     out = kl_to_reference(model, other, tok, ROWS * 4, max_new_tokens=8)
     assert out["kl"] > 0.1  # a sequence KL between clearly different policies; the k1 mean is positive
+
+
+def _sample(prompt: str, gold: float):
+    from tether.eval.evaluate import ScoredSample
+
+    return ScoredSample(prompt, "f", "r", gold, gold > 0, False, 3)
+
+
+def test_compare_one_response_per_prompt_uses_the_wilson_interval():
+    from tether.eval.evaluate import compare, summarise
+    from tether.eval.metrics import win_rate
+
+    a = summarise("a", [_sample(p, g) for p, g in zip("pqrs", (1.0, 1.0, 0.5, -1.0))])
+    b = summarise("b", [_sample(p, g) for p, g in zip("pqrs", (0.5, 1.0, 0.5, 1.0))])
+    c = compare(a, b)  # win, tie, tie, loss
+    w = win_rate([1, 0, 0, -1])
+    assert (c["win_rate"], c["ci_low"], c["ci_high"]) == (0.5, w.lo, w.hi)
+
+
+def test_compare_k_samples_per_prompt_pairs_them_in_order_and_clusters_by_prompt():
+    from tether.eval.evaluate import compare, summarise
+
+    # prompts p, q, r with 2 samples each; outcomes win, tie | win, loss | win, win (hand: rate 4.5/6 = 0.75;
+    # cluster sums 1.5, 1, 2 -> Var = 3/2 · (0² + 0.5² + 0.5²) / 36; half-width 1.96·0.1443 = 0.2829)
+    a = summarise("a", [_sample(p, g) for p, g in zip("ppqqrr", (1.0, 0.5, 1.0, -1.0, 1.0, 0.5))])
+    b = summarise("b", [_sample(p, g) for p, g in zip("ppqqrr", (0.5, 0.5, 0.5, 1.0, -1.0, -1.0))])
+    c = compare(a, b)
+    assert (c["wins"], c["ties"], c["losses"]) == (4, 1, 1)
+    assert c["win_rate"] == pytest.approx(0.75)
+    assert c["ci_low"] == pytest.approx(0.75 - 0.28290, abs=1e-4) and c["ci_high"] == 1.0
+
+
+def test_compare_refuses_different_prompts():
+    from tether.eval.evaluate import compare, summarise
+
+    a = summarise("a", [_sample("p", 1.0), _sample("q", 1.0)])
+    b = summarise("b", [_sample("p", 1.0), _sample("r", 1.0)])
+    with pytest.raises(ValueError, match="different prompts"):
+        compare(a, b)
+
+
+def test_evaluate_policy_samples_k_responses_per_prompt_prompt_major(tiny):
+    from tether.data.records import prompt_text
+    from tether.eval.evaluate import evaluate_policy
+    from tether.sampling.generate import SamplingConfig
+
+    model, tok = tiny
+    rows = [PromptRow([{"role": "user", "content": q}], {"answer": "4", "kind": "number", "aliases": ["4"],
+                                                          "given": [], "distractors": [], "family": "arithmetic",
+                                                          "statement": "2 + 2 = {answer}."})
+            for q in ("What is 2 plus 2?", "Two plus two?")]
+    sampled = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=6)
+    e = evaluate_policy("p", model, tok, rows, sampled, show_progress=False, samples_per_prompt=3)
+    assert [s.prompt for s in e.samples] == [prompt_text(r.prompt) for r in rows for _ in range(3)]
+    assert e.n == 6
+    with pytest.raises(ValueError, match="needs >= 1, and sampling"):
+        evaluate_policy("p", model, tok, rows, SamplingConfig(do_sample=False), samples_per_prompt=2)
+
+
+def test_align_to_repeats_the_single_response_for_each_sample_of_shared_prompts():
+    from tether.eval.evaluate import align_to, compare, summarise
+
+    bon = summarise("bon", [_sample("p", 1.0), _sample("q", -1.0)])
+    sft = summarise("sft", [_sample(p, g) for p, g in zip("ppqqrr", (1.0, -1.0, -1.0, 0.5, 1.0, 1.0))])
+    a, b = align_to(bon, sft)
+    assert [s.prompt for s in a.samples] == [s.prompt for s in b.samples] == list("ppqq")
+    assert [s.gold for s in a.samples] == [1.0, 1.0, -1.0, -1.0]
+    c = compare(a, b)  # tie, win | tie, loss
+    assert (c["wins"], c["ties"], c["losses"], c["win_rate"]) == (1, 2, 1, 0.5)
+    with pytest.raises(ValueError, match="share no prompt"):
+        align_to(summarise("x", [_sample("z", 1.0)]), sft)

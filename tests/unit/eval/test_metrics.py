@@ -181,3 +181,36 @@ def test_fit_gao_rejects_bad_input():
         fit_gao([0, 0, 0], [0, 0, 0], "bon")
     with pytest.raises(ValueError, match="≥ 0"):
         fit_gao([-1, 2], [1, 2], "bon")
+
+
+def test_clustered_win_rate_against_hand_arithmetic():
+    from tether.eval.metrics import win_rate_clustered
+
+    # one sample per cluster: the plain normal interval of the scores (1, 0, 1, 1): mean 0.75, se 0.25
+    w = win_rate_clustered([1, -1, 1, 1], ["a", "b", "c", "d"])
+    assert w.rate == 0.75 and w.lo == pytest.approx(0.75 - 1.959964 * 0.25) and w.hi == 1.0
+    # equal clusters: the normal interval of the cluster means (1, 0.5, 0, 0.5): mean 0.5, sd √(1/6), se √(1/24)
+    w = win_rate_clustered([1, 1, 1, -1, -1, -1, 0, 0], list("aabbccdd"))
+    half = 1.959964 * (1 / 24) ** 0.5
+    assert (w.rate, w.wins, w.ties, w.losses) == (0.5, 3, 2, 3)
+    assert (w.lo, w.hi) == (pytest.approx(0.5 - half), pytest.approx(0.5 + half))
+
+
+def test_clustered_win_rate_is_wider_than_wilson_when_clusters_agree():
+    from tether.eval.metrics import win_rate_clustered
+
+    outcomes = [1, 1, 1, 1, -1, -1, 1, 1, 1, 1, -1, -1] * 5  # whole prompts win or lose together
+    clusters = [i // 2 for i in range(len(outcomes))]
+    assert win_rate_clustered(outcomes, clusters).hi - win_rate_clustered(outcomes, clusters).lo > \
+        win_rate(outcomes).hi - win_rate(outcomes).lo
+
+
+def test_clustered_win_rate_rejects_bad_input():
+    from tether.eval.metrics import win_rate_clustered
+
+    with pytest.raises(ValueError, match="2 outcomes but 3"):
+        win_rate_clustered([1, 0], "abc")
+    with pytest.raises(ValueError, match="two clusters"):
+        win_rate_clustered([1, 0], "aa")
+    with pytest.raises(ValueError, match="must be"):
+        win_rate_clustered([1, 2], "ab")

@@ -148,3 +148,29 @@ def test_finished_experiments_get_a_section_with_table_findings_and_plots(tmp_pa
     (ex / "result.json").write_text(json.dumps({"title": "no name"}))
     with pytest.raises(DataError, match="not an experiment result"):
         collect(run)
+
+
+def test_sampled_evaluation_gets_its_own_table(tmp_path):
+    run = make_run(tmp_path)
+    assert collect(run)["sampled"] is None  # a run without eval/sampled.json
+    policies = {"sft": {"n": 8, "gold_mean": -0.4, "gold_ci": [-0.6, -0.2], "correct_rate": 0.25},
+                "ppo": {"n": 8, "gold_mean": -0.1, "gold_ci": [-0.3, 0.1], "correct_rate": 0.375}}
+    cmp = {"win_rate": 0.6875, "ci_low": 0.5, "ci_high": 0.875, "wins": 4, "ties": 3, "losses": 1}
+    (run / "eval" / "sampled.json").write_text(json.dumps({"policies": policies, "comparisons": {"ppo_vs_sft": cmp}}))
+    summary = json.loads((run / "summary.json").read_text())
+    summary["sampled"] = {"samples_per_prompt": 2, "temperature": 1.0}
+    summary["best_of_n"] = {"n": 16, "vs_sft_sampled": dict(cmp, win_rate=0.75)}
+    (run / "summary.json").write_text(json.dumps(summary))
+    sampled = collect(run)["sampled"]
+    assert (sampled["samples_per_prompt"], sampled["temperature"]) == (2, 1.0)
+    rows = {p["name"]: p for p in sampled["policies"]}
+    assert list(rows) == ["sft", "ppo", "bon16"] and rows["sft"]["win_vs_sft"] is None
+    assert rows["ppo"]["win_vs_sft"]["win_rate"] == 0.6875 and rows["bon16"]["win_vs_sft"]["win_rate"] == 0.75
+    _, html_path = write_report(run)
+    page = html_path.read_text()
+    table = page[page.index('id="sampled-table"'):]
+    assert "68.8% (50%–88%) <small>4W/3T/1L vs sft</small>" in table
+    assert "75.0% (50%–88%) <small>4W/3T/1L vs sft samples</small>" in table
+    (run / "eval" / "sampled.json").write_text(json.dumps({"policies": []}))
+    with pytest.raises(DataError, match=r"sampled.json: 'policies' must be an object"):
+        collect(run)
