@@ -271,7 +271,7 @@ def _print_policy_table(evals, comparison) -> None:
     Console().print(table)
     Console().print(f"win rate {evals[-1].name} vs {evals[0].name}: {comparison['win_rate']:.1%} "
                     f"(95% CI {comparison['ci_low']:.1%}–{comparison['ci_high']:.1%}; "
-                    f"{comparison['wins']}W/{comparison['ties']}T/{comparison['losses']}L)")
+                    f"{comparison['wins']}W/{comparison['ties']}T/{comparison['losses']}L{_right_changes(comparison)})")
 
 
 @app.command("demo")
@@ -312,6 +312,11 @@ def _run_pipeline(opts) -> None:
     _print_demo_summary(summary, opts.name)
 
 
+def _right_changes(c: dict) -> str:
+    """'; right +g/−l': paired responses where only the first / only the second is correct (when recorded)."""
+    return f"; right +{c['correct_gained']}/−{c['correct_lost']}" if "correct_gained" in c else ""
+
+
 def _print_demo_summary(summary: dict, run_name: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -334,7 +339,7 @@ def _print_demo_summary(summary: dict, run_name: str) -> None:
     for key, c in comparisons.items():
         a, b = key.split("_vs_")
         typer.echo(f"{a} win rate vs {b}: {c['win_rate']:.1%} (95% CI {c['ci_low']:.1%}–{c['ci_high']:.1%}; "
-                   f"{c['wins']}W/{c['ties']}T/{c['losses']}L)")
+                   f"{c['wins']}W/{c['ties']}T/{c['losses']}L{_right_changes(c)})")
     bon = summary.get("best_of_n")
     if bon:
         line = f"best-of-{bon['n']} (analytic KL {bon['kl_analytic']:.2f}): RM score {bon['proxy_before']:.3f} → " \
@@ -356,7 +361,7 @@ def _print_demo_summary(summary: dict, run_name: str) -> None:
             a = key.split("_vs_")[0]
             gold, sft_gold = sampled["policies"].get(a, {}).get("gold_mean"), sampled["policies"]["sft"]["gold_mean"]
             typer.echo(f"  {a} win rate vs sft samples: {c['win_rate']:.1%} (95% CI {c['ci_low']:.1%}–"
-                       f"{c['ci_high']:.1%}; {c['wins']}W/{c['ties']}T/{c['losses']}L)"
+                       f"{c['ci_high']:.1%}; {c['wins']}W/{c['ties']}T/{c['losses']}L{_right_changes(c)})"
                        + ("" if gold is None else f"; gold {gold:.3f} (sft {sft_gold:.3f})"))
     rm = summary["reward_model"]
     typer.echo(f"reward model on {rm['n_pairs']} held-out on-policy pairs: accuracy {rm['accuracy']:.1%}, "

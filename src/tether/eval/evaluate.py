@@ -114,14 +114,20 @@ def evaluate_generations(name: str, rows: list[PromptRow], generations) -> Polic
 
 def compare(a: PolicyEval, b: PolicyEval, tolerance: float = 1e-6) -> dict[str, float]:
     """Win rate of `a` over `b` by gold score on the same prompts (ties = half), with a 95 % CI: Wilson for
-    one response per prompt; cluster-robust over prompts when a prompt occurs more than once (K samples each)."""
+    one response per prompt; cluster-robust over prompts when a prompt occurs more than once (K samples each).
+    Also how often correctness changed between the paired responses: `correct_gained` (a right, b not) and
+    `correct_lost` (b right, a not); wins beyond `correct_gained` are style (length, padding, endings, hedging)
+    or a lesser mistake (no answer beats a wrong one)."""
     prompts = [s.prompt for s in a.samples]
     if prompts != [s.prompt for s in b.samples]:
         raise ValueError(f"'{a.name}' and '{b.name}' were evaluated on different prompts (or sample counts)")
     outcomes = [0 if abs(x.gold - y.gold) <= tolerance else (1 if x.gold > y.gold else -1)
                 for x, y in zip(a.samples, b.samples)]
     w = win_rate(outcomes) if len(set(prompts)) == len(prompts) else win_rate_clustered(outcomes, prompts)
-    return {"win_rate": w.rate, "ci_low": w.lo, "ci_high": w.hi, "wins": w.wins, "ties": w.ties, "losses": w.losses}
+    gained = sum(x.correct and not y.correct for x, y in zip(a.samples, b.samples))
+    lost = sum(y.correct and not x.correct for x, y in zip(a.samples, b.samples))
+    return {"win_rate": w.rate, "ci_low": w.lo, "ci_high": w.hi, "wins": w.wins, "ties": w.ties, "losses": w.losses,
+            "correct_gained": gained, "correct_lost": lost}
 
 
 def align_to(single: PolicyEval, multi: PolicyEval) -> tuple[PolicyEval, PolicyEval]:

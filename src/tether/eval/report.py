@@ -416,8 +416,9 @@ def _win_cell(w: dict | None) -> str:
     if not w:
         return "—"
     vs = html.escape(str(w.get("baseline", "sft")))
+    right = (f"; right {w['correct_gained']} gained / {w['correct_lost']} lost" if "correct_gained" in w else "")
     return (f"{_f(w['win_rate'], '.1%')} ({_f(w['ci_low'], '.0%')}–{_f(w['ci_high'], '.0%')}) "
-            f"<small>{w['wins']}W/{w['ties']}T/{w['losses']}L vs {vs}</small>")
+            f"<small>{w['wins']}W/{w['ties']}T/{w['losses']}L vs {vs}{right}</small>")
 
 
 def _sampled_table(sampled: dict) -> str:

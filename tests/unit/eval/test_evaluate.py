@@ -51,6 +51,7 @@ def test_compare_k_samples_per_prompt_pairs_them_in_order_and_clusters_by_prompt
     b = summarise("b", [_sample(p, g) for p, g in zip("ppqqrr", (0.5, 0.5, 0.5, 1.0, -1.0, -1.0))])
     c = compare(a, b)
     assert (c["wins"], c["ties"], c["losses"]) == (4, 1, 1)
+    assert (c["correct_gained"], c["correct_lost"]) == (2, 1)  # _sample marks gold > 0 as right
     assert c["win_rate"] == pytest.approx(0.75)
     assert c["ci_low"] == pytest.approx(0.75 - 0.28290, abs=1e-4) and c["ci_high"] == 1.0
 
