@@ -107,10 +107,13 @@ def test_rm_and_dpo_commands_run_from_the_demo_configs(tiny_model_dir, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "rm: 2 steps" in proc.stdout and "held-out accuracy" in proc.stdout
     proc = tether("eval", "rm", "--model", str(tmp_path / "rm"), "--pairs", str(pairs),
-                  "--out", str(tmp_path / "e.json"), "--by", "family")
+                  "--out", str(tmp_path / "e.json"), "--by", "family", "--likelihood-of", str(tiny_model_dir))
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "e.json").read_text())
     assert report["n_pairs"] == 24 and len(report["reliability"]) == 10
+    baseline = report["likelihood_baseline"]
+    assert baseline["n_pairs"] == 24 and baseline["policy"] == str(tiny_model_dir)
+    assert 0 <= baseline["accuracy_sum"] <= 1 and "log-likelihood under" in proc.stdout
     assert report["by"]["family"] == {"(none)": {"n": 24, "accuracy": report["accuracy"]}}  # no family field
     proc = tether("eval", "rm", "--model", str(tmp_path / "rm"), "--pairs", str(pairs), "--by", "correctness")
     assert proc.returncode != 0 and "correctness needs demo-task pairs" in proc.stderr

@@ -186,11 +186,20 @@ def eval_rm(model: Path = typer.Option(..., help="Reward model dir (from `tether
             drop_bad_rows: bool = typer.Option(False, help="Drop malformed rows (counted) instead of refusing."),
             by: list[str] = typer.Option([], help="Also report accuracy per value of this meta field (e.g. family), "
                                                   "or per 'correctness' of the two sides (demo pairs); repeatable."),
+            likelihood_of: str | None = typer.Option(None, help="Also score the pairs by this policy's "
+                                                               "log-likelihood of each response (a no-training "
+                                                               "baseline the RM should beat), e.g. runs/demo/sft."),
             ) -> None:
     """Reward-model accuracy, margin, calibration (ECE + reliability table), score distributions, length bias."""
     from tether.data.validate import load_records
-    from tether.eval.reward_eval import evaluate_reward_model, format_report, write_report
-    from tether.models.loading import freeze, load_tokenizer
+    from tether.eval.reward_eval import (
+        evaluate_reward_model,
+        format_likelihood,
+        format_report,
+        likelihood_baseline,
+        write_report,
+    )
+    from tether.models.loading import freeze, load_causal_lm, load_tokenizer
     from tether.models.scalar_head import ScalarHeadModel
 
     records, report = load_records(pairs, "preference", format, drop_bad=drop_bad_rows)
@@ -200,6 +209,13 @@ def eval_rm(model: Path = typer.Option(..., help="Reward model dir (from `tether
     result = evaluate_reward_model(rm, tokenizer, records, max_length, by=tuple(by))
     result["dropped_bad_rows"] = report.n_dropped
     typer.echo(format_report(result))
+    if likelihood_of:
+        del rm
+        policy_tokenizer = load_tokenizer(likelihood_of, max_length)
+        policy = freeze(load_causal_lm(likelihood_of, policy_tokenizer))
+        result["likelihood_baseline"] = likelihood_baseline(policy, policy_tokenizer, records, max_length, by=tuple(by))
+        result["likelihood_baseline"]["policy"] = likelihood_of
+        typer.echo(format_likelihood(result["likelihood_baseline"], likelihood_of))
     if out:
         write_report(out, result)
 

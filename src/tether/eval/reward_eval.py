@@ -9,6 +9,9 @@
   prefers the longer response vs how often the labels do;
 - optionally (`by`), accuracy per group of pairs: per value of a meta field (e.g. the demo task's
   `family`), or per "correctness" of the two sides under the gold judge (`pair_group`).
+
+`likelihood_baseline` is the yardstick a learned RM should beat: the pairwise accuracy of a policy's own
+log-likelihood of each response (summed, and per token) on the same pairs — no training at all.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from tether.data.gold_judge import gold_score
 from tether.data.tokenization import encode_pairs
 from tether.errors import DataError
 from tether.eval.metrics import pairwise_accuracy, reward_model_report
-from tether.models.scoring import score_pairs
+from tether.models.scoring import response_logprobs, score_pairs
 
 
 def write_report(path: Path, report: dict) -> None:
@@ -89,3 +92,40 @@ def evaluate_reward_model(model, tokenizer, pairs, max_length: int, batch_size: 
     if by:
         report["by"] = {key: accuracy_by([pair_group(pairs[i], key) for i in keep], chosen, rejected) for key in by}
     return report
+
+
+def likelihood_baseline(policy, tokenizer, pairs, max_length: int, batch_size: int = 16,
+                        by: tuple[str, ...] = ()) -> dict:
+    """Pairwise accuracy of log π(y | x) as a reward (ties half) on PreferencePairs: `accuracy_sum` with the
+    summed log-likelihood, `accuracy_mean` with the per-token mean; `by` as in `evaluate_reward_model` (under
+    `by[key][group]` both accuracies). Pairs longer than `max_length` are dropped (`dropped_over_long`)."""
+    encoded, _ = encode_pairs(tokenizer, pairs, max_length=sys.maxsize)
+    keep = [i for i, e in enumerate(encoded) if len(e) <= max_length]
+    if not keep:
+        raise DataError(f"no pair fits max_length {max_length}")
+    encoded = [encoded[i] for i in keep]
+    prompts = [p.prompt_ids for p in encoded]
+    c_sum, c_n = response_logprobs(policy, prompts, [p.chosen_ids for p in encoded], tokenizer.pad_token_id, batch_size)
+    r_sum, r_n = response_logprobs(policy, prompts, [p.rejected_ids for p in encoded], tokenizer.pad_token_id,
+                                   batch_size)
+    c_mean, r_mean = [s / max(n, 1) for s, n in zip(c_sum, c_n)], [s / max(n, 1) for s, n in zip(r_sum, r_n)]
+    report = {"n_pairs": len(keep), "dropped_over_long": len(pairs) - len(keep),
+              "accuracy_sum": pairwise_accuracy(c_sum, r_sum), "accuracy_mean": pairwise_accuracy(c_mean, r_mean)}
+    if by:
+        report["by"] = {}
+        for key in by:
+            groups = [pair_group(pairs[i], key) for i in keep]
+            by_sum, by_mean = accuracy_by(groups, c_sum, r_sum), accuracy_by(groups, c_mean, r_mean)
+            report["by"][key] = {g: {"n": d["n"], "accuracy_sum": d["accuracy"],
+                                     "accuracy_mean": by_mean[g]["accuracy"]} for g, d in by_sum.items()}
+    return report
+
+
+def format_likelihood(report: dict, policy: str) -> str:
+    lines = [f"baseline: log-likelihood under {policy} as the reward, {report['n_pairs']} pairs: accuracy "
+             f"{report['accuracy_sum']:.1%} (summed), {report['accuracy_mean']:.1%} (per token)"]
+    for key, groups in report.get("by", {}).items():
+        shown = ", ".join(f"{g} {d['accuracy_sum']:.1%} / {d['accuracy_mean']:.1%} ({d['n']})"
+                          for g, d in groups.items())
+        lines.append(f"  by {key} (summed / per token): {shown}")
+    return "\n".join(lines)

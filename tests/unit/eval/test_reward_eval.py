@@ -57,3 +57,35 @@ def test_groups_line_up_with_the_pairs_kept_after_dropping_over_long_ones(tiny_m
     assert report["by"]["family"] == {"short": {"n": 2, "accuracy": report["accuracy"]}}
     assert set(report["by"]["correctness"]) == {"right over wrong", "wrong over right"}
     assert all(d["n"] == 1 for d in report["by"]["correctness"].values())
+
+
+def test_likelihood_baseline_ranks_pairs_by_the_policys_own_logprobs(tiny_model_dir):
+    import torch
+
+    from tether.data.tokenization import encode_prompt, encode_response
+    from tether.eval.reward_eval import likelihood_baseline
+    from tether.models.loading import freeze, load_causal_lm, load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    policy = freeze(load_causal_lm(str(tiny_model_dir), tokenizer))
+    texts = [("10 + 76 = 86.", "10 + 76 = 96. It is."), ("86.", "Well, 86."), ("96.", "86 is it."),
+             ("x" * 400, "86.")]  # the last pair is over max_length and dropped
+
+    def logp(text: str) -> tuple[float, int]:  # a plain forward of one unpadded sequence
+        p, r = encode_prompt(tokenizer, PROMPT), encode_response(tokenizer, text, add_eos=True)
+        ids = torch.tensor([p + r])
+        with torch.no_grad():
+            lp = torch.log_softmax(policy(ids).logits[0, :-1].float(), -1)
+        return float(lp[torch.arange(len(p) - 1, len(p) + len(r) - 1), torch.tensor(r)].sum()), len(r)
+
+    sums = [(logp(c), logp(r)) for c, r in texts[:3]]
+    want_sum = sum(1.0 if c[0] > r[0] else 0.0 for c, r in sums) / 3
+    want_mean = sum(1.0 if c[0] / c[1] > r[0] / r[1] else 0.0 for c, r in sums) / 3
+    pairs = [_pair(c, r, family="f") for c, r in texts]
+    report = likelihood_baseline(policy, tokenizer, pairs, max_length=200, by=("family",))
+    assert report["n_pairs"] == 3 and report["dropped_over_long"] == 1
+    assert report["accuracy_sum"] == pytest.approx(want_sum) and report["accuracy_mean"] == pytest.approx(want_mean)
+    assert report["by"]["family"] == {"f": {"n": 3, "accuracy_sum": report["accuracy_sum"],
+                                            "accuracy_mean": report["accuracy_mean"]}}
+    with pytest.raises(DataError, match="no pair fits max_length 5"):
+        likelihood_baseline(policy, tokenizer, pairs, max_length=5)
