@@ -135,3 +135,27 @@ def test_eval_policy_samples_k_per_prompt_and_refuses_bad_options(tiny_model_dir
     # the same model with the same seed samples the same responses: every pair ties
     assert (c["wins"], c["ties"], c["losses"], c["win_rate"]) == (0, 6, 0, 0.5)
     assert_one_line_error(tether(*common, "--samples", "-1"), "--samples must be >= 0")
+
+
+def test_data_label_with_gold_and_with_a_reward_model(tiny_model_dir, tmp_path):
+    from tether.models.loading import load_tokenizer
+    from tether.models.scalar_head import ScalarHeadModel
+
+    assert tether("data", "make", "demo", "--out", str(tmp_path / "d")).returncode == 0
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tokenizer, seed=3).save_pretrained(tmp_path / "rm")
+    tokenizer.save_pretrained(tmp_path / "rm")
+    common = ("data", "label", "--prompts", str(tmp_path / "d" / "eval_prompts.jsonl"), "--model",
+              str(tiny_model_dir), "--k", "3", "--limit", "4", "--max-new-tokens", "6")
+    for labeller in ("gold", "rm"):
+        extra = ("--reward-model", str(tmp_path / "rm")) if labeller == "rm" else ()
+        out = tmp_path / f"{labeller}.jsonl"
+        proc = tether(*common, "--labeller", labeller, *extra, "--out", str(out))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert f"pairs to {out}" in proc.stdout
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert all(r["chosen"] != r["rejected"] for r in rows)
+        if labeller == "rm":  # a random head scores distinct responses differently: every prompt gives a pair
+            assert len(rows) >= 4
+    assert_one_line_error(tether(*common, "--labeller", "rm", "--out", str(tmp_path / "x.jsonl")),
+                          "--labeller rm needs --reward-model")

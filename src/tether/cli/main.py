@@ -265,7 +265,8 @@ def data_label(prompts: Path = typer.Option(..., help="Prompt file (prompt-only 
         else:
             from tether.models.scalar_head import ScalarHeadModel
 
-            scores = labelling.rm_scores(freeze(ScalarHeadModel.from_pretrained(reward_model)), tokenizer, cands)
+            rm = freeze(ScalarHeadModel.from_pretrained(reward_model))
+            scores = labelling.reward_model_scores(rm, load_tokenizer(str(reward_model)), rows, cands, tokenizer)
         pairs, stats = labelling.pairs_from_scores(rows, cands, scores, labeller,
                                                    max_pairs_per_prompt=max_pairs_per_prompt, seed=seed)
     save_records(out, pairs)

@@ -78,7 +78,7 @@ def gold_totals(rows: list[PromptRow], gens: list[Generation]) -> list[float]:
 def proxy_scores(reward_model, rm_tokenizer, rows: list[PromptRow], gens: list[Generation],
                  policy_tokenizer=None, batch_size: int = 16) -> list[float]:
     """Reward-model score of one response per prompt (re-tokenised if the RM's vocabulary differs)."""
-    from tether.sampling.best_of_n import reward_model_scores
+    from tether.sampling.labelling import reward_model_scores
 
     scores = reward_model_scores(reward_model, rm_tokenizer, rows, [[g] for g in gens], policy_tokenizer, batch_size)
     return [s[0] for s in scores]

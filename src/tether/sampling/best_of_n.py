@@ -32,7 +32,7 @@ from tether.data.records import PromptRow, SFTExample
 from tether.data.validate import save_records
 from tether.errors import DataError
 from tether.sampling.generate import Generation, SamplingConfig
-from tether.sampling.labelling import gold_scores, sample_candidates
+from tether.sampling.labelling import gold_scores, reward_model_scores, sample_candidates
 
 __all__ = [
     "BestOfN",
@@ -151,29 +151,6 @@ class BestOfN:
 
 def _has_gold_meta(rows: list[PromptRow]) -> bool:
     return bool(rows) and all("answer" in r.meta for r in rows)
-
-
-def reward_model_scores(reward_model, rm_tokenizer, rows: list[PromptRow], candidates: list[list[Generation]],
-                        policy_tokenizer=None, batch_size: int = 16) -> list[list[float]]:
-    """Reward-model score of every candidate, (prompts, N).
-
-    When the RM shares the policy's vocabulary (the usual case: an RM trained from the SFT backbone) the
-    policy's own token ids are scored. Otherwise each prompt and response is re-tokenised with the RM's
-    tokenizer and chat template (EOS appended only to responses that ended with EOS).
-    """
-    from tether.data.tokenization import encode_prompt, encode_response
-    from tether.models.scoring import score_sequences
-
-    flat = [g for gens in candidates for g in gens]
-    k = len(candidates[0]) if candidates else 0
-    if policy_tokenizer is None or rm_tokenizer.get_vocab() == policy_tokenizer.get_vocab():
-        prompts, responses = [g.prompt_ids for g in flat], [g.response_ids for g in flat]
-    else:
-        encoded = [encode_prompt(rm_tokenizer, row.prompt) for row in rows]
-        prompts = [encoded[i] for i in range(len(rows)) for _ in range(k)]
-        responses = [encode_response(rm_tokenizer, g.text, add_eos=not g.truncated) for g in flat]
-    scores = score_sequences(reward_model, prompts, responses, rm_tokenizer.pad_token_id, batch_size)
-    return [scores[i * k : (i + 1) * k] for i in range(len(candidates))]
 
 
 def best_of_n(policy, tokenizer, rows: list[PromptRow], n: int, sampling: SamplingConfig | None = None,

@@ -103,7 +103,7 @@ def test_rm_judge_proxy_and_kl_on_a_tiny_model(tiny, tiny_model_dir, tmp_path):
     from tether.eval.evaluate import kl_of_generations
     from tether.models.loading import freeze
     from tether.models.scalar_head import ScalarHeadModel
-    from tether.sampling.labelling import rm_scores
+    from tether.models.scoring import score_sequences
 
     model, tok = tiny
     rm = freeze(ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok, seed=2))
@@ -114,7 +114,8 @@ def test_rm_judge_proxy_and_kl_on_a_tiny_model(tiny, tiny_model_dir, tmp_path):
           "b": kl_of_generations(model, model, tok, [x for s in b.samples for x in s])}
     report = compare_policies(ROWS, a, b, "rm", policy_tokenizer=tok, reward_model=rm, rm_tokenizer=tok, kl=kl)
     assert report["win_rate"]["ties"] == 3  # same greedy responses → equal RM scores → all ties
-    expected = [s[0] for s in rm_scores(rm, tok, [[x] for x in a.greedy])]
+    expected = score_sequences(rm, [x.prompt_ids for x in a.greedy], [x.response_ids for x in a.greedy],
+                               tok.pad_token_id)
     assert report["policies"]["a"]["proxy_scores"] == pytest.approx(expected)
     assert report["policies"]["a"]["kl"]["kl"] == pytest.approx(0.0, abs=1e-5)
     out = write_comparison(tmp_path / "cmp.json", report, ROWS, a, b)

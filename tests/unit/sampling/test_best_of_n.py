@@ -180,14 +180,16 @@ def test_gold_best_of_n_on_a_tiny_policy_picks_each_prompts_top_gold_candidate(t
 def test_rm_best_of_n_selects_by_the_reward_models_scores(tiny, tiny_model_dir):
     from tether.models.loading import freeze
     from tether.models.scalar_head import ScalarHeadModel
-    from tether.sampling.labelling import rm_scores
+    from tether.models.scoring import score_sequences
 
     model, tok = tiny
     rm = freeze(ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok, seed=1))
     sampling = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=6)
     res = best_of_n(model, tok, DEMO_ROWS, 4, sampling, scorer="rm", reward_model=rm, seed=5,
                     missing_eos_penalty=0.0)
-    expected = rm_scores(rm, tok, res.candidates)
+    flat = [g for gens in res.candidates for g in gens]
+    scores = score_sequences(rm, [g.prompt_ids for g in flat], [g.response_ids for g in flat], tok.pad_token_id)
+    expected = [scores[i * 4 : (i + 1) * 4] for i in range(len(res.candidates))]
     assert np.allclose(res.scores, expected, atol=1e-6)
     assert res.chosen == [int(np.argmax(s)) for s in expected]
     penalised = best_of_n(model, tok, DEMO_ROWS, 4, sampling, scorer="rm", reward_model=rm, seed=5,

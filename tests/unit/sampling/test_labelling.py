@@ -56,14 +56,14 @@ def test_human_choices_round_trip_and_errors(tmp_path):
 def test_rm_labeller_scores_with_a_frozen_model_and_changes_nothing(tiny_model_dir, tiny):
     from tether.models.loading import freeze
     from tether.models.scalar_head import ScalarHeadModel
-    from tether.sampling.labelling import rm_scores
+    from tether.sampling.labelling import reward_model_scores
 
     _, tok = tiny
     rm = freeze(ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok))
     before = {k: v.clone() for k, v in rm.state_dict().items()}
     cands = [[Generation([1, 40], [50, tok.eos_token_id], "x", False),
               Generation([1, 40], [51, tok.eos_token_id], "y", False)]]
-    scores = rm_scores(rm, tok, cands)
+    scores = reward_model_scores(rm, tok, [PromptRow([{"role": "user", "content": "q"}])], cands, tok)
     assert len(scores[0]) == 2 and scores[0][0] != scores[0][1]
     assert not rm.training and not any(p.requires_grad for p in rm.parameters())
     assert all(torch.equal(before[k], v) for k, v in rm.state_dict().items())
