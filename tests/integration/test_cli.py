@@ -127,9 +127,11 @@ def test_eval_policy_samples_k_per_prompt_and_refuses_bad_options(tiny_model_dir
     assert proc.returncode == 0, proc.stderr
     common = ("eval", "policy", "--model", str(tiny_model_dir), "--baseline", str(tiny_model_dir), "--prompts",
               str(tmp_path / "d" / "eval_prompts.jsonl"), "--limit", "3", "--max-new-tokens", "6")
-    proc = tether(*common, "--samples", "2", "--out", str(tmp_path / "e.json"))
+    proc = tether(*common, "--samples", "2", "--interleave", "--out", str(tmp_path / "e.json"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads((tmp_path / "e.json").read_text())
+    rows = [json.loads(line)["policy"] for line in (tmp_path / "e_samples.jsonl").read_text().splitlines()]
+    assert len({r["family"] for r in rows}) == 3  # interleaved: the first 3 prompts are from 3 families
     assert out["policies"]["policy"]["n"] == out["policies"]["baseline"]["n"] == 6
     c = out["comparisons"]["policy_vs_baseline"]
     # the same model with the same seed samples the same responses: every pair ties

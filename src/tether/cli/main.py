@@ -148,6 +148,8 @@ def eval_policy(model: str = typer.Option(..., help="Policy: embedded name, mode
                 prompts: Path = typer.Option(..., help="Prompt file with demo-task meta (eval_prompts.jsonl)."),
                 out: Path = typer.Option(Path("eval.json"), help="Output JSON (+ _samples.jsonl)."),
                 limit: int = typer.Option(0, help="Use the first N prompts (0 = all)."),
+                interleave: bool = typer.Option(False, help="Interleave the prompts by family before --limit (the "
+                                                            "pipeline's eval order: a prefix spans the families)."),
                 max_new_tokens: int = typer.Option(64),
                 samples: int = typer.Option(0, help="K > 0: sample K responses per prompt from each policy at "
                                                     "--temperature instead of one greedy answer (CI by prompt)."),
@@ -160,6 +162,10 @@ def eval_policy(model: str = typer.Option(..., help="Policy: embedded name, mode
     from tether.sampling.generate import SamplingConfig
 
     rows, _ = load_records(prompts, "prompt")
+    if interleave:
+        from tether.data.records import interleave_by
+
+        rows = interleave_by(rows)
     rows = rows[:limit] if limit else rows
     tokenizer = load_tokenizer(model)
     if samples < 0 or temperature <= 0:
