@@ -77,14 +77,20 @@ def accuracy_by(groups: list[str], chosen: list[float], rejected: list[float]) -
     return out
 
 
+def _encode_within(tokenizer, pairs, max_length: int) -> tuple[list, list[int]]:
+    """The encoded pairs no longer than `max_length` and their indices in `pairs` (so per-pair groups stay
+    aligned with the scores; `encode_pairs` alone drops over-long pairs without saying which)."""
+    encoded, _ = encode_pairs(tokenizer, pairs, max_length=sys.maxsize)
+    keep = [i for i, e in enumerate(encoded) if len(e) <= max_length]
+    return [encoded[i] for i in keep], keep
+
+
 def evaluate_reward_model(model, tokenizer, pairs, max_length: int, batch_size: int = 16,
                           by: tuple[str, ...] = ()) -> dict:
     """Score PreferencePairs with a scalar-head model and build the report (over-long pairs dropped, counted).
     `by`: meta keys (or "correctness", see `pair_group`) to also report the accuracy per group of, under
     `report["by"][key]`."""
-    encoded, _ = encode_pairs(tokenizer, pairs, max_length=sys.maxsize)
-    keep = [i for i, e in enumerate(encoded) if len(e) <= max_length]
-    encoded = [encoded[i] for i in keep]
+    encoded, keep = _encode_within(tokenizer, pairs, max_length)
     chosen, rejected = score_pairs(model, encoded, tokenizer.pad_token_id, batch_size)
     report = reward_model_report(chosen, rejected, [len(p.chosen_ids) for p in encoded],
                                  [len(p.rejected_ids) for p in encoded])
@@ -99,11 +105,9 @@ def likelihood_baseline(policy, tokenizer, pairs, max_length: int, batch_size: i
     """Pairwise accuracy of log π(y | x) as a reward (ties half) on PreferencePairs: `accuracy_sum` with the
     summed log-likelihood, `accuracy_mean` with the per-token mean; `by` as in `evaluate_reward_model` (under
     `by[key][group]` both accuracies). Pairs longer than `max_length` are dropped (`dropped_over_long`)."""
-    encoded, _ = encode_pairs(tokenizer, pairs, max_length=sys.maxsize)
-    keep = [i for i, e in enumerate(encoded) if len(e) <= max_length]
+    encoded, keep = _encode_within(tokenizer, pairs, max_length)
     if not keep:
         raise DataError(f"no pair fits max_length {max_length}")
-    encoded = [encoded[i] for i in keep]
     prompts = [p.prompt_ids for p in encoded]
     c_sum, c_n = response_logprobs(policy, prompts, [p.chosen_ids for p in encoded], tokenizer.pad_token_id, batch_size)
     r_sum, r_n = response_logprobs(policy, prompts, [p.rejected_ids for p in encoded], tokenizer.pad_token_id,
