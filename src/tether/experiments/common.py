@@ -93,6 +93,17 @@ def read_series(run_dir: Path, keys: Sequence[str]) -> dict[str, list[float]]:
     return {"step": [r["step"] for r in rows]} | {k: [float(r.get(k, math.nan)) for r in rows] for k in keys}
 
 
+def load_demo_models(paths: dict[str, Path]) -> dict:
+    """The demo's SFT policy and reward model, frozen, with their tokenizers: {tokenizer, sft, rm, rm_tokenizer}."""
+    from tether.models.loading import freeze, load_causal_lm, load_tokenizer
+    from tether.models.scalar_head import ScalarHeadModel
+
+    tokenizer = load_tokenizer(str(paths["sft"]))
+    return {"tokenizer": tokenizer, "sft": freeze(load_causal_lm(str(paths["sft"]), tokenizer)),
+            "rm": freeze(ScalarHeadModel.from_pretrained(paths["rm"])),
+            "rm_tokenizer": load_tokenizer(str(paths["rm"]))}
+
+
 class Evaluator:
     """Held-out evaluation of policies against the demo's SFT policy: greedy responses on `n_prompts` eval
     prompts (the first ones after interleaving the families) scored by the gold judge, the RM's mean score of
@@ -103,15 +114,12 @@ class Evaluator:
                  log=print):
         from tether.data.records import interleave_by
         from tether.data.validate import load_records
-        from tether.models.loading import freeze, load_causal_lm, load_tokenizer
-        from tether.models.scalar_head import ScalarHeadModel
 
         rows = interleave_by(load_records(paths["data"] / "eval_prompts.jsonl", "prompt")[0])  # spans families
         self.rows, self.kl_rows = rows[:n_prompts], rows[:kl_prompts]
-        self.tokenizer = load_tokenizer(str(paths["sft"]))
-        self.sft = freeze(load_causal_lm(str(paths["sft"]), self.tokenizer))
-        self.rm = freeze(ScalarHeadModel.from_pretrained(paths["rm"]))
-        self.rm_tokenizer = load_tokenizer(str(paths["rm"]))
+        models = load_demo_models(paths)
+        self.tokenizer, self.sft, self.rm, self.rm_tokenizer = (models[k] for k in ("tokenizer", "sft", "rm",
+                                                                                    "rm_tokenizer"))
         self.cache_dir, self.seed, self.log = Path(cache_dir), seed, log
         self.paths = paths
         self.evals: dict[str, object] = {}

@@ -29,6 +29,7 @@ from tether.errors import ConfigError
 from tether.eval.metrics import GaoFit, fit_gao, gao_curve
 from tether.experiments.common import (
     demo_paths,
+    load_demo_models,
     ppo_config,
     pyplot,
     read_series,
@@ -144,16 +145,11 @@ def checkpoint_points(cfg: OveroptimizationConfig, paths: dict[str, Path], run_d
 
 
 def _checkpoint_models(paths: dict[str, Path], run_dir: Path) -> dict:
-    from tether.models.loading import freeze, load_causal_lm, load_tokenizer
-    from tether.models.scalar_head import ScalarHeadModel
+    """`load_demo_models` plus the PPO run's config (to rebuild each checkpoint's policy)."""
     from tether.runtime.config import load_config
     from tether.train.ppo import PPOConfig
 
-    tokenizer = load_tokenizer(str(paths["sft"]))
-    return {"tokenizer": tokenizer, "sft": freeze(load_causal_lm(str(paths["sft"]), tokenizer)),
-            "rm": freeze(ScalarHeadModel.from_pretrained(paths["rm"])),
-            "rm_tokenizer": load_tokenizer(str(paths["rm"])),
-            "run_config": load_config(PPOConfig, str(run_dir / "config.yaml"), [])}
+    return load_demo_models(paths) | {"run_config": load_config(PPOConfig, str(run_dir / "config.yaml"), [])}
 
 
 def _sample_and_score(cfg: OveroptimizationConfig, models: dict, ckpt: Path, rows) -> dict:
