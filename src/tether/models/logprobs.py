@@ -33,12 +33,23 @@ def target_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor |
 
 def sequence_token_logprobs(model, input_ids, attention_mask, position_ids, target_mask,
                             temperature: float = 1.0) -> torch.Tensor:
-    """(B,T-1) log π(token t+1 | ≤ t) at target positions, 0 elsewhere (temperature-aware)."""
-    logits, labels = target_logits(model, input_ids, attention_mask, position_ids, target_mask)
-    logprobs = gather_logprobs(logits, labels, temperature=temperature)  # (N,)
-    out = torch.zeros(target_mask[:, 1:].shape, dtype=logprobs.dtype, device=logprobs.device)  # (B,T-1)
-    out[target_mask[:, 1:]] = logprobs
-    return out
+    """(B,T-1) log π(token t+1 | ≤ t) at target positions, 0 elsewhere (temperature-aware).
+
+    The log-softmax runs on the logits block the model returns, as it is (contiguous): picking the target
+    rows out first (`target_logits`) would copy the (N, V) logits and scatter their gradient back, ~1 s per
+    step at 16 × 128 response tokens. Positions in the block that predict no target (the last one, padding)
+    read a dummy label 0 and are zeroed after.
+    """
+    seq_len = input_ids.shape[1]
+    predicts = target_mask[:, 1:].bool()  # (B,T-1): the state at position t predicts token t+1
+    columns = predicts.any(0).nonzero()
+    start = int(columns[0]) if len(columns) else seq_len - 1  # first position that predicts a target
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
+                logits_to_keep=seq_len - start)  # logits at positions start..T-1: (B,T-start,V)
+    labels = torch.nn.functional.pad(input_ids[:, start + 1 :], (0, 1))  # (B,T-start); the last predicts nothing
+    logprobs = gather_logprobs(out.logits, labels, temperature=temperature)[:, :-1]  # (B,T-1-start)
+    logprobs = torch.where(predicts[:, start:], logprobs, 0.0)  # (B,T-1-start)
+    return torch.nn.functional.pad(logprobs, (start, 0))  # (B,T-1)
 
 
 def sequence_logprobs(model, batch: dict, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -83,3 +83,27 @@ def test_sequence_logprobs_sum_response_tokens_only(tiny):
         expected = _plain_logprobs(model, prompt + response)[len(prompt) - 1:].sum()
         torch.testing.assert_close(total[i].double(), expected, atol=1e-5, rtol=1e-5)
         assert int(count[i]) == len(response)
+
+
+def test_non_target_positions_are_zero_and_gradients_match_a_plain_log_softmax(tiny):
+    model, tok = tiny
+    a = EncodedExample([1, 40, 41, 42], [50, 51, tok.eos_token_id])
+    b = EncodedExample([1, 43], [52, tok.eos_token_id])
+    batch = collate_sft([a, b], tok.pad_token_id)
+    mask = batch["loss_mask"][:, 1:].bool()
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    lp = sequence_token_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["position_ids"],
+                                 batch["loss_mask"])
+    assert torch.all(lp[~mask] == 0) and torch.all(lp[mask] < 0)
+    ours = torch.autograd.grad(lp.sum(), params, allow_unused=True)
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   position_ids=batch["position_ids"]).logits[:, :-1]  # (B,T-1,V): every position
+    plain = torch.log_softmax(logits.float(), -1).gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
+    torch.testing.assert_close(lp[mask], plain[mask], atol=1e-5, rtol=1e-5)
+    reference = torch.autograd.grad(plain[mask].sum(), params, allow_unused=True)
+    for g, r in zip(ours, reference):
+        assert (g is None) == (r is None)
+        if g is not None:
+            torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-4)
