@@ -119,9 +119,10 @@ def _microbatch_nll(model, batch: dict, device, num_tokens: float) -> tuple[torc
     input_ids = batch["input_ids"].to(device)  # (b,T)
     attention_mask = batch["attention_mask"].to(device) if batch["attention_mask"] is not None else None
     loss_mask = batch["loss_mask"].to(device)  # (b,T)
-    logits, labels = target_logits(model, input_ids, attention_mask, batch["position_ids"].to(device), loss_mask)
-    loss, _ = sft_loss(logits, labels, torch.ones_like(labels, dtype=torch.bool), num_tokens=num_tokens)
-    return loss, int(labels.numel())
+    logits, labels, mask, _ = target_logits(model, input_ids, attention_mask, batch["position_ids"].to(device),
+                                            loss_mask)  # (b,T',V), (b,T'), (b,T')
+    loss, _ = sft_loss(logits, labels, mask, num_tokens=num_tokens)
+    return loss, int(mask.sum())
 
 
 @torch.no_grad()
