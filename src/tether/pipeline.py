@@ -276,6 +276,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     comparisons |= {f"{name}_vs_sft": compare(evals[name], evals["sft"]) for name in trained}
     write_eval(run / "eval" / "policies.json", list(evals.values()), comparisons)
     sampled: dict = {}
+    sampled_cmp: dict = {}
     if opts.eval_samples:
         stage("eval", f"sampled: SFT and {len(trained)} trained policies, {opts.eval_samples} samples per prompt at "
                       f"temperature {opts.eval_temperature} on {len(rows)} prompts")
@@ -319,7 +320,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                "sampled": None if not sampled else {
                    "samples_per_prompt": opts.eval_samples, "temperature": opts.eval_temperature,
                    "policies": {e.name: e.summary() for e in sampled.values()},
-                   "comparisons": {f"{name}_vs_sft": compare(sampled[name], sampled["sft"]) for name in trained}},
+                   "comparisons": sampled_cmp},
                "kl_to_sft": kl, "train_seconds": train_seconds,
                "best_of_n": None if bon is None else {k: bon.get(k) for k in ("n", "kl_analytic", "proxy_before",
                                                                             "proxy_after", "gold_before", "gold_after",
