@@ -30,9 +30,9 @@ def step_seconds(model, batch, steps: int, head_at_targets: bool) -> float:
     for _ in range(steps + 1):  # first step is warm-up
         t0 = time.perf_counter()
         if head_at_targets:
-            logits, labels = target_logits(model, batch["input_ids"], batch["attention_mask"], batch["position_ids"],
-                                           batch["loss_mask"])
-            loss, _ = sft_loss(logits, labels, torch.ones_like(labels, dtype=torch.bool))
+            logits, labels, mask, _ = target_logits(model, batch["input_ids"], batch["attention_mask"],
+                                                    batch["position_ids"], batch["loss_mask"])
+            loss, _ = sft_loss(logits, labels, mask)
         else:  # the plain way: logits at every position, then mask
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
             loss, _ = sft_loss(logits, batch["input_ids"][:, 1:], batch["loss_mask"][:, 1:])
