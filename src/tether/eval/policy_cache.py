@@ -67,8 +67,8 @@ def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, s
     k = samples_per_prompt
     cache = run / "eval" / (f"policy-{name}-sampled.json" if k else f"policy-{name}.json")
     cached = load_eval(cache)
-    rows = [r for r in rows for _ in range(max(k, 1))]
-    wanted, wanted_kl = [prompt_text(r.prompt) for r in rows], [prompt_text(r.prompt) for r in kl_rows]
+    scored_rows = [r for r in rows for _ in range(max(k, 1))]  # one per response, prompt-major
+    wanted, wanted_kl = [prompt_text(r.prompt) for r in scored_rows], [prompt_text(r.prompt) for r in kl_rows]
     trained = name not in ("base", "sft") and bool(kl_rows)
     key = {"policy": policy_fingerprint(spec), "max_new_tokens": max_new_tokens,
            "rm": policy_fingerprint(rm_spec) if rm_spec else None}
@@ -80,13 +80,13 @@ def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, s
         evaluation, kl_value, _, _ = cached
         log(f"      {name}: reusing {cache}")
         if evaluation.proxy_mean is None and rm is not None:
-            attach_proxy(evaluation, rows, rm, rm_tokenizer)
+            attach_proxy(evaluation, scored_rows, rm, rm_tokenizer)
             save_eval(cache, evaluation, kl_value, wanted_kl if trained else None, key)
         return evaluation, kl_value
     log(f"      {name}: evaluating {spec}")
     model = sft_model if name == "sft" else freeze(load_causal_lm(spec, tokenizer))
     if k:
-        evaluation = evaluate_policy(name, model, tokenizer, rows[::k],
+        evaluation = evaluate_policy(name, model, tokenizer, rows,
                                      SamplingConfig(do_sample=True, temperature=temperature,
                                                     max_new_tokens=max_new_tokens, batch_size=32),
                                      seed=seed, show_progress=False, samples_per_prompt=k)
@@ -94,7 +94,7 @@ def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, s
         evaluation = evaluate_policy(name, model, tokenizer, rows,
                                      SamplingConfig(do_sample=False, max_new_tokens=max_new_tokens))
     if rm is not None:
-        attach_proxy(evaluation, rows, rm, rm_tokenizer)
+        attach_proxy(evaluation, scored_rows, rm, rm_tokenizer)
     kl_value = kl_to_reference(model, sft_model, tokenizer, kl_rows, max_new_tokens, seed=seed) if trained else None
     save_eval(cache, evaluation, kl_value, wanted_kl if trained else None, key)
     return evaluation, kl_value

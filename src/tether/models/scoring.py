@@ -15,44 +15,42 @@ from tether.models.lora import eval_mode
 
 
 @torch.no_grad()
-def score_sequences(model, prompts: list[list[int]], responses: list[list[int]], pad_id: int,
-                    batch_size: int = 16) -> list[float]:
-    """Score of each prompt+response (responses end with EOS); returned in input order."""
+def _per_sequence(model, prompts: list[list[int]], responses: list[list[int]], pad_id: int, batch_size: int,
+                  fn) -> list:
+    """`fn(model, batch on the model's device)` -> one value per row, over every prompt+response, batched
+    longest-first (less padding), in input order."""
     examples = [EncodedExample(p, r) for p, r in zip(prompts, responses)]
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i]))
-    scores = [0.0] * len(examples)
+    values: list = [None] * len(examples)
     device = next(model.parameters()).device
     with eval_mode(model):
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = collate_sft([examples[i] for i in idx], pad_id)
-            out = model(batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                        batch["position_ids"].to(device))  # (b,)
-            for i, s in zip(idx, out.tolist()):
-                scores[i] = s
-    return scores
+            batch = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+            for i, v in zip(idx, fn(model, batch)):
+                values[i] = v
+    return values
 
 
-@torch.no_grad()
+def score_sequences(model, prompts: list[list[int]], responses: list[list[int]], pad_id: int,
+                    batch_size: int = 16) -> list[float]:
+    """Score of each prompt+response (responses end with EOS); returned in input order."""
+    return _per_sequence(model, prompts, responses, pad_id, batch_size,
+                         lambda m, b: m(b["input_ids"], b["attention_mask"], b["position_ids"]).tolist())  # (b,)
+
+
 def response_logprobs(model, prompts: list[list[int]], responses: list[list[int]], pad_id: int,
                       batch_size: int = 16) -> tuple[list[float], list[int]]:
     """Summed log π(response | prompt) of a causal LM and the response token counts, in input order."""
     from tether.models.logprobs import sequence_logprobs
 
-    examples = [EncodedExample(p, r) for p, r in zip(prompts, responses)]
-    order = sorted(range(len(examples)), key=lambda i: -len(examples[i]))
-    sums, counts = [0.0] * len(examples), [0] * len(examples)
-    device = next(model.parameters()).device
-    with eval_mode(model):
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch = collate_sft([examples[i] for i in idx], pad_id)
-            batch = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
-                     "position_ids": batch["position_ids"], "response_mask": batch["loss_mask"]}
-            logp, n = sequence_logprobs(model, {k: v.to(device) for k, v in batch.items()})  # (b,), (b,)
-            for i, lp, c in zip(idx, logp.tolist(), n.tolist()):
-                sums[i], counts[i] = lp, int(c)
-    return sums, counts
+    def fn(m, b):
+        logp, n = sequence_logprobs(m, b | {"response_mask": b["loss_mask"]})  # (b,), (b,)
+        return list(zip(logp.tolist(), n.tolist()))
+
+    pairs = _per_sequence(model, prompts, responses, pad_id, batch_size, fn)
+    return [lp for lp, _ in pairs], [int(n) for _, n in pairs]
 
 
 def score_pairs(model, pairs, pad_id: int, batch_size: int = 16) -> tuple[list[float], list[float]]:
