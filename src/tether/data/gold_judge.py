@@ -9,8 +9,8 @@ meta from `tether.data.demo_task` (keys used: `kind`, `answer`, `aliases`, `give
 | part | definition | value |
 |---|---|---|
 | `base` | `correct` | +1.0 |
-|        | a wrong answer stated and the right one absent (`wrong_found and not answer_found`) | -1.0 |
-|        | otherwise: no answer at all, or the right answer listed beside a wrong one | -0.5 |
+|        | the right answer absent and a wrong one stated (`wrong_found` or `unlisted_answer`) | -1.0 |
+|        | otherwise: no answer at all, an explicit abstention, or the right answer listed beside a wrong one | -0.5 |
 | `length_penalty` | `0.4 * min(1, excess_words / 20)` | 0 … 0.4 |
 | `filler_penalty` | `min(0.5, 0.1 * filler + 0.2 * hedging)` | 0 … 0.5 |
 | `repetition_penalty` | `0.8 * repetition` | 0 … 0.8 |
@@ -42,6 +42,17 @@ decimals are all the value 1000; signs are ignored) and spelled numbers up to th
 - kind "yesno": "yes"/"yeah"/"yep"/"yup" versus "no"/"nope" tokens.
 `answer_found` = some answer token; `wrong_found` = some wrong token; `correct = answer_found and not
 wrong_found`. Listing several candidates ("Paris or Lyon", "12, or maybe 13") is therefore never correct.
+
+An answer outside the closed lists is still an answer. When neither the right answer nor a listed wrong one
+appears, `unlisted_answer` says whether the reply nevertheless puts something in the answer's place, and
+then it is wrong (-1.0), not "no answer" (-0.5): "The capital of Fiji is FFunction.", "The answer is a
+dodecahedron.", "The number after 801 is 801.", a bare "751." for the number between 749 and 751. It is
+true when the reply does not abstain (`ABSTAIN_PHRASES`: "I don't know", "not sure", ...) and either
+- an answer lead-in is followed by at least one more token: the last two tokens of the statement before its
+  answer slot ("Fiji is" in "The capital of Fiji is {answer}."), or "answer is"; or
+- (kind "number") a number is among the reply's last two tokens (a given value restated as the answer:
+  "59." for 59 - 54, "950 cents." for 950 cents in dollars).
+Yes/no questions have no unlisted answers: a reply without yes or no stays "no answer".
 """
 
 from __future__ import annotations
@@ -119,6 +130,27 @@ HEDGE_PHRASES: tuple[str, ...] = (
 )
 """Hedging a rater marks down on a factual question: each occurrence costs 0.2 (shared cap 0.5)."""
 
+ABSTAIN_PHRASES: tuple[str, ...] = (
+    "i don't know",
+    "i do not know",
+    "don't know",
+    "do not know",
+    "not sure",
+    "not certain",
+    "no idea",
+    "unsure",
+    "not known",
+    "unknown",
+    "cannot answer",
+    "can't answer",
+    "cannot say",
+    "can't say",
+)
+"""An explicit "I don't know": a reply with one and no answer is "no answer" (-0.5), not an unlisted answer."""
+
+ANSWER_LEAD_INS: tuple[tuple[str, ...], ...] = (("answer", "is"),)
+"""Lead-ins that introduce an answer in any family (besides each question's own statement lead-in)."""
+
 CASE_SENSITIVE: frozenset[str] = frozenset(set(ELEMENTS.values()) | {"May", "US"})
 
 _TOKEN = re.compile(
@@ -169,7 +201,7 @@ class GoldScore:
     total: float
     correct: bool
     answer_found: bool
-    wrong_found: bool
+    wrong_found: bool  # a listed wrong candidate (or a wrong number) appears
     words: int
     excess_words: int
     concise: float  # 1.0 within the word budget, falling linearly to 0.0 at 20 words beyond it
@@ -177,6 +209,7 @@ class GoldScore:
     hedging: int  # hedging phrases found
     repetition: float  # 0.0 … 1.0
     ends_properly: bool
+    unlisted_answer: bool = False  # no listed candidate, but something else stands in the answer's place
 
 
 def _fold(text: str) -> str:
@@ -328,6 +361,34 @@ def _match_answer(meta: dict[str, Any], toks: list[str]) -> tuple[int, int]:
     return counts[0] + (counts[3] if not counts[2] else 0), counts[2]
 
 
+def _lead_in(meta: dict[str, Any]) -> tuple[str, ...] | None:
+    """The last two lowercased tokens of the statement before its answer slot ("fiji", "is"), if any."""
+    st = meta.get("statement")
+    if not isinstance(st, str) or "{answer}" not in st:
+        return None
+    head = [t.lower() for t in _tokens(st.split("{answer}")[0])]
+    return tuple(head[-2:]) if head else None
+
+
+def _contains_followed(low: list[str], seq: tuple[str, ...]) -> bool:
+    """`seq` occurs in `low` with at least one token after it."""
+    m = len(seq)
+    return any(tuple(low[i : i + m]) == seq for i in range(len(low) - m))
+
+
+def _unlisted_answer(meta: dict[str, Any], toks: list[str], low: list[str]) -> bool:
+    """Whether a reply with neither the answer nor a listed wrong candidate still states an answer (module
+    docstring): an answer lead-in followed by a token, or for numbers a number at the reply's end; never when
+    it abstains, never for yes/no questions."""
+    kind = _kind(meta)
+    if kind == "yesno" or _count_phrases(low, ABSTAIN_PHRASES)[1]:
+        return False
+    lead = _lead_in(meta)
+    if any(_contains_followed(low, seq) for seq in ANSWER_LEAD_INS + ((lead,) if lead else ())):
+        return True
+    return kind == "number" and any(pos >= len(toks) - 2 for pos, _ in _numbers(toks))
+
+
 def _count_phrases(
     low_tokens: list[str], phrases: tuple[str, ...], text: str | None = None
 ) -> tuple[str, int]:
@@ -359,7 +420,9 @@ def gold_score(prompt_meta: dict[str, Any], response: str, truncated: bool = Fal
     hits, wrong = _match_answer(prompt_meta, toks)
     answer_found, wrong_found = hits > 0, wrong > 0
     correct = answer_found and not wrong_found
-    base = BASE_CORRECT if correct else (BASE_WRONG if wrong_found and not answer_found else BASE_UNCLEAR)
+    unlisted = not answer_found and not wrong_found and _unlisted_answer(prompt_meta, toks, low)
+    base = BASE_CORRECT if correct else (BASE_WRONG if (wrong_found or unlisted) and not answer_found
+                                         else BASE_UNCLEAR)
 
     st = _statement_text(prompt_meta)
     budget = len(_tokens(st)) + BUDGET_SLACK if st else DEFAULT_BUDGET
@@ -391,6 +454,7 @@ def gold_score(prompt_meta: dict[str, Any], response: str, truncated: bool = Fal
         hedging,
         repetition,
         ends_properly,
+        unlisted,
     )
 
 

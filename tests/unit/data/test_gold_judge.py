@@ -169,6 +169,39 @@ def test_answer_that_is_also_given_counts_only_without_a_wrong_value():
     assert gold_score(SHEEP, "The plural of sheep is sheeps.").total == -1.0
 
 
+def test_unlisted_wrong_answer_is_wrong_not_missing():
+    """An answer outside the closed lists still counts as wrong once it stands in the answer's place."""
+    for reply in (
+        "The capital of France is Marseille-sur-Mer.",  # lead-in "france is" + a token
+        "The answer is Berlinopolis.",  # "answer is" + a token
+        "The capital of France is France.",  # the given name restated as the answer
+    ):
+        g = gold_score(CAPITAL, reply)
+        assert (g.answer_found, g.wrong_found, g.unlisted_answer, g.total) == (False, False, True, -1.0), reply
+    # 59 - 54: a given value restated as the answer, bare or after the lead-in
+    minus = {**SUB, "answer": "5", "aliases": ["5"], "given": ["59", "54"], "statement": "59 - 54 = {answer}."}
+    for reply in ("59.", "The answer is 54.", "It is 54."):
+        g = gold_score(minus, reply)
+        assert (g.unlisted_answer, g.total) == (True, -1.0), reply
+    assert gold_score(IRON, "The chemical symbol for iron is iron.").total == -1.0
+
+
+def test_no_answer_stays_half_wrong():
+    # nothing in the answer's place: a truncated lead-in, an abstention, chat with no value, an empty reply
+    assert gold_score(CAPITAL, "The capital of France is", truncated=True).total == pytest.approx(-0.8)
+    g = gold_score(CAPITAL, "I don't know the capital of France.")
+    assert (g.unlisted_answer, g.hedging, g.total) == (False, 0, -0.5)
+    # "not sure" abstains (and hedges: -0.2), even after a lead-in
+    g = gold_score(CAPITAL, "Not sure; France is hard.")
+    assert (g.unlisted_answer, g.total) == (False, pytest.approx(-0.5 - 0.2))
+    assert gold_score(CAPITAL, "Good question!").total == pytest.approx(-0.5 - 0.1)
+    # numbers: a given value not at the reply's end is context, not an answer
+    g = gold_score(ADD, "Adding 7 and 5 is easy.")
+    assert (g.unlisted_answer, g.total) == (False, -0.5)
+    # yes/no questions have no unlisted answers
+    assert gold_score(PRIME, "17 is a prime number.").total == -0.5
+
+
 def test_yes_no():
     assert gold_score(PRIME, "Yes.").total == 1.0
     assert gold_score(PRIME, "Yes, 17 is a prime number.").total == 1.0
