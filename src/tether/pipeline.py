@@ -139,7 +139,7 @@ class _Progress:
 
 
 def run_demo(opts: DemoOptions, log=print) -> dict:
-    from tether.eval.bon_policy import run_best_of_n
+    from tether.eval.bon_policy import rejudge_best_of_n, run_best_of_n
     from tether.eval.evaluate import ScoredSample, align_to, compare, summarise, write_eval
     from tether.eval.policy_cache import evaluate_cached
     from tether.eval.report import write_report as write_run_report
@@ -303,7 +303,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
         bon_dir = run / f"bon-{n}"
         if _stage_done(bon_dir):
             stage("bon", f"reusing {bon_dir}")
-            bon = json.loads((bon_dir / "result.json").read_text())
+            bon = rejudge_best_of_n(bon_dir, log)
         else:
             stage("bon", f"best-of-{n} on {n_prompts} held-out prompts → {bon_dir}")
             bon = run_best_of_n(str(sft_dir), str(rm_dir), rows[:n_prompts], n, bon_dir, baseline=evals["sft"],

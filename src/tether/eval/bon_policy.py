@@ -7,7 +7,8 @@ compares them with a baseline's greedy responses (win rate, ties half, 95 % CI).
 
 Output dir: candidates.jsonl, sft.jsonl, result.json (summary: n, analytic KL, proxy and gold before/after
 selection, best-of-k curves, eval, vs_baseline), eval.json + eval_samples.jsonl (baseline vs best-of-N).
-The stage is complete when result.json exists.
+The stage is complete when result.json exists. `rejudge_best_of_n` brings a finished run's gold-judge figures
+up to date with the current judge without sampling again.
 """
 
 from __future__ import annotations
@@ -17,8 +18,18 @@ import time
 from pathlib import Path
 
 from tether.data.records import PromptRow, prompt_text
-from tether.eval.evaluate import PolicyEval, compare, evaluate_generations, evaluate_policy, summarise, write_eval
-from tether.sampling.best_of_n import best_of_n, write_best_of_n
+from tether.eval.evaluate import (
+    PolicyEval,
+    ScoredSample,
+    compare,
+    evaluate_generations,
+    evaluate_policy,
+    judge,
+    rejudge,
+    summarise,
+    write_eval,
+)
+from tether.sampling.best_of_n import best_of_k_curve, best_of_n, write_best_of_n
 from tether.sampling.generate import SamplingConfig
 
 
@@ -87,4 +98,53 @@ def run_best_of_n(policy: str, reward_model: str | None, rows: list[PromptRow], 
     summary = write_best_of_n(out_dir, result, min_score=min_score, extra=extra)
     shown = {k: round(summary[k], 4) for k in ("kl_analytic", "proxy_before", "proxy_after")}
     log(f"best-of-{n} → {out_dir}: {json.dumps(shown)}")
+    return summary
+
+
+def rejudge_best_of_n(out_dir: Path, log=print) -> dict:
+    """The summary (result.json) of a finished best-of-N run under a reward model, with every candidate scored
+    again by the current gold judge: gold before/after selection, the gold best-of-k curve, the chosen responses'
+    evaluation and the comparison with the baseline are recomputed (and the files rewritten) when any candidate's
+    gold score changed. The selection is the reward model's, so it stands; a run selected by the gold judge
+    itself is returned as it is, with a warning when its verdicts are stale (re-run it)."""
+    out_dir = Path(out_dir)
+    summary = json.loads((out_dir / "result.json").read_text())
+    lines = [json.loads(line) for line in (out_dir / "candidates.jsonl").read_text().splitlines()]
+    if not lines or "gold" not in lines[0]["candidates"][0]:
+        return summary
+    fresh = [[judge(d["meta"], prompt_text(d["prompt"]), c["text"], c["truncated"], c["n_tokens"])
+              for c in d["candidates"]] for d in lines]
+    changed = sum(s.gold != c["gold"] for ss, d in zip(fresh, lines) for s, c in zip(ss, d["candidates"]))
+    if not changed:
+        return summary
+    if summary.get("scorer") == "gold":
+        log(f"WARNING: {out_dir} selected by an earlier gold judge ({changed} candidates score differently now); "
+            "re-run it")
+        return summary
+    log(f"      best-of-N: {changed} candidates scored differently by the current gold judge; updating {out_dir}")
+    gold = [[s.gold for s in ss] for ss in fresh]
+    scores = [[c["score"] for c in d["candidates"]] for d in lines]
+    chosen = [d["chosen"] for d in lines]
+    n_all = sum(len(g) for g in gold)
+    summary |= {"gold_before": sum(x for g in gold for x in g) / n_all,
+                "gold_after": sum(g[i] for g, i in zip(gold, chosen)) / len(gold),
+                "curve_gold": best_of_k_curve(scores, gold)}
+    bon_eval = summarise(summary.get("name", "bon"), [ss[i] for ss, i in zip(fresh, chosen)])
+    summary["eval"] = bon_eval.summary()
+    samples_file = out_dir / "eval_samples.jsonl"
+    if summary.get("baseline") and samples_file.is_file():
+        base = summary["baseline"]
+        stored = [ScoredSample(**json.loads(line)[base]) for line in samples_file.read_text().splitlines()]
+        rows = [PromptRow(d["prompt"], d["meta"]) for d in lines[: len(stored)]]
+        base_eval, _ = rejudge(summarise(base, stored), rows)
+        if len(stored) != len(lines):
+            bon_eval = summarise(bon_eval.name, bon_eval.samples[: len(stored)])
+        comparison = compare(bon_eval, base_eval)
+        summary |= {"baseline_eval": base_eval.summary(), "vs_baseline": comparison}
+        write_eval(out_dir / "eval.json", [base_eval, bon_eval], {f"{bon_eval.name}_vs_{base}": comparison})
+    for ss, d in zip(fresh, lines):
+        for s, c in zip(ss, d["candidates"]):
+            c["gold"] = s.gold
+    (out_dir / "candidates.jsonl").write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in lines))
+    (out_dir / "result.json").write_text(json.dumps(summary, indent=2))
     return summary

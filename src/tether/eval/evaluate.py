@@ -61,13 +61,30 @@ class PolicyEval:
         return d
 
 
+def judge(meta: dict, prompt: str, response: str, truncated: bool, n_tokens: int) -> ScoredSample:
+    """One response scored by the gold judge."""
+    g = gold_score(meta, response, truncated=truncated)
+    return ScoredSample(prompt, meta.get("family", ""), response, g.total, g.correct, truncated, n_tokens)
+
+
 def score_generations(rows: list[PromptRow], generations) -> list[ScoredSample]:
-    scored = []
-    for row, gen in zip(rows, generations):
-        g = gold_score(row.meta, gen.text, truncated=gen.truncated)
-        scored.append(ScoredSample(prompt_text(row.prompt), row.meta.get("family", ""), gen.text, g.total,
-                                   g.correct, gen.truncated, len(gen.response_ids)))
-    return scored
+    return [judge(row.meta, prompt_text(row.prompt), gen.text, gen.truncated, len(gen.response_ids))
+            for row, gen in zip(rows, generations)]
+
+
+def rejudge(evaluation: PolicyEval, rows: list[PromptRow]) -> tuple[PolicyEval, int]:
+    """`evaluation` with its stored responses scored again by the current gold judge (one row per sample, in
+    order), and how many scores changed: a cached evaluation keeps its generations (the costly part) but never
+    a judge's verdict from before a rubric change. The proxy RM score is kept (it does not depend on the judge)."""
+    if [prompt_text(r.prompt) for r in rows] != [s.prompt for s in evaluation.samples]:
+        raise ValueError(f"'{evaluation.name}': the rows do not match the evaluated prompts")
+    samples = [judge(r.meta, s.prompt, s.response, s.truncated, s.n_tokens) for r, s in zip(rows, evaluation.samples)]
+    changed = sum(a.gold != b.gold or a.correct != b.correct for a, b in zip(samples, evaluation.samples))
+    if not changed:
+        return evaluation, 0
+    fresh = summarise(evaluation.name, samples)
+    fresh.proxy_mean = evaluation.proxy_mean
+    return fresh, changed
 
 
 def summarise(name: str, samples: list[ScoredSample]) -> PolicyEval:

@@ -3,6 +3,8 @@
 `evaluate_cached` writes `<run>/eval/policy-<name>.json` (the gold-judge summary, every scored sample, the
 proxy RM score and the KL to the SFT policy) and reuses it when it covers the same prompts with the same
 response budget and the policy's weights are unchanged (a retrained policy in the same dir is evaluated again).
+A reused evaluation is scored again by the current gold judge (`evaluate.rejudge`): the responses are cached,
+the judge's verdicts are not trusted across a rubric change.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, s
     no KL (pass `kl_rows=[]`)."""
     from tether.data.records import prompt_text
     from tether.eval.comparison import attach_proxy
-    from tether.eval.evaluate import evaluate_policy, kl_to_reference
+    from tether.eval.evaluate import evaluate_policy, kl_to_reference, rejudge
     from tether.models.loading import freeze, load_causal_lm
     from tether.sampling.generate import SamplingConfig
 
@@ -79,8 +81,14 @@ def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, s
             and (not trained or cached[2] == wanted_kl) and cached[3] == key:
         evaluation, kl_value, _, _ = cached
         log(f"      {name}: reusing {cache}")
-        if evaluation.proxy_mean is None and rm is not None:
+        evaluation, changed = rejudge(evaluation, scored_rows)
+        if changed:
+            log(f"      {name}: {changed} of {evaluation.n} cached responses scored differently by the current "
+                "gold judge; updated")
+        needs_proxy = evaluation.proxy_mean is None and rm is not None
+        if needs_proxy:
             attach_proxy(evaluation, scored_rows, rm, rm_tokenizer)
+        if changed or needs_proxy:
             save_eval(cache, evaluation, kl_value, wanted_kl if trained else None, key)
         return evaluation, kl_value
     log(f"      {name}: evaluating {spec}")

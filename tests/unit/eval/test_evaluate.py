@@ -95,3 +95,25 @@ def test_align_to_repeats_the_single_response_for_each_sample_of_shared_prompts(
     assert (c["wins"], c["ties"], c["losses"], c["win_rate"]) == (1, 2, 1, 0.5)
     with pytest.raises(ValueError, match="share no prompt"):
         align_to(summarise("x", [_sample("z", 1.0)]), sft)
+
+
+CAPITAL_META = {"family": "capitals", "kind": "text", "answer": "Paris", "aliases": ["Paris"], "given": ["France"],
+                "distractors": ["Lyon"], "vocab": "capitals", "statement": "The capital of France is {answer}."}
+
+
+def test_rejudge_rescores_stored_responses_and_keeps_the_proxy():
+    from tether.eval.evaluate import ScoredSample, rejudge, summarise
+
+    rows = [PromptRow([{"role": "user", "content": "Capital of France?"}], meta=CAPITAL_META)] * 2
+    # scored as an older judge did: the unlisted "Parisopolis" as no answer (-0.5)
+    stale = summarise("p", [ScoredSample("Capital of France?", "capitals", "Paris.", 1.0, True, False, 3),
+                            ScoredSample("Capital of France?", "capitals", "The capital of France is Parisopolis.",
+                                         -0.5, False, False, 9)])
+    stale.proxy_mean = 0.25
+    fresh, changed = rejudge(stale, rows)
+    assert changed == 1 and [s.gold for s in fresh.samples] == [1.0, -1.0]
+    assert fresh.gold_mean == 0.0 and fresh.proxy_mean == 0.25 and fresh.correct_rate == 0.5
+    same, none = rejudge(fresh, rows)
+    assert none == 0 and same is fresh
+    with pytest.raises(ValueError, match="do not match"):
+        rejudge(fresh, rows[:1])

@@ -53,3 +53,21 @@ def test_reused_for_same_prompts_and_weights_redone_when_either_changes(tiny, po
 def test_fingerprint_of_a_name_is_the_name(tmp_path):
     assert policy_fingerprint("smollm2-135m-instruct") == ["smollm2-135m-instruct"]
     assert policy_fingerprint(str(tmp_path)) == []  # a dir without weights
+
+
+def test_a_reused_evaluation_is_scored_by_the_current_judge(tiny, policy_dir, tmp_path):
+    import json
+
+    model, tok = tiny
+    run, lines = tmp_path / "run", []
+    first, _ = evaluate_cached(run, "sft", str(policy_dir), ROWS, [], tok, model, None, None, max_new_tokens=4,
+                               log=lines.append)
+    cache = run / "eval" / "policy-sft.json"
+    d = json.loads(cache.read_text())
+    d["samples"][0]["gold"] = 0.123  # a verdict the current judge does not give
+    cache.write_text(json.dumps(d))
+    again, _ = evaluate_cached(run, "sft", str(policy_dir), ROWS, [], tok, model, None, None, max_new_tokens=4,
+                               log=lines.append)
+    assert lines[-1] == "      sft: 1 of 2 cached responses scored differently by the current gold judge; updated"
+    assert [s.gold for s in again.samples] == [s.gold for s in first.samples]
+    assert load_eval(cache)[0].samples[0].gold == first.samples[0].gold  # the cache is rewritten
