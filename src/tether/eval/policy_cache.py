@@ -3,8 +3,8 @@
 `evaluate_cached` writes `<run>/eval/policy-<name>.json` (the gold-judge summary, every scored sample, the
 proxy RM score and the KL to the SFT policy) and reuses it when it covers the same prompts with the same
 response budget and the policy's weights are unchanged (a retrained policy in the same dir is evaluated again).
-A reused evaluation is scored again by the current gold judge (`evaluate.rejudge`): the responses are cached,
-the judge's verdicts are not trusted across a rubric change.
+A reused evaluation is scored again by the current gold judge (`evaluate.rejudge`), and by the reward model
+when it was retrained: the responses are cached, the verdicts are not trusted across a rubric or RM change.
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, s
     RM's mean score of them (proxy), and — for trained policies — KL(π ‖ π_SFT) on its own samples on
     `kl_rows`; responses up to `max_new_tokens`. Saved to eval/policy-<name>.json and reused when it covers the
     same prompts (in order) and token budget and the policy's weights have not changed (`policy_fingerprint`);
-    `rm_spec` (the RM's dir) adds the RM's weights to that key, so a retrained RM's proxy score is not reused.
+    the reused responses are scored again by the current gold judge, and by the RM again when `rm_spec` (the RM's
+    dir) names other weights than those that scored them (a retrained RM): generation is the costly part, and
+    neither verdict depends on it being redone.
 
     `samples_per_prompt` K > 0: the sampled evaluation instead — K responses per prompt at `temperature`
     (prompt-major; seeded apart from the other stages' sampling), saved to eval/policy-<name>-sampled.json;
@@ -77,18 +79,25 @@ def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, s
     if k:
         seed += SAMPLED_EVAL_SEED_OFFSET
         key |= {"samples_per_prompt": k, "temperature": temperature, "seed": seed}
+    def generation_key(d: dict | None) -> dict:
+        return {k: v for k, v in (d or {}).items() if k != "rm"}
+
     if cached is not None and [s.prompt for s in cached[0].samples] == wanted \
-            and (not trained or cached[2] == wanted_kl) and cached[3] == key:
+            and (not trained or cached[2] == wanted_kl) and generation_key(cached[3]) == generation_key(key):
         evaluation, kl_value, _, _ = cached
         log(f"      {name}: reusing {cache}")
         evaluation, changed = rejudge(evaluation, scored_rows)
         if changed:
             log(f"      {name}: {changed} of {evaluation.n} cached responses scored differently by the current "
                 "gold judge; updated")
+        rm_changed = cached[3].get("rm") != key["rm"]
+        if rm_changed:
+            evaluation.proxy_mean = None  # scored by other RM weights
+            log(f"      {name}: the reward model changed; proxy score {'recomputed' if rm is not None else 'dropped'}")
         needs_proxy = evaluation.proxy_mean is None and rm is not None
         if needs_proxy:
             attach_proxy(evaluation, scored_rows, rm, rm_tokenizer)
-        if changed or needs_proxy:
+        if changed or needs_proxy or rm_changed:
             save_eval(cache, evaluation, kl_value, wanted_kl if trained else None, key)
         return evaluation, kl_value
     log(f"      {name}: evaluating {spec}")

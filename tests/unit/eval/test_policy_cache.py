@@ -46,8 +46,29 @@ def test_reused_for_same_prompts_and_weights_redone_when_either_changes(tiny, po
     evaluate(ROWS[:1], max_new_tokens=8)  # another response budget
     assert lines[-1].endswith("evaluating " + str(policy_dir))
     evaluate_cached(run, "dpo", str(policy_dir), ROWS[:1], ROWS[:1], tok, model, None, None, max_new_tokens=8,
-                    rm_spec=str(tmp_path), log=lines.append)  # another reward model (its proxy scores differ)
-    assert lines[-1].endswith("evaluating " + str(policy_dir))
+                    rm_spec=str(tmp_path), log=lines.append)  # another reward model: same responses, new proxy
+    assert lines[-2:] == [f"      dpo: reusing {run / 'eval' / 'policy-dpo.json'}",
+                          "      dpo: the reward model changed; proxy score dropped"]
+    assert load_eval(run / "eval" / "policy-dpo.json")[3]["rm"] == policy_fingerprint(str(tmp_path))
+
+
+def test_a_retrained_reward_model_rescores_the_cached_responses(tiny, tiny_model_dir, policy_dir, tmp_path):
+    from tether.models.scalar_head import ScalarHeadModel
+
+    model, tok = tiny
+    run, lines = tmp_path / "run", []
+    rm_dir = tmp_path / "rm"
+    scores = []
+    for seed in (1, 2):  # the RM retrained in place
+        rm = ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok, seed=seed).eval()
+        rm.save_pretrained(rm_dir)
+        evaluation, _ = evaluate_cached(run, "sft", str(policy_dir), ROWS, [], tok, model, rm, tok, max_new_tokens=4,
+                                        rm_spec=str(rm_dir), log=lines.append)
+        scores.append(evaluation.proxy_mean)
+    assert lines[-2:] == [f"      sft: reusing {run / 'eval' / 'policy-sft.json'}",
+                          "      sft: the reward model changed; proxy score recomputed"]
+    assert scores[0] != scores[1]
+    assert load_eval(run / "eval" / "policy-sft.json")[0].proxy_mean == scores[1]
 
 
 def test_fingerprint_of_a_name_is_the_name(tmp_path):
