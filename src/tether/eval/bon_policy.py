@@ -29,7 +29,7 @@ from tether.eval.evaluate import (
     summarise,
     write_eval,
 )
-from tether.sampling.best_of_n import best_of_k_curve, best_of_n, write_best_of_n
+from tether.sampling.best_of_n import best_of_n, gold_summary, write_best_of_n
 from tether.sampling.generate import SamplingConfig
 
 
@@ -122,13 +122,9 @@ def rejudge_best_of_n(out_dir: Path, log=print) -> dict:
             "re-run it")
         return summary
     log(f"      best-of-N: {changed} candidates scored differently by the current gold judge; updating {out_dir}")
-    gold = [[s.gold for s in ss] for ss in fresh]
-    scores = [[c["score"] for c in d["candidates"]] for d in lines]
     chosen = [d["chosen"] for d in lines]
-    n_all = sum(len(g) for g in gold)
-    summary |= {"gold_before": sum(x for g in gold for x in g) / n_all,
-                "gold_after": sum(g[i] for g, i in zip(gold, chosen)) / len(gold),
-                "curve_gold": best_of_k_curve(scores, gold)}
+    summary |= gold_summary([[c["score"] for c in d["candidates"]] for d in lines],
+                            [[s.gold for s in ss] for ss in fresh], chosen)
     bon_eval = summarise(summary.get("name", "bon"), [ss[i] for ss, i in zip(fresh, chosen)])
     summary["eval"] = bon_eval.summary()
     samples_file = out_dir / "eval_samples.jsonl"

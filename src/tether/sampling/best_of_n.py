@@ -40,6 +40,7 @@ __all__ = [
     "best_of_n",
     "best_of_n_kl",
     "expected_best_of_k",
+    "gold_summary",
     "reward_model_scores",
     "select_best",
     "to_sft_examples",
@@ -143,10 +144,17 @@ class BestOfN:
             "curve_proxy": best_of_k_curve(self.scores, self.scores),
         }
         if self.gold is not None:
-            out["gold_before"] = math.fsum(x for s in self.gold for x in s) / (n_prompts * self.n)
-            out["gold_after"] = math.fsum(s[i] for s, i in zip(self.gold, self.chosen)) / n_prompts
-            out["curve_gold"] = best_of_k_curve(self.scores, self.gold)
+            out |= gold_summary(self.scores, self.gold, self.chosen)
         return {**out, **self.extra}
+
+
+def gold_summary(scores: list[list[float]], gold: list[list[float]], chosen: list[int]) -> dict:
+    """Gold score before selection (mean over every candidate = one sample of the policy), after it (mean of
+    the chosen candidates), and the gold best-of-k curve under the selection `scores`."""
+    n_all = sum(len(g) for g in gold)
+    return {"gold_before": math.fsum(x for g in gold for x in g) / n_all,
+            "gold_after": math.fsum(g[i] for g, i in zip(gold, chosen)) / len(gold),
+            "curve_gold": best_of_k_curve(scores, gold)}
 
 
 def _has_gold_meta(rows: list[PromptRow]) -> bool:
