@@ -1,8 +1,12 @@
 """The demo pipeline on the embedded default: data → SFT → on-policy labelling → reward model → PPO →
 direct preference optimisation (DPO by default; any of the family) → evaluation → best-of-N → report.
 
-Each stage's output is reused when complete (its `result.json` / output file exists), so re-running
-resumes instead of redoing finished work; each policy's evaluation is cached the same way.
+Each stage's output is reused when it is complete (its `result.json` / output file exists) and was made from
+the same inputs: the stage's resolved config and the files and models it reads are recorded next to it
+(`runtime.provenance.StageRecord`), so re-running resumes instead of redoing finished work, and a stage whose
+inputs changed (a retrained reward model under a finished PPO run or best-of-N selection, relabelled pairs
+under a finished DPO run) is moved aside to `<dir>.stale` and run again. Each policy's evaluation is cached
+by its weights' fingerprint (`eval.policy_cache`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from tether.data.records import interleave_by
 from tether.data.validate import load_records, save_records
 from tether.errors import ConfigError
 from tether.runtime.config import load_config
+from tether.runtime.provenance import StageRecord, stage_inputs
 
 
 def default_config_dir() -> Path:
@@ -103,8 +108,22 @@ QUICK_SIZES = {"label_prompts": (8, 8), "label_tokens": 32, "eval_prompts": 8, "
 and sampled for KL) and their response tokens; best-of-N (N, prompts)."""
 
 
-def _stage_done(path: Path) -> bool:
-    return (path / "result.json").is_file()
+def _reusable(output: Path, record: dict, log, *, is_file: bool = False) -> bool:
+    """True when `output` is complete and was made from `record` (`StageRecord.check`). Otherwise the stage is
+    about to run: a stale output has been moved aside (said in the log) and `record` is written first, so an
+    interrupted run is recognised on the next try."""
+    rec = StageRecord(output, done_marker=None if is_file else "result.json")
+    status = rec.check(record)
+    if status == "stale":
+        log(f"      {output} was made from other inputs ({', '.join(rec.changed)}): moved to {rec.stale_path}, "
+            f"running the stage again")
+    elif status == "adopted":
+        log(f"      {output} has no record of its inputs (made before tether kept one): reused as it is, "
+            f"its current inputs recorded")
+    if status in ("fresh", "adopted"):
+        return True
+    rec.write(record)
+    return False
 
 
 def _label_on_policy(policy_dir: Path, rows, out: Path, opts: DemoOptions, seed: int, log,
@@ -172,7 +191,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     if quick:
         overrides += QUICK_OVERRIDES["sft"]
     sft_cfg = load_config(sft.SFTConfig, str(Path(opts.config_dir) / "sft.yaml"), overrides)
-    if _stage_done(sft_dir):
+    if _reusable(sft_dir, stage_inputs(sft_cfg, root=run, data=data_dir / "sft.jsonl"), log):
         stage("sft", f"reusing the finished run in {sft_dir}")
     else:
         stage("sft", f"{sft_cfg.train.max_steps} steps × {sft_cfg.train.batch_size} examples → {sft_dir}")
@@ -185,15 +204,18 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     n_train, n_eval = QUICK_SIZES["label_prompts"] if quick else (opts.label_prompts, opts.eval_label_prompts)
     pref_prompts = [r for r in _as_prompts(load_records(data_dir / "preference.jsonl", "preference")[0])][:n_train]
     eval_rows = interleave_by(load_records(data_dir / "eval_prompts.jsonl", "prompt")[0])  # prefixes span families
-    targets = [("onpolicy_pairs.jsonl", pref_prompts, opts.seed + 1),
-               ("eval_pairs.jsonl", eval_rows[:n_eval], opts.seed + 2)]
-    for fname, rows, seed in targets:
-        if (data_dir / fname).is_file():
+    label_tokens = QUICK_SIZES["label_tokens"] if quick else 64
+    targets = [("onpolicy_pairs.jsonl", pref_prompts, opts.seed + 1, "preference.jsonl"),
+               ("eval_pairs.jsonl", eval_rows[:n_eval], opts.seed + 2, "eval_prompts.jsonl")]
+    for fname, rows, seed, source in targets:
+        record = stage_inputs({"prompts": len(rows), "samples_per_prompt": opts.samples_per_prompt, "seed": seed,
+                               "max_new_tokens": label_tokens}, root=run, policy=sft_dir, prompts=data_dir / source)
+        if _reusable(data_dir / fname, record, log, is_file=True):
             stage("label", f"reusing {data_dir / fname}")
             continue
         stage("label", f"sampling {opts.samples_per_prompt} SFT responses for {len(rows)} prompts, gold-judge pairs")
         label_stats[fname] = _label_on_policy(sft_dir, rows, data_dir / fname, opts, seed, log,
-                                              max_new_tokens=QUICK_SIZES["label_tokens"] if quick else 64)
+                                              max_new_tokens=label_tokens)
     timings["label_s"] = time.perf_counter() - t0
 
     # 4. Reward model: from the SFT backbone, on templated + on-policy pairs; held out: eval-prompt pairs.
@@ -206,7 +228,10 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     if quick:
         overrides += QUICK_OVERRIDES["rm"]
     rm_cfg = load_config(reward.RMConfig, str(Path(opts.config_dir) / "rm.yaml"), overrides)
-    if _stage_done(rm_dir):
+    rm_inputs = stage_inputs(rm_cfg, root=run, policy=sft_dir, templated=data_dir / "preference.jsonl",
+                             onpolicy=data_dir / "onpolicy_pairs.jsonl", held_out=data_dir / "eval_pairs.jsonl",
+                             norm=data_dir / "sft.jsonl")
+    if _reusable(rm_dir, rm_inputs, log):
         stage("rm", f"reusing the finished run in {rm_dir}")
     else:
         stage("rm", f"{rm_cfg.train.max_steps} steps × {rm_cfg.train.batch_size} pairs → {rm_dir}")
@@ -222,7 +247,8 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
         if quick:
             overrides += QUICK_OVERRIDES["ppo"]
         ppo_cfg = load_config(ppo.PPOConfig, str(Path(opts.config_dir) / "ppo.yaml"), overrides)
-        if _stage_done(ppo_dir):
+        ppo_inputs = stage_inputs(ppo_cfg, root=run, policy=sft_dir, rm=rm_dir, prompts=data_dir / "rl_prompts.jsonl")
+        if _reusable(ppo_dir, ppo_inputs, log):
             stage("ppo", f"reusing the finished run in {ppo_dir}")
         else:
             stage("ppo", f"{ppo_cfg.train.max_steps} iterations × {ppo_cfg.rollout.prompts_per_step} prompts × "
@@ -241,7 +267,9 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
         if quick:
             overrides += QUICK_OVERRIDES["preference"]
         dpo_cfg = load_config(dpo.DPOConfig, str(_preference_config(Path(opts.config_dir), loss)), overrides)
-        if _stage_done(out):
+        dpo_inputs = stage_inputs(dpo_cfg, root=run, policy=sft_dir, templated=data_dir / "preference.jsonl",
+                                  onpolicy=data_dir / "onpolicy_pairs.jsonl")
+        if _reusable(out, dpo_inputs, log):
             stage("preference", f"{loss}: reusing the finished run in {out}")
         else:
             stage("preference", f"{loss}: {dpo_cfg.train.max_steps} steps × {dpo_cfg.train.batch_size} → {out}")
@@ -301,7 +329,9 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     if "bon" not in opts.skip:
         n, n_prompts = QUICK_SIZES["bon"] if quick else (opts.bon_n, opts.bon_prompts)
         bon_dir = run / f"bon-{n}"
-        if _stage_done(bon_dir):
+        bon_inputs = stage_inputs({"n": n, "prompts": n_prompts, "seed": opts.seed}, root=run,
+                                  policy=sft_dir, rm=rm_dir, prompts=data_dir / "eval_prompts.jsonl")
+        if _reusable(bon_dir, bon_inputs, log):
             stage("bon", f"reusing {bon_dir}")
             bon = rejudge_best_of_n(bon_dir, log)
         else:

@@ -101,3 +101,35 @@ def test_bad_options_name_the_field(tiny_configs, tmp_path):
         run_demo(DemoOptions(runs_dir=str(tmp_path), skip=["rm"], config_dir=str(tiny_configs)))
     with pytest.raises(ConfigError, match="preference_losses: unknown loss dpp"):
         run_demo(DemoOptions(runs_dir=str(tmp_path), preference_losses=["dpp"], config_dir=str(tiny_configs)))
+
+
+def test_stage_whose_inputs_changed_runs_again(first_run, tmp_path):
+    """A run moved elsewhere is still recognised; after the reward model changes, the stages made with the old
+    one (PPO, best-of-N) are moved aside and run again, and the others are reused."""
+    import os
+    import shutil
+
+    run, _, _, opts = first_run
+    moved = tmp_path / "moved"
+    shutil.copytree(run, moved / "t")
+    opts = DemoOptions(**{**opts.__dict__, "runs_dir": str(moved)})
+    lines: list[str] = []
+    run_demo(opts, log=lines.append)
+    text = "\n".join(lines)
+    assert "made from other inputs" not in text and "no record of its inputs" not in text
+    for stage in ("sft", "rm", "ppo", "dpo-dpo", "dpo-simpo"):
+        assert f"reusing the finished run in {moved / 't' / stage}" in text, stage
+
+    weights = moved / "t" / "rm" / "model.safetensors"
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # what a retrained RM looks like
+    lines = []
+    run_demo(opts, log=lines.append)
+    text = "\n".join(lines)
+    for stage in ("ppo", "bon-4"):
+        assert f"{moved / 't' / stage} was made from other inputs (inputs.rm)" in text, stage
+        assert (moved / "t" / f"{stage}.stale" / "result.json").is_file()
+        assert (moved / "t" / stage / "result.json").is_file()
+    for stage in ("sft", "rm", "dpo-dpo", "dpo-simpo"):
+        assert f"reusing the finished run in {moved / 't' / stage}" in text, stage
+    assert "ppo: reusing" not in text  # the retrained PPO policy is evaluated again

@@ -18,12 +18,10 @@ best-of-N's (same seed, same prompts would otherwise give the same first draws).
 
 
 def policy_fingerprint(spec: str) -> list:
-    """What identifies a policy's weights: for a local dir, (name, size, mtime) of its *.safetensors files;
-    otherwise (an embedded or hub name) the name itself."""
-    path = Path(spec)
-    if not path.is_dir():
-        return [spec]
-    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(path.glob("*.safetensors"))]
+    """What identifies a policy's weights (`runtime.provenance.weights_fingerprint`)."""
+    from tether.runtime.provenance import weights_fingerprint
+
+    return weights_fingerprint(spec)
 
 
 def save_eval(path: Path, evaluation, kl: dict | None, kl_prompts: list[str] | None = None,

@@ -1,0 +1,112 @@
+"""Stage records: a finished output is reused only when it was made from the same config and inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+
+from tether.runtime.provenance import StageRecord, changed_fields, input_fingerprint, stage_inputs, weights_fingerprint
+
+
+@dataclass
+class _Train:
+    steps: int = 3
+
+
+@dataclass
+class _Cfg:
+    lr: float = 1e-5
+    train: _Train = field(default_factory=_Train)
+
+
+def _model_dir(path, payload: bytes = b"w"):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "model.safetensors").write_bytes(payload)
+    return path
+
+
+def test_fingerprints_of_files_dirs_and_names(tmp_path):
+    f = tmp_path / "pairs.jsonl"
+    f.write_text('{"a": 1}\n')
+    assert input_fingerprint(f) == hashlib.sha256(b'{"a": 1}\n').hexdigest()
+    os.utime(f, (1, 1))  # a touch does not change a file's fingerprint
+    assert input_fingerprint(f) == hashlib.sha256(b'{"a": 1}\n').hexdigest()
+    d = _model_dir(tmp_path / "rm", b"abc")
+    (d / "config.json").write_text("{}")  # only the weights count
+    st = (d / "model.safetensors").stat()
+    assert input_fingerprint(d) == weights_fingerprint(str(d)) == [["model.safetensors", 3, st.st_mtime_ns]]
+    assert input_fingerprint("smollm2-135m-instruct") == ["smollm2-135m-instruct"]
+
+
+def test_record_round_trips_through_json_and_names_what_changed(tmp_path):
+    f = tmp_path / "pairs.jsonl"
+    f.write_text("x\n")
+    rec = stage_inputs(_Cfg(), pairs=f)
+    assert rec == json.loads(json.dumps(rec))
+    assert rec["config"] == {"lr": 1e-5, "train": {"steps": 3}}
+    f.write_text("y\n")
+    new = stage_inputs(_Cfg(lr=2e-5), pairs=f)
+    assert changed_fields(rec, new) == ["config.lr", "inputs.pairs"]
+    assert changed_fields(rec, stage_inputs(_Cfg(train=_Train(4)), pairs=tmp_path / "pairs.jsonl")) == \
+        ["config.train", "inputs.pairs"]
+    assert changed_fields(new, new) == []
+
+
+def test_run_dir_missing_then_fresh_then_stale(tmp_path):
+    out = tmp_path / "ppo"
+    rm = _model_dir(tmp_path / "rm", b"v1")
+    first = stage_inputs({"beta": 0.05}, rm=rm)
+    rec = StageRecord(out)
+    assert rec.check(first) == "missing"
+    rec.write(first)  # written before the stage runs: an interrupted run is recognised
+    assert (out / "stage_inputs.json").is_file() and StageRecord(out).check(first) == "missing"
+    (out / "result.json").write_text("{}")
+    assert StageRecord(out).check(first) == "fresh"
+    # The reward model is retrained: the finished run is stale and moved aside, checkpoints and all.
+    (out / "checkpoints").mkdir()
+    _model_dir(rm, b"v2-longer")
+    rec = StageRecord(out)
+    assert rec.check(stage_inputs({"beta": 0.05}, rm=rm)) == "stale"
+    assert rec.changed == ["inputs.rm"]
+    assert not out.exists() and (tmp_path / "ppo.stale" / "result.json").is_file()
+    assert (tmp_path / "ppo.stale" / "checkpoints").is_dir()
+    # A second stale output replaces the first one's slot.
+    rec.write(first)
+    (out / "result.json").write_text('{"second": true}')
+    assert StageRecord(out).check(stage_inputs({"beta": 0.1}, rm=rm)) == "stale"
+    assert json.loads((tmp_path / "ppo.stale" / "result.json").read_text()) == {"second": True}
+
+
+def test_outputs_without_a_record_are_adopted_once(tmp_path):
+    out = tmp_path / "sft"
+    out.mkdir()
+    (out / "result.json").write_text("{}")
+    record = stage_inputs({"steps": 60})
+    assert StageRecord(out).check(record) == "adopted"
+    assert json.loads((out / "stage_inputs.json").read_text()) == record
+    assert StageRecord(out).check(record) == "fresh"
+    assert StageRecord(out).check(stage_inputs({"steps": 61})) == "stale"
+
+
+def test_single_file_output(tmp_path):
+    out = tmp_path / "data" / "eval_pairs.jsonl"
+    record = stage_inputs({"seed": 2})
+    rec = StageRecord(out, done_marker=None)
+    assert rec.path == tmp_path / "data" / "eval_pairs.jsonl.inputs.json"
+    assert rec.check(record) == "missing"
+    rec.write(record)
+    out.write_text("pairs\n")
+    assert StageRecord(out, done_marker=None).check(record) == "fresh"
+    rec = StageRecord(out, done_marker=None)
+    assert rec.check(stage_inputs({"seed": 3})) == "stale" and rec.changed == ["config.seed"]
+    assert not out.exists() and not rec.path.exists()
+    assert (tmp_path / "data" / "eval_pairs.jsonl.stale").read_text() == "pairs\n"
+
+
+def test_paths_under_the_run_dir_are_relative(tmp_path):
+    a = stage_inputs({"model": "runs/demo/sft", "out": "runs/demo", "other": "runs/demo2/x"}, root="runs/demo")
+    assert a["config"] == {"model": "<run>/sft", "out": "<run>", "other": "runs/demo2/x"}
+    assert a == stage_inputs({"model": "elsewhere/v1/sft", "out": "elsewhere/v1", "other": "runs/demo2/x"},
+                             root="elsewhere/v1")
