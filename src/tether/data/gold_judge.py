@@ -62,7 +62,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from tether.data.demo_task import ELEMENTS, VOCABULARIES
+from tether.data.demo_tables import ELEMENTS, VOCABULARIES
 
 W_LENGTH, LENGTH_SCALE, BUDGET_SLACK, DEFAULT_BUDGET = 0.4, 20, 3, 12
 W_FILLER, W_HEDGE, MAX_FILLER_PENALTY = 0.1, 0.2, 0.5
