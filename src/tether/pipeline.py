@@ -109,21 +109,8 @@ and sampled for KL) and their response tokens; best-of-N (N, prompts)."""
 
 
 def _reusable(output: Path, record: dict, log, *, is_file: bool = False) -> bool:
-    """True when `output` is complete and was made from `record` (`StageRecord.check`). Otherwise the stage is
-    about to run: a stale output has been moved aside (said in the log) and `record` is written first, so an
-    interrupted run is recognised on the next try."""
-    rec = StageRecord(output, done_marker=None if is_file else "result.json")
-    status = rec.check(record)
-    if status == "stale":
-        log(f"      {output} was made from other inputs ({', '.join(rec.changed)}): moved to {rec.stale_path}, "
-            f"running the stage again")
-    elif status == "adopted":
-        log(f"      {output} has no record of its inputs (made before tether kept one): reused as it is, "
-            f"its current inputs recorded")
-    if status in ("fresh", "adopted"):
-        return True
-    rec.write(record)
-    return False
+    """`StageRecord.reuse` of a stage's run dir (finished when it holds result.json) or single output file."""
+    return StageRecord(output, done_marker=None if is_file else "result.json").reuse(record, log)
 
 
 def _label_on_policy(policy_dir: Path, rows, out: Path, opts: DemoOptions, seed: int, log,

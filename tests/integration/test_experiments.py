@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,17 @@ def test_kl_sweep_trains_one_run_per_beta_and_reports_their_measured_figures(dem
     again = run_experiment("kl-sweep", None, [*_common(demo, "kl-sweep", "--betas", "[0.0, 0.5]"), *_ppo(demo),
                                               "--eval_prompts", "4", "--kl_prompts", "2"], log=lines.append)
     assert sum("reusing the finished run" in line for line in lines) == 2 and again["table"] == result["table"]
+    # The demo's RM is retrained (its weights change): both PPO runs were trained against the old one, so they
+    # are moved aside and trained again rather than reused.
+    weights = demo["demo"] / "rm" / "model.safetensors"
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    lines = []
+    run_experiment("kl-sweep", None, [*_common(demo, "kl-sweep", "--betas", "[0.0, 0.5]"), *_ppo(demo),
+                                      "--eval_prompts", "4", "--kl_prompts", "2"], log=lines.append)
+    assert sum("was made from other inputs (inputs.rm)" in line for line in lines) == 2
+    assert not any("reusing the finished run" in line for line in lines)
+    assert (out / "beta-0.stale" / "result.json").is_file() and (out / "beta-0" / "result.json").is_file()
 
 
 def test_length_hack_rewards_length_and_compares_beta_zero_with_the_tether(demo):
@@ -114,6 +126,8 @@ def test_multi_objective_runs_each_objective_and_the_weighted_sum(demo):
         assert 0 <= run["objectives"]["correctness"] <= 1 and 0 <= run["objectives"]["brevity"] <= 1
         # correctness measured on held-out greedy responses is the gold judge's correct rate
         assert run["objectives"]["correctness"] == pytest.approx(run["final"]["correct_rate"])
+        # the run records which programmatic reward trained it, so another weighting is never reused for it
+        assert json.loads((Path(run["dir"]) / "stage_inputs.json").read_text())["reward_fn"] == run["weights"]
 
 
 def test_overoptimization_fits_the_bon_curve_and_the_ppo_checkpoints(demo):

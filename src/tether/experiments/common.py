@@ -5,8 +5,10 @@ An experiment reads a finished demo run (`tether demo`, or the pipeline with the
 `<demo_dir>/sft` (the policy every experiment starts from and the KL reference), `<demo_dir>/rm` (the
 learned reward model: the proxy) and `<demo_dir>/data` (prompts with the gold judge's meta). It writes
 `<output_dir>/result.json` (every figure), `<output_dir>/*.png` (its plots) and `<output_dir>/section.md`
-(the text for docs/experiments.md and the report). Finished sub-runs (result.json present) are reused, so
-re-running an experiment only redoes what is missing.
+(the text for docs/experiments.md and the report). Finished sub-runs are reused when they were made from the
+same config, reward and inputs (`runtime.provenance.StageRecord`: the demo's SFT policy, RM and prompts are
+fingerprinted), so re-running an experiment only redoes what is missing or stale — after the demo's RM is
+retrained, its PPO sub-runs are moved to `<dir>.stale` and trained again.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def reward_function(weights: dict[str, float]) -> Callable[[list[PromptRow], lis
         return [math.fsum(w * REWARD_FUNCTIONS[name](row, text, cut) for name, w in weights.items())
                 for row, text, cut in zip(rows, texts, truncated)]
 
+    reward.key = dict(weights)  # what a run trained with it records (`train_ppo_once`)
     return reward
 
 
@@ -74,11 +77,17 @@ def ppo_config(base_config: str, paths: dict[str, Path], output_dir: Path, overr
 
 
 def train_ppo_once(cfg, reward_fn=None, log=print) -> dict:
-    """Train PPO with `cfg` unless its output dir already holds a finished run; its result.json."""
+    """Train PPO with `cfg` unless its output dir already holds a run finished with the same config, reward
+    function (its `key`, from `reward_function`) and inputs (policy, RM, prompts); its result.json."""
+    from tether.runtime.provenance import StageRecord, stage_inputs
     from tether.train import ppo
 
     out = Path(cfg.output_dir)
-    if (out / "result.json").is_file():
+    record = stage_inputs(cfg, root=Path(cfg.model.name).parent, policy=cfg.model.name, rm=cfg.reward_model,
+                          prompts=cfg.data.prompts_file)
+    key = None if reward_fn is None else getattr(reward_fn, "key", reward_fn.__qualname__)
+    record["reward_fn"] = json.loads(json.dumps(key, default=str))
+    if StageRecord(out).reuse(record, log):
         log(f"  reusing the finished run in {out}")
     else:
         log(f"  training {out}: {cfg.train.max_steps} iterations × {cfg.rollout.prompts_per_step} prompts × "

@@ -46,6 +46,7 @@ def run(cfg: RMPoolingConfig, log=print) -> dict:
     from tether.models.loading import freeze, load_tokenizer
     from tether.models.scalar_head import ScalarHeadModel
     from tether.runtime.config import load_config
+    from tether.runtime.provenance import StageRecord, stage_inputs
     from tether.train import reward
 
     cfg.validate()
@@ -61,7 +62,10 @@ def run(cfg: RMPoolingConfig, log=print) -> dict:
             "--data.train_files", f"[{data / 'preference.jsonl'}, {data / 'onpolicy_pairs.jsonl'}]",
             "--data.eval_file", str(data / "eval_pairs.jsonl"), "--data.norm_file", str(data / "sft.jsonl"),
             "--train.eval_steps", "0", *cfg.rm_overrides])
-        if (rm_dir / "result.json").is_file():
+        record = stage_inputs(rm_cfg, root=paths["sft"].parent, policy=paths["sft"],
+                              templated=data / "preference.jsonl", onpolicy=data / "onpolicy_pairs.jsonl",
+                              held_out=data / "eval_pairs.jsonl", norm=data / "sft.jsonl")
+        if StageRecord(rm_dir).reuse(record, log):
             log(f"{pooling}: reusing the finished run in {rm_dir}")
         else:
             log(f"{pooling}: training {rm_cfg.train.max_steps} steps × {rm_cfg.train.batch_size} pairs → {rm_dir}")

@@ -49,14 +49,15 @@ def stage_inputs(config=None, root: str | Path | None = None, **inputs: str | Pa
 
 
 def changed_fields(old: dict, new: dict) -> list[str]:
-    """Which parts of two records differ: 'config.<field>' (top-level field of the config) and 'inputs.<role>'."""
+    """Which parts of two records differ: 'config.<field>' (top-level field of the config), 'inputs.<role>',
+    and the name of any other top-level entry."""
     out = []
-    for part in ("config", "inputs"):
-        a, b = old.get(part) or {}, new.get(part) or {}
-        if not isinstance(a, dict) or not isinstance(b, dict):
-            out += [part] if a != b else []
-            continue
-        out += [f"{part}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    for part in sorted(set(old) | set(new)):
+        a, b = old.get(part), new.get(part)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{part}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            out.append(part)
     return out
 
 
@@ -94,6 +95,22 @@ class StageRecord:
             self.write(record)  # made before records existed: adopted as it is
             return "adopted"
         return "missing"
+
+    def reuse(self, record: dict, log=print) -> bool:
+        """True when the output is complete and was made from `record` (`check`). Otherwise the stage is about
+        to run: a stale output has been moved aside (said in the log) and `record` is written first, so an
+        interrupted run is recognised on the next try."""
+        status = self.check(record)
+        if status == "stale":
+            log(f"      {self.output} was made from other inputs ({', '.join(self.changed)}): moved to "
+                f"{self.stale_path}, running it again")
+        elif status == "adopted":
+            log(f"      {self.output} has no record of its inputs (made before tether kept one): reused as it is, "
+                f"its current inputs recorded")
+        if status in ("fresh", "adopted"):
+            return True
+        self.write(record)
+        return False
 
     def write(self, record: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
