@@ -163,11 +163,12 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     # 1. Demo task data (deterministic in the seed).
     t0 = time.perf_counter()
     data_dir = run / "data"
-    if not (data_dir / "manifest.json").is_file():
+    data_record = stage_inputs({"seed": opts.seed})
+    if StageRecord(data_dir, done_marker="manifest.json").reuse(data_record, log):
+        stage("data", f"reusing {data_dir}")
+    else:
         stage("data", f"generating the demo task into {data_dir}")
         make_demo_task(seed=opts.seed).write(data_dir)
-    else:
-        stage("data", f"reusing {data_dir}")
     timings["data_s"] = time.perf_counter() - t0
 
     # 2. SFT.
