@@ -20,12 +20,12 @@ from pathlib import Path
 
 from common import write_result
 
-from tether.data.tokenization import encode_pairs
 from tether.data.validate import load_records
 from tether.eval.metrics import pairwise_accuracy
+from tether.eval.reward_eval import encode_within, pair_loglikelihoods
 from tether.models.loading import freeze, load_causal_lm, load_tokenizer
 from tether.models.scalar_head import ScalarHeadModel
-from tether.models.scoring import response_logprobs, score_pairs
+from tether.models.scoring import score_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 ALPHAS = (0.0, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 1e3)
@@ -33,18 +33,15 @@ ALPHAS = (0.0, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 1e3)
 
 
 def pair_scores(rm, rm_tok, policy, policy_tok, pairs, max_length: int) -> dict[str, list[float]]:
-    """Head scores and summed / mean log π of chosen and rejected, for the pairs that fit `max_length` under
-    both tokenizers."""
-    enc_rm, _ = encode_pairs(rm_tok, pairs, max_length=sys.maxsize)
-    enc_pol, _ = encode_pairs(policy_tok, pairs, max_length=sys.maxsize)
-    keep = [i for i, (a, b) in enumerate(zip(enc_rm, enc_pol)) if len(a) <= max_length and len(b) <= max_length]
-    enc_rm, enc_pol = [enc_rm[i] for i in keep], [enc_pol[i] for i in keep]
+    """Head scores (`head_c`, `head_r`) and `reward_eval.pair_loglikelihoods` of the pairs that fit `max_length`
+    under both tokenizers."""
+    enc_rm, keep_rm = encode_within(rm_tok, pairs, max_length)
+    enc_pol, keep_pol = encode_within(policy_tok, pairs, max_length)
+    both = set(keep_rm) & set(keep_pol)
+    enc_rm = [e for e, i in zip(enc_rm, keep_rm) if i in both]
+    enc_pol = [e for e, i in zip(enc_pol, keep_pol) if i in both]
     head_c, head_r = score_pairs(rm, enc_rm, rm_tok.pad_token_id)
-    prompts = [p.prompt_ids for p in enc_pol]
-    ll_c, n_c = response_logprobs(policy, prompts, [p.chosen_ids for p in enc_pol], policy_tok.pad_token_id)
-    ll_r, n_r = response_logprobs(policy, prompts, [p.rejected_ids for p in enc_pol], policy_tok.pad_token_id)
-    return {"head_c": head_c, "head_r": head_r, "sum_c": ll_c, "sum_r": ll_r,
-            "mean_c": [s / max(n, 1) for s, n in zip(ll_c, n_c)], "mean_r": [s / max(n, 1) for s, n in zip(ll_r, n_r)]}
+    return {"head_c": head_c, "head_r": head_r, **pair_loglikelihoods(policy, enc_pol, policy_tok.pad_token_id)}
 
 
 def mixed_accuracy(s: dict, kind: str, alpha: float) -> float:

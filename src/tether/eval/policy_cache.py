@@ -12,16 +12,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tether.runtime.provenance import weights_fingerprint
+
 SAMPLED_EVAL_SEED_OFFSET = 7919
 """Added to the run's seed for the sampled evaluation, so its samples are drawn apart from labelling's and
 best-of-N's (same seed, same prompts would otherwise give the same first draws)."""
 
 
-def policy_fingerprint(spec: str) -> list:
-    """What identifies a policy's weights (`runtime.provenance.weights_fingerprint`)."""
-    from tether.runtime.provenance import weights_fingerprint
-
-    return weights_fingerprint(spec)
+policy_fingerprint = weights_fingerprint
+"""What identifies a policy's weights: the same key as a stage record's (`runtime.provenance`)."""
 
 
 def save_eval(path: Path, evaluation, kl: dict | None, kl_prompts: list[str] | None = None,

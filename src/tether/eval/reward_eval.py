@@ -77,7 +77,7 @@ def accuracy_by(groups: list[str], chosen: list[float], rejected: list[float]) -
     return out
 
 
-def _encode_within(tokenizer, pairs, max_length: int) -> tuple[list, list[int]]:
+def encode_within(tokenizer, pairs, max_length: int) -> tuple[list, list[int]]:
     """The encoded pairs no longer than `max_length` and their indices in `pairs` (so per-pair groups stay
     aligned with the scores; `encode_pairs` alone drops over-long pairs without saying which)."""
     encoded, _ = encode_pairs(tokenizer, pairs, max_length=sys.maxsize)
@@ -90,7 +90,7 @@ def evaluate_reward_model(model, tokenizer, pairs, max_length: int, batch_size: 
     """Score PreferencePairs with a scalar-head model and build the report (over-long pairs dropped, counted).
     `by`: meta keys (or "correctness", see `pair_group`) to also report the accuracy per group of, under
     `report["by"][key]`."""
-    encoded, keep = _encode_within(tokenizer, pairs, max_length)
+    encoded, keep = encode_within(tokenizer, pairs, max_length)
     chosen, rejected = score_pairs(model, encoded, tokenizer.pad_token_id, batch_size)
     report = reward_model_report(chosen, rejected, [len(p.chosen_ids) for p in encoded],
                                  [len(p.rejected_ids) for p in encoded])
@@ -100,19 +100,26 @@ def evaluate_reward_model(model, tokenizer, pairs, max_length: int, batch_size: 
     return report
 
 
+def pair_loglikelihoods(policy, encoded, pad_id: int, batch_size: int = 16) -> dict[str, list[float]]:
+    """log π(y | x) of each EncodedPair's chosen and rejected response under `policy`: summed (`sum_c`,
+    `sum_r`) and per token (`mean_c`, `mean_r`)."""
+    prompts = [p.prompt_ids for p in encoded]
+    c_sum, c_n = response_logprobs(policy, prompts, [p.chosen_ids for p in encoded], pad_id, batch_size)
+    r_sum, r_n = response_logprobs(policy, prompts, [p.rejected_ids for p in encoded], pad_id, batch_size)
+    return {"sum_c": c_sum, "sum_r": r_sum, "mean_c": [s / max(n, 1) for s, n in zip(c_sum, c_n)],
+            "mean_r": [s / max(n, 1) for s, n in zip(r_sum, r_n)]}
+
+
 def likelihood_baseline(policy, tokenizer, pairs, max_length: int, batch_size: int = 16,
                         by: tuple[str, ...] = ()) -> dict:
     """Pairwise accuracy of log π(y | x) as a reward (ties half) on PreferencePairs: `accuracy_sum` with the
     summed log-likelihood, `accuracy_mean` with the per-token mean; `by` as in `evaluate_reward_model` (under
     `by[key][group]` both accuracies). Pairs longer than `max_length` are dropped (`dropped_over_long`)."""
-    encoded, keep = _encode_within(tokenizer, pairs, max_length)
+    encoded, keep = encode_within(tokenizer, pairs, max_length)
     if not keep:
         raise DataError(f"no pair fits max_length {max_length}")
-    prompts = [p.prompt_ids for p in encoded]
-    c_sum, c_n = response_logprobs(policy, prompts, [p.chosen_ids for p in encoded], tokenizer.pad_token_id, batch_size)
-    r_sum, r_n = response_logprobs(policy, prompts, [p.rejected_ids for p in encoded], tokenizer.pad_token_id,
-                                   batch_size)
-    c_mean, r_mean = [s / max(n, 1) for s, n in zip(c_sum, c_n)], [s / max(n, 1) for s, n in zip(r_sum, r_n)]
+    ll = pair_loglikelihoods(policy, encoded, tokenizer.pad_token_id, batch_size)
+    c_sum, r_sum, c_mean, r_mean = ll["sum_c"], ll["sum_r"], ll["mean_c"], ll["mean_r"]
     report = {"n_pairs": len(keep), "dropped_over_long": len(pairs) - len(keep),
               "accuracy_sum": pairwise_accuracy(c_sum, r_sum), "accuracy_mean": pairwise_accuracy(c_mean, r_mean)}
     if by:

@@ -42,9 +42,9 @@ def stage_inputs(config=None, root: str | Path | None = None, **inputs: str | Pa
     cfg = asdict(config) if is_dataclass(config) else config
     record = {"config": cfg, "inputs": {role: input_fingerprint(p) for role, p in sorted(inputs.items())}}
     text = json.dumps(record, default=str)
-    if root is not None:
+    if root is not None:  # only whole strings that are the root or start with "<root>/"
         root_json = json.dumps(str(root))
-        text = text.replace(root_json, '"<run>"').replace(root_json[1:-1] + "/", "<run>/")
+        text = text.replace(root_json, '"<run>"').replace(root_json[:-1] + "/", '"<run>/')
     return json.loads(text)
 
 

@@ -106,7 +106,9 @@ def test_single_file_output(tmp_path):
 
 
 def test_paths_under_the_run_dir_are_relative(tmp_path):
-    a = stage_inputs({"model": "runs/demo/sft", "out": "runs/demo", "other": "runs/demo2/x"}, root="runs/demo")
-    assert a["config"] == {"model": "<run>/sft", "out": "<run>", "other": "runs/demo2/x"}
-    assert a == stage_inputs({"model": "elsewhere/v1/sft", "out": "elsewhere/v1", "other": "runs/demo2/x"},
-                             root="elsewhere/v1")
+    a = stage_inputs({"model": "runs/demo/sft", "out": "runs/demo", "other": "runs/demo2/x",
+                      "elsewhere": "/data/runs/demo/x"}, root="runs/demo")
+    assert a["config"] == {"model": "<run>/sft", "out": "<run>", "other": "runs/demo2/x",
+                           "elsewhere": "/data/runs/demo/x"}
+    assert a == stage_inputs({"model": "elsewhere/v1/sft", "out": "elsewhere/v1", "other": "runs/demo2/x",
+                              "elsewhere": "/data/runs/demo/x"}, root="elsewhere/v1")
