@@ -336,8 +336,10 @@ def _run_pipeline(opts) -> None:
 
 
 def _right_changes(c: dict) -> str:
-    """'; right +g/−l': paired responses where only the first / only the second is correct (when recorded)."""
-    return f"; right +{c['correct_gained']}/−{c['correct_lost']}" if "correct_gained" in c else ""
+    """'; right +g/−l': paired responses where only the first / only the second is correct; '; ceiling x%': the
+    highest win rate any policy could reach against these baseline responses (each when recorded)."""
+    out = f"; right +{c['correct_gained']}/−{c['correct_lost']}" if "correct_gained" in c else ""
+    return out + (f"; ceiling {c['win_rate_ceiling']:.1%}" if "win_rate_ceiling" in c else "")
 
 
 def _print_demo_summary(summary: dict, run_name: str) -> None:

@@ -69,6 +69,8 @@ W_FILLER, W_HEDGE, MAX_FILLER_PENALTY = 0.1, 0.2, 0.5
 W_REPETITION = 0.8
 W_ENDING = 0.3
 BASE_CORRECT, BASE_WRONG, BASE_UNCLEAR = 1.0, -1.0, -0.5
+MIN_TOTAL, MAX_TOTAL = -1.0, 1.0
+"""The range `total` is clipped to: a correct, concise, clean, properly ended reply scores MAX_TOTAL."""
 
 FILLER_PHRASES: tuple[str, ...] = (
     "great question",
@@ -441,7 +443,7 @@ def gold_score(prompt_meta: dict[str, Any], response: str, truncated: bool = Fal
         - W_REPETITION * repetition
         - (0.0 if ends_properly else W_ENDING)
     )
-    total = max(-1.0, min(1.0, total))
+    total = max(MIN_TOTAL, min(MAX_TOTAL, total))
     return GoldScore(
         total,
         correct,

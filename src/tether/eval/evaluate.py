@@ -18,10 +18,11 @@ from pathlib import Path
 import torch
 
 from tether.data.collators import collate_sft
-from tether.data.gold_judge import gold_score
+from tether.data.gold_judge import MAX_TOTAL, gold_score
 from tether.data.records import PromptRow, prompt_text
 from tether.data.tokenization import EncodedExample
-from tether.eval.metrics import distinct_n, mean_ci, repetition_rate, win_rate, win_rate_clustered
+from tether.eval.metrics import (distinct_n, mean_ci, repetition_rate, win_rate, win_rate_ceiling,
+                                 win_rate_clustered)
 from tether.models.logprobs import sequence_logprobs
 from tether.models.lora import eval_mode
 from tether.sampling.generate import SamplingConfig, generate
@@ -134,7 +135,8 @@ def compare(a: PolicyEval, b: PolicyEval, tolerance: float = 1e-6) -> dict[str, 
     one response per prompt; cluster-robust over prompts when a prompt occurs more than once (K samples each).
     Also how often correctness changed between the paired responses: `correct_gained` (a right, b not) and
     `correct_lost` (b right, a not); wins beyond `correct_gained` are style (length, padding, endings, hedging)
-    or a lesser mistake (no answer beats a wrong one)."""
+    or a lesser mistake (no answer beats a wrong one). `win_rate_ceiling`: the most any `a` could reach
+    against these `b` responses — where `b` already has the top gold score, `a` can only tie."""
     prompts = [s.prompt for s in a.samples]
     if prompts != [s.prompt for s in b.samples]:
         raise ValueError(f"'{a.name}' and '{b.name}' were evaluated on different prompts (or sample counts)")
@@ -144,7 +146,8 @@ def compare(a: PolicyEval, b: PolicyEval, tolerance: float = 1e-6) -> dict[str, 
     gained = sum(x.correct and not y.correct for x, y in zip(a.samples, b.samples))
     lost = sum(y.correct and not x.correct for x, y in zip(a.samples, b.samples))
     return {"win_rate": w.rate, "ci_low": w.lo, "ci_high": w.hi, "wins": w.wins, "ties": w.ties, "losses": w.losses,
-            "correct_gained": gained, "correct_lost": lost}
+            "correct_gained": gained, "correct_lost": lost,
+            "win_rate_ceiling": win_rate_ceiling([y.gold for y in b.samples], MAX_TOTAL, tolerance)}
 
 
 def align_to(single: PolicyEval, multi: PolicyEval) -> tuple[PolicyEval, PolicyEval]:

@@ -30,6 +30,7 @@ __all__ = [
     "repetition_rate",
     "self_similarity",
     "win_rate",
+    "win_rate_ceiling",
     "win_rate_clustered",
 ]
 
@@ -150,6 +151,17 @@ def win_rate_clustered(outcomes: Iterable[int], clusters: Iterable, confidence: 
     var = c / (c - 1) * math.fsum((s - rate * m) ** 2 for s, m in sums.values()) / (n * n)
     half = _z(confidence) * math.sqrt(var)
     return WinRate(rate, max(0.0, rate - half), min(1.0, rate + half), plain.wins, plain.ties, plain.losses)
+
+
+def win_rate_ceiling(baseline_scores: Iterable[float], best: float, tolerance: float = 1e-6) -> float:
+    """The highest win rate any policy could reach against a baseline with these scores: where the baseline
+    already scores within ``tolerance`` of the best possible score ``best``, the best outcome is a tie (½);
+    elsewhere, a win (1). Mean over comparisons: ``1 − ½ · (share of baseline responses at the best)``.
+
+    A win-rate target above this number cannot be met on these prompts, whatever the policy does.
+    """
+    xs = _floats(baseline_scores, "baseline_scores")
+    return math.fsum(0.5 if x >= best - tolerance else 1.0 for x in xs) / len(xs)
 
 
 def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:

@@ -417,6 +417,8 @@ def _win_cell(w: dict | None) -> str:
         return "—"
     vs = html.escape(str(w.get("baseline", "sft")))
     right = (f"; right {w['correct_gained']} gained / {w['correct_lost']} lost" if "correct_gained" in w else "")
+    if "win_rate_ceiling" in w:  # where the baseline is already at the top score, the best possible is a tie
+        right += f"; at most {_f(w['win_rate_ceiling'], '.0%')} possible"
     return (f"{_f(w['win_rate'], '.1%')} ({_f(w['ci_low'], '.0%')}–{_f(w['ci_high'], '.0%')}) "
             f"<small>{w['wins']}W/{w['ties']}T/{w['losses']}L vs {vs}{right}</small>")
 

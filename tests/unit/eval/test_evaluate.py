@@ -54,6 +54,8 @@ def test_compare_k_samples_per_prompt_pairs_them_in_order_and_clusters_by_prompt
     assert (c["correct_gained"], c["correct_lost"]) == (2, 1)  # _sample marks gold > 0 as right
     assert c["win_rate"] == pytest.approx(0.75)
     assert c["ci_low"] == pytest.approx(0.75 - 0.28290, abs=1e-4) and c["ci_high"] == 1.0
+    assert c["win_rate_ceiling"] == pytest.approx(5.5 / 6)  # b is at the top score (1.0) in 1 of 6 samples
+    assert compare(b, a)["win_rate_ceiling"] == pytest.approx(4.5 / 6)  # a is at 1.0 in 3 of 6 samples
 
 
 def test_compare_refuses_different_prompts():

@@ -15,6 +15,7 @@ from tether.eval.metrics import (
     pearson,
     repetition_rate,
     win_rate,
+    win_rate_ceiling,
 )
 
 Z95 = 1.959963984540054  # standard-normal 97.5 % quantile
@@ -68,6 +69,19 @@ def test_win_rate_rejects_bad_outcomes():
         win_rate([])
     with pytest.raises(ValueError, match=r"got 2"):
         win_rate([1, 2])
+
+
+def test_win_rate_ceiling_by_hand():
+    # baseline at the top score on 2 of 5 prompts: the best policy ties those and wins the rest -> (2·½ + 3) / 5
+    assert win_rate_ceiling([1.0, 0.4, 1.0, -1.0, 0.999], best=1.0) == pytest.approx(0.8)
+    assert win_rate_ceiling([1.0, 0.4, 1.0, -1.0, 0.999], best=1.0, tolerance=0.01) == pytest.approx(0.7)
+    assert win_rate_ceiling([1.0] * 3, best=1.0) == 0.5  # a perfect baseline can only be tied
+    # the ceiling is reached: a policy at the top everywhere scores exactly it against the same baseline
+    baseline = [1.0, 0.4, 1.0, -1.0]
+    outcomes = [0 if b == 1.0 else 1 for b in baseline]
+    assert win_rate(outcomes).rate == win_rate_ceiling(baseline, best=1.0)
+    with pytest.raises(ValueError, match="empty"):
+        win_rate_ceiling([], best=1.0)
 
 
 def test_distinct_n_by_hand():

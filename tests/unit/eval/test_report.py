@@ -159,7 +159,7 @@ def test_sampled_evaluation_gets_its_own_table(tmp_path):
     (run / "eval" / "sampled.json").write_text(json.dumps({"policies": policies, "comparisons": {"ppo_vs_sft": cmp}}))
     summary = json.loads((run / "summary.json").read_text())
     summary["sampled"] = {"samples_per_prompt": 2, "temperature": 1.0}
-    summary["best_of_n"] = {"n": 16, "vs_sft_sampled": dict(cmp, win_rate=0.75)}
+    summary["best_of_n"] = {"n": 16, "vs_sft_sampled": dict(cmp, win_rate=0.75, win_rate_ceiling=0.8125)}
     (run / "summary.json").write_text(json.dumps(summary))
     sampled = collect(run)["sampled"]
     assert (sampled["samples_per_prompt"], sampled["temperature"]) == (2, 1.0)
@@ -170,7 +170,7 @@ def test_sampled_evaluation_gets_its_own_table(tmp_path):
     page = html_path.read_text()
     table = page[page.index('id="sampled-table"'):]
     assert "68.8% (50%–88%) <small>4W/3T/1L vs sft</small>" in table
-    assert "75.0% (50%–88%) <small>4W/3T/1L vs sft samples</small>" in table
+    assert "75.0% (50%–88%) <small>4W/3T/1L vs sft samples; at most 81% possible</small>" in table
     (run / "eval" / "sampled.json").write_text(json.dumps({"policies": []}))
     with pytest.raises(DataError, match=r"sampled.json: 'policies' must be an object"):
         collect(run)
