@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -93,8 +92,9 @@ def test_kl_sweep_trains_one_run_per_beta_and_reports_their_measured_figures(dem
     # The demo's RM is retrained (its weights change): both PPO runs were trained against the old one, so they
     # are moved aside and trained again rather than reused.
     weights = demo["demo"] / "rm" / "model.safetensors"
-    st = weights.stat()
-    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
     lines = []
     run_experiment("kl-sweep", None, [*_common(demo, "kl-sweep", "--betas", "[0.0, 0.5]"), *_ppo(demo),
                                       "--eval_prompts", "4", "--kl_prompts", "2"], log=lines.append)

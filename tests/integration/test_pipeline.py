@@ -104,14 +104,13 @@ def test_bad_options_name_the_field(tiny_configs, tmp_path):
 
 
 def test_stage_whose_inputs_changed_runs_again(first_run, tmp_path):
-    """A run moved elsewhere is still recognised; after the reward model changes, the stages made with the old
-    one (PPO, best-of-N) are moved aside and run again, and the others are reused."""
-    import os
+    """A run copied elsewhere (new mtimes) is still recognised; after the reward model changes, the stages made
+    with the old one (PPO, best-of-N) are moved aside and run again, and the others are reused."""
     import shutil
 
     run, _, _, opts = first_run
     moved = tmp_path / "moved"
-    shutil.copytree(run, moved / "t")
+    shutil.copytree(run, moved / "t", copy_function=shutil.copy)  # `cp -r`: new mtimes, same weights
     opts = DemoOptions(**{**opts.__dict__, "runs_dir": str(moved)})
     lines: list[str] = []
     run_demo(opts, log=lines.append)
@@ -121,8 +120,9 @@ def test_stage_whose_inputs_changed_runs_again(first_run, tmp_path):
         assert f"reusing the finished run in {moved / 't' / stage}" in text, stage
 
     weights = moved / "t" / "rm" / "model.safetensors"
-    st = weights.stat()
-    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # what a retrained RM looks like
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # what a retrained RM looks like: other weights
+    weights.write_bytes(bytes(data))
     lines = []
     run_demo(opts, log=lines.append)
     text = "\n".join(lines)

@@ -21,8 +21,7 @@ from tether.data.collators import collate_sft
 from tether.data.gold_judge import MAX_TOTAL, gold_score
 from tether.data.records import PromptRow, prompt_text
 from tether.data.tokenization import EncodedExample
-from tether.eval.metrics import (distinct_n, mean_ci, repetition_rate, win_rate, win_rate_ceiling,
-                                 win_rate_clustered)
+from tether.eval.metrics import distinct_n, mean_ci, repetition_rate, win_rate, win_rate_ceiling, win_rate_clustered
 from tether.models.logprobs import sequence_logprobs
 from tether.models.lora import eval_mode
 from tether.sampling.generate import SamplingConfig, generate

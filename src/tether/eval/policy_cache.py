@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tether.runtime.provenance import weights_fingerprint
+from tether.runtime.provenance import same_record, weights_fingerprint
 
 SAMPLED_EVAL_SEED_OFFSET = 7919
 """Added to the run's seed for the sampled evaluation, so its samples are drawn apart from labelling's and
@@ -80,14 +80,14 @@ def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, s
         return {k: v for k, v in (d or {}).items() if k != "rm"}
 
     if cached is not None and [s.prompt for s in cached[0].samples] == wanted \
-            and (not trained or cached[2] == wanted_kl) and generation_key(cached[3]) == generation_key(key):
+            and (not trained or cached[2] == wanted_kl) and same_record(generation_key(cached[3]), generation_key(key)):
         evaluation, kl_value, _, _ = cached
         log(f"      {name}: reusing {cache}")
         evaluation, changed = rejudge(evaluation, scored_rows)
         if changed:
             log(f"      {name}: {changed} of {evaluation.n} cached responses scored differently by the current "
                 "gold judge; updated")
-        rm_changed = cached[3].get("rm") != key["rm"]
+        rm_changed = not same_record(cached[3].get("rm"), key["rm"])
         if rm_changed:
             evaluation.proxy_mean = None  # scored by other RM weights
             log(f"      {name}: the reward model changed; proxy score {'recomputed' if rm is not None else 'dropped'}")

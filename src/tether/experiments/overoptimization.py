@@ -121,6 +121,7 @@ def checkpoint_points(cfg: OveroptimizationConfig, paths: dict[str, Path], run_d
     from tether.data.records import prompt_text
     from tether.eval.policy_cache import policy_fingerprint
     from tether.runtime.checkpoint import checkpoint_dirs
+    from tether.runtime.provenance import same_record
 
     cached = json.loads(cache.read_text()) if cache.is_file() else {}
     setting = {"prompts": [prompt_text(r.prompt) for r in rows], "samples": cfg.ppo_samples, "seed": cfg.seed,
@@ -131,7 +132,7 @@ def checkpoint_points(cfg: OveroptimizationConfig, paths: dict[str, Path], run_d
     for ckpt in checkpoint_dirs(run_dir):
         key = json.loads(json.dumps(setting | {"weights": policy_fingerprint(str(ckpt))}))
         entry = cached.get(str(ckpt))
-        if entry is None or entry["key"] != key:
+        if entry is None or not same_record(entry["key"], key):
             models = models or _checkpoint_models(paths, run_dir)
             log(f"  evaluating {ckpt}: {cfg.ppo_samples} samples × {len(rows)} held-out prompts")
             entry = {"key": key, **_sample_and_score(cfg, models, ckpt, rows)}

@@ -15,14 +15,65 @@ import shutil
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
+HASH_CACHE = ".weights_sha256.json"
+"""Per model dir: each *.safetensors file's sha256 with the (size, mtime) it was computed at, so a file is
+hashed once per write, not on every check."""
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
 
 def weights_fingerprint(spec: str) -> list:
-    """What identifies a model's weights: for a local dir, (name, size, mtime) of its *.safetensors files;
-    otherwise (an embedded or hub name) the name itself."""
+    """What identifies a model's weights: for a local dir, [name, size, mtime_ns, sha256] of each of its
+    *.safetensors files (`same_record` compares by content where both sides have the hash, so a copied dir with
+    new mtimes is the same model); otherwise (an embedded or hub name) the name itself. Hashes are cached in the
+    dir (`HASH_CACHE`, keyed by size and mtime); a read-only dir just hashes again."""
     path = Path(spec)
     if not path.is_dir():
         return [spec]
-    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(path.glob("*.safetensors"))]
+    cache_file = path / HASH_CACHE
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    out, fresh = [], {}
+    for f in sorted(path.glob("*.safetensors")):
+        st = f.stat()
+        stamp = [st.st_size, st.st_mtime_ns]
+        hit = cache.get(f.name) if isinstance(cache, dict) else None
+        digest = hit["sha256"] if isinstance(hit, dict) and hit.get("stamp") == stamp else _sha256_file(f)
+        fresh[f.name] = {"stamp": stamp, "sha256": digest}
+        out.append([f.name, st.st_size, st.st_mtime_ns, digest])
+    if fresh != cache:
+        try:
+            cache_file.write_text(json.dumps(fresh))
+        except OSError:
+            pass
+    return out
+
+
+def _is_file_entry(x) -> bool:
+    """A weights-fingerprint entry: [name, size, mtime_ns] (records written before hashes) or [..., sha256]."""
+    return (isinstance(x, list) and len(x) in (3, 4) and isinstance(x[0], str) and x[0].endswith(".safetensors")
+            and isinstance(x[1], int) and isinstance(x[2], int))
+
+
+def same_record(a, b) -> bool:
+    """Equality of two JSON records, except that weights-file entries are compared by (name, size, sha256) when
+    both carry the hash, and by (name, size, mtime) when one predates hashes (an old record stays valid for the
+    untouched file it was made from, and does not match a retrained one)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_record(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        if _is_file_entry(a) and _is_file_entry(b):
+            return a[:2] == b[:2] and (a[3] == b[3] if len(a) == len(b) == 4 else a[2] == b[2])
+        return len(a) == len(b) and all(same_record(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 def input_fingerprint(spec: str | Path) -> list | str:
@@ -55,8 +106,8 @@ def changed_fields(old: dict, new: dict) -> list[str]:
     for part in sorted(set(old) | set(new)):
         a, b = old.get(part), new.get(part)
         if isinstance(a, dict) and isinstance(b, dict):
-            out += [f"{part}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-        elif a != b:
+            out += [f"{part}.{k}" for k in sorted(set(a) | set(b)) if not same_record(a.get(k), b.get(k))]
+        elif not same_record(a, b):
             out.append(part)
     return out
 
@@ -90,6 +141,8 @@ class StageRecord:
             if self.changed:
                 self._move_aside()
                 return "stale"
+            if old != record and self.done():
+                self.write(record)  # same inputs, newer fingerprints (a copied dir, or hashes added): keep them
             return "fresh" if self.done() else "missing"
         if self.done():
             self.write(record)  # made before records existed: adopted as it is

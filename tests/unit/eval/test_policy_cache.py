@@ -38,7 +38,12 @@ def test_reused_for_same_prompts_and_weights_redone_when_either_changes(tiny, po
     assert lines[-1].endswith("evaluating " + str(policy_dir))
     weights = next(policy_dir.glob("*.safetensors"))
     stat = weights.stat()
-    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # retrained in place
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched, same bytes: the same policy
+    evaluate(ROWS[:1])
+    assert lines[-1].startswith("      dpo: reusing")
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # retrained in place: the last weight's lowest byte differs
+    weights.write_bytes(bytes(data))
     evaluate(ROWS[:1])
     assert lines[-1].endswith("evaluating " + str(policy_dir))
     evaluate(ROWS[:1])

@@ -7,7 +7,14 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from tether.runtime.provenance import StageRecord, changed_fields, input_fingerprint, stage_inputs, weights_fingerprint
+from tether.runtime.provenance import (
+    StageRecord,
+    changed_fields,
+    input_fingerprint,
+    same_record,
+    stage_inputs,
+    weights_fingerprint,
+)
 
 
 @dataclass
@@ -36,8 +43,41 @@ def test_fingerprints_of_files_dirs_and_names(tmp_path):
     d = _model_dir(tmp_path / "rm", b"abc")
     (d / "config.json").write_text("{}")  # only the weights count
     st = (d / "model.safetensors").stat()
-    assert input_fingerprint(d) == weights_fingerprint(str(d)) == [["model.safetensors", 3, st.st_mtime_ns]]
+    sha = hashlib.sha256(b"abc").hexdigest()
+    assert input_fingerprint(d) == weights_fingerprint(str(d)) == [["model.safetensors", 3, st.st_mtime_ns, sha]]
     assert input_fingerprint("smollm2-135m-instruct") == ["smollm2-135m-instruct"]
+
+
+def test_weights_are_hashed_once_per_write_and_a_copy_is_the_same_model(tmp_path):
+    import shutil
+
+    d = _model_dir(tmp_path / "rm", b"abc")
+    first = weights_fingerprint(str(d))
+    cache = json.loads((d / ".weights_sha256.json").read_text())
+    assert cache["model.safetensors"]["sha256"] == first[0][3]
+    cache["model.safetensors"]["sha256"] = "from-the-cache"  # an unchanged file is not hashed again
+    (d / ".weights_sha256.json").write_text(json.dumps(cache))
+    assert weights_fingerprint(str(d))[0][3] == "from-the-cache"
+    (d / "model.safetensors").write_bytes(b"abd")  # rewritten (same size): hashed again
+    os.utime(d / "model.safetensors", ns=(1, 1))
+    assert weights_fingerprint(str(d))[0][3] == hashlib.sha256(b"abd").hexdigest()
+    copy = tmp_path / "copy"
+    shutil.copytree(d, copy)  # copied, new mtime: a new entry, the same model
+    os.utime(copy / "model.safetensors", ns=(2, 2))
+    a, b = weights_fingerprint(str(d)), weights_fingerprint(str(copy))
+    assert a != b and same_record(a, b)
+    (copy / "model.safetensors").write_bytes(b"xyz")
+    assert not same_record(a, weights_fingerprint(str(copy)))
+
+
+def test_records_written_before_hashes_still_match_the_untouched_weights(tmp_path):
+    d = _model_dir(tmp_path / "rm", b"abc")
+    legacy = [entry[:3] for entry in weights_fingerprint(str(d))]  # [name, size, mtime_ns]
+    assert same_record({"inputs": {"rm": legacy}}, {"inputs": {"rm": weights_fingerprint(str(d))}})
+    (d / "model.safetensors").write_bytes(b"xyz")  # retrained, same size: the old record does not match it
+    os.utime(d / "model.safetensors", ns=(5, 5))
+    assert changed_fields({"inputs": {"rm": legacy}}, {"inputs": {"rm": weights_fingerprint(str(d))}}) == \
+        ["inputs.rm"]
 
 
 def test_record_round_trips_through_json_and_names_what_changed(tmp_path):
@@ -112,3 +152,18 @@ def test_paths_under_the_run_dir_are_relative(tmp_path):
                            "elsewhere": "/data/runs/demo/x"}
     assert a == stage_inputs({"model": "elsewhere/v1/sft", "out": "elsewhere/v1", "other": "runs/demo2/x",
                               "elsewhere": "/data/runs/demo/x"}, root="elsewhere/v1")
+
+
+def test_a_copied_input_keeps_the_output_fresh_and_the_record_is_updated(tmp_path):
+    import shutil
+
+    rm = _model_dir(tmp_path / "rm", b"v1")
+    out = tmp_path / "ppo"
+    StageRecord(out).write(stage_inputs({"beta": 0.05}, rm=rm))
+    (out / "result.json").write_text("{}")
+    shutil.rmtree(rm)
+    _model_dir(rm, b"v1")  # the same weights written again (as `cp -r` of a run does): new mtime
+    os.utime(rm / "model.safetensors", ns=(7, 7))
+    now = stage_inputs({"beta": 0.05}, rm=rm)
+    assert StageRecord(out).check(now) == "fresh"
+    assert json.loads((out / "stage_inputs.json").read_text()) == now
