@@ -65,7 +65,9 @@ class DemoOptions:
     eval_temperature: float = 1.0
     """Sampling temperature of the sampled evaluation (PPO's rollout temperature: the policy PPO optimised)."""
     kl_prompts: int = 50
-    """Held-out prompts on which each trained policy's KL to the SFT policy is estimated (on its own samples)."""
+    """Held-out prompts on which each trained policy's KL to the SFT policy is estimated on a separate draw of
+    its own samples — only without a temperature-1 sampled evaluation; with one (the default) the KL is measured
+    on those eval_samples × eval_prompts samples."""
     bon_n: int = 16
     """N of the best-of-N stage."""
     bon_prompts: int = 50
@@ -271,10 +273,13 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     #    evaluation is saved in eval/policy-<name>[-sampled].json and reused.
     t0 = time.perf_counter()
     rows = eval_rows[: QUICK_SIZES["eval_prompts"] if quick else opts.eval_prompts]
-    kl_rows = rows[: QUICK_SIZES["kl_prompts"] if quick else opts.kl_prompts]
+    kl_from_samples = bool(opts.eval_samples) and opts.eval_temperature == 1.0  # KL on the sampled evaluation's
+    kl_rows = [] if kl_from_samples else rows[: QUICK_SIZES["kl_prompts"] if quick else opts.kl_prompts]
     trained = ({"ppo": ppo_dir} if "ppo" not in opts.skip else {}) | {loss: out for loss, out in pref_runs.items()}
+    kl_where = (f"on the {opts.eval_samples} × {len(rows)} sampled responses" if kl_from_samples
+                else f"on {len(kl_rows)} prompts")
     stage("eval", f"{2 + len(trained)} policies on {len(rows)} held-out prompts (greedy, gold judge); "
-                  f"KL to SFT on {len(kl_rows)}; RM on held-out pairs")
+                  f"KL to SFT {kl_where}; RM on held-out pairs")
     tokenizer = load_tokenizer(sft_cfg.model.name, sft_cfg.model.max_length)
     sft_model = freeze(load_causal_lm(str(sft_dir), tokenizer))
     rm = freeze(ScalarHeadModel.from_pretrained(rm_dir))
@@ -297,11 +302,13 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
         stage("eval", f"sampled: SFT and {len(trained)} trained policies, {opts.eval_samples} samples per prompt at "
                       f"temperature {opts.eval_temperature} on {len(rows)} prompts")
         for name in ["sft", *trained]:
-            sampled[name], _ = evaluate_cached(run, name, policies[name], rows, [], tokenizer, sft_model, rm,
+            sampled[name], kl_value = evaluate_cached(run, name, policies[name], rows, [], tokenizer, sft_model, rm,
                                                rm_tokenizer, seed=opts.seed, log=log,
                                                max_new_tokens=QUICK_SIZES["eval_tokens"] if quick else 64,
                                                rm_spec=str(rm_dir), samples_per_prompt=opts.eval_samples,
                                                temperature=opts.eval_temperature)
+            if kl_value is not None:
+                kl[name] = kl_value
         sampled_cmp = {f"{name}_vs_sft": compare(sampled[name], sampled["sft"]) for name in trained}
         write_eval(run / "eval" / "sampled.json", list(sampled.values()), sampled_cmp)
     held_out, _ = load_records(data_dir / "eval_pairs.jsonl", "preference")

@@ -187,7 +187,8 @@ def kl_to_reference(policy, reference, tokenizer, rows: list[PromptRow], max_new
 @torch.no_grad()
 def kl_of_generations(policy, reference, tokenizer, gens, batch_size: int = 16) -> dict[str, float]:
     """The k1 estimate of KL(π ‖ π_ref) on responses `gens` that π sampled at temperature 1 (see
-    `kl_to_reference`): mean and 95 % CI of Σ_t [log π(y_t|·) − log π_ref(y_t|·)] per response."""
+    `kl_to_reference`): mean and 95 % CI of Σ_t [log π(y_t|·) − log π_ref(y_t|·)] per response. With several
+    responses to a prompt the interval is that of the per-prompt means (prompts are the independent units)."""
     values = []
     for start in range(0, len(gens), batch_size):
         chunk = [EncodedExample(g.prompt_ids, g.response_ids) for g in gens[start : start + batch_size]]
@@ -197,6 +198,11 @@ def kl_of_generations(policy, reference, tokenizer, gens, batch_size: int = 16) 
             logp, _ = sequence_logprobs(policy, batch)  # (b,)
             ref_logp, _ = sequence_logprobs(reference, batch)  # (b,)
         values += (logp - ref_logp).tolist()
+    by_prompt: dict[tuple, list[float]] = defaultdict(list)
+    for g, v in zip(gens, values):
+        by_prompt[tuple(g.prompt_ids)].append(v)
     mean, lo, hi = mean_ci(values)
+    if len(by_prompt) < len(values) and len({len(v) for v in by_prompt.values()}) == 1:
+        _, lo, hi = mean_ci([sum(v) / len(v) for v in by_prompt.values()])  # equal K: same mean, clustered CI
     return {"kl": mean, "kl_ci_low": lo, "kl_ci_high": hi, "n": len(values),
             "mean_tokens": sum(len(g.response_ids) for g in gens) / len(gens)}

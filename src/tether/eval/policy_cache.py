@@ -57,20 +57,22 @@ def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, s
     neither verdict depends on it being redone.
 
     `samples_per_prompt` K > 0: the sampled evaluation instead — K responses per prompt at `temperature`
-    (prompt-major; seeded apart from the other stages' sampling), saved to eval/policy-<name>-sampled.json;
-    no KL (pass `kl_rows=[]`)."""
+    (prompt-major; seeded apart from the other stages' sampling), saved to eval/policy-<name>-sampled.json. At
+    temperature 1 a trained policy's KL to SFT is measured on these same samples (`kl_rows` is not used): they
+    are the policy's own samples, K × len(rows) of them instead of a separate smaller draw."""
     from tether.data.records import prompt_text
     from tether.eval.comparison import attach_proxy
-    from tether.eval.evaluate import evaluate_policy, kl_to_reference, rejudge
+    from tether.eval.evaluate import evaluate_generations, evaluate_policy, kl_of_generations, kl_to_reference, rejudge
     from tether.models.loading import freeze, load_causal_lm
-    from tether.sampling.generate import SamplingConfig
+    from tether.sampling.generate import SamplingConfig, generate
 
     k = samples_per_prompt
     cache = run / "eval" / (f"policy-{name}-sampled.json" if k else f"policy-{name}.json")
     cached = load_eval(cache)
     scored_rows = [r for r in rows for _ in range(max(k, 1))]  # one per response, prompt-major
     wanted, wanted_kl = [prompt_text(r.prompt) for r in scored_rows], [prompt_text(r.prompt) for r in kl_rows]
-    trained = name not in ("base", "sft") and bool(kl_rows)
+    sampled_kl = bool(k) and temperature == 1.0 and name not in ("base", "sft")
+    trained = not k and name not in ("base", "sft") and bool(kl_rows)  # greedy: KL on a separate draw
     key = {"policy": policy_fingerprint(spec), "max_new_tokens": max_new_tokens,
            "rm": policy_fingerprint(rm_spec) if rm_spec else None}
     if k:
@@ -80,7 +82,8 @@ def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, s
         return {k: v for k, v in (d or {}).items() if k != "rm"}
 
     if cached is not None and [s.prompt for s in cached[0].samples] == wanted \
-            and (not trained or cached[2] == wanted_kl) and same_record(generation_key(cached[3]), generation_key(key)):
+            and (not trained or cached[2] == wanted_kl) and (not sampled_kl or cached[1] is not None) \
+            and same_record(generation_key(cached[3]), generation_key(key)):
         evaluation, kl_value, _, _ = cached
         log(f"      {name}: reusing {cache}")
         evaluation, changed = rejudge(evaluation, scored_rows)
@@ -99,16 +102,20 @@ def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, s
         return evaluation, kl_value
     log(f"      {name}: evaluating {spec}")
     model = sft_model if name == "sft" else freeze(load_causal_lm(spec, tokenizer))
+    kl_value = None
     if k:
-        evaluation = evaluate_policy(name, model, tokenizer, rows,
-                                     SamplingConfig(do_sample=True, temperature=temperature,
-                                                    max_new_tokens=max_new_tokens, batch_size=32),
-                                     seed=seed, show_progress=False, samples_per_prompt=k)
+        gens = generate(model, tokenizer, [r.prompt for r in scored_rows],
+                        SamplingConfig(do_sample=True, temperature=temperature, max_new_tokens=max_new_tokens,
+                                       batch_size=32), seed=seed, show_progress=False)
+        evaluation = evaluate_generations(name, scored_rows, gens)
+        if sampled_kl:
+            kl_value = kl_of_generations(model, sft_model, tokenizer, gens)
     else:
         evaluation = evaluate_policy(name, model, tokenizer, rows,
                                      SamplingConfig(do_sample=False, max_new_tokens=max_new_tokens))
+        if trained:
+            kl_value = kl_to_reference(model, sft_model, tokenizer, kl_rows, max_new_tokens, seed=seed)
     if rm is not None:
         attach_proxy(evaluation, scored_rows, rm, rm_tokenizer)
-    kl_value = kl_to_reference(model, sft_model, tokenizer, kl_rows, max_new_tokens, seed=seed) if trained else None
     save_eval(cache, evaluation, kl_value, wanted_kl if trained else None, key)
     return evaluation, kl_value

@@ -97,3 +97,53 @@ def test_a_reused_evaluation_is_scored_by_the_current_judge(tiny, policy_dir, tm
     assert lines[-1] == "      sft: 1 of 2 cached responses scored differently by the current gold judge; updated"
     assert [s.gold for s in again.samples] == [s.gold for s in first.samples]
     assert load_eval(cache)[0].samples[0].gold == first.samples[0].gold  # the cache is rewritten
+
+
+def test_sampled_evaluation_measures_the_kl_on_its_own_samples(tiny, policy_dir, tmp_path):
+    import json
+
+    from tether.eval.evaluate import kl_of_generations
+    from tether.eval.policy_cache import SAMPLED_EVAL_SEED_OFFSET
+    from tether.sampling.generate import SamplingConfig, generate
+
+    model, tok = tiny
+    run, lines = tmp_path / "run", []
+
+    def sampled(name, temperature=1.0):
+        return evaluate_cached(run, name, str(policy_dir), ROWS, ROWS[:1], tok, model, None, None, max_new_tokens=6,
+                               log=lines.append, samples_per_prompt=3, temperature=temperature)
+
+    evaluation, kl = sampled("dpo")
+    assert evaluation.n == 6 and kl["n"] == 6  # every sample, not the one kl_rows prompt
+    rows = [r for r in ROWS for _ in range(3)]
+    gens = generate(model, tok, [r.prompt for r in rows], SamplingConfig(do_sample=True, temperature=1.0,
+                    max_new_tokens=6, batch_size=32), seed=SAMPLED_EVAL_SEED_OFFSET, show_progress=False)
+    assert [g.text for g in gens] == [s.response for s in evaluation.samples]  # the same draw
+    assert kl == kl_of_generations(model, model, tok, gens)
+    assert abs(kl["kl"]) < 1e-5  # the policy is its own reference here
+    assert sampled("sft")[1] is None and sampled("dpo", temperature=0.7)[1] is None  # not a trained policy at T 1
+    cache = run / "eval" / "policy-dpo-sampled.json"
+    d = json.loads(cache.read_text())  # written at T 0.7: no KL
+    assert d["kl_to_sft"] is None
+    sampled("dpo")  # back at T 1, by an older tether without the KL: evaluated again to measure it
+    assert lines[-1] == f"      dpo: evaluating {policy_dir}"
+    assert sampled("dpo")[1] == kl and lines[-1].startswith("      dpo: reusing")
+
+
+def test_kl_interval_of_several_samples_per_prompt_is_by_prompt(tiny):
+    from tether.eval.evaluate import kl_of_generations
+    from tether.eval.metrics import mean_ci
+    from tether.sampling.generate import SamplingConfig, generate
+
+    model, tok = tiny
+    other = type(model)(model.config)  # a different random reference: per-sample values differ
+    rows = [r for r in ROWS for _ in range(2)]
+    gens = generate(model, tok, [r.prompt for r in rows], SamplingConfig(do_sample=True, max_new_tokens=5), seed=3,
+                    show_progress=False)
+    both = kl_of_generations(model, other, tok, gens)
+    per_sample = [kl_of_generations(model, other, tok, [g])["kl"] for g in gens]
+    assert both["kl"] == pytest.approx(sum(per_sample) / 4, abs=1e-5)
+    means = [(per_sample[0] + per_sample[1]) / 2, (per_sample[2] + per_sample[3]) / 2]
+    _, lo, hi = mean_ci(means)
+    assert (both["kl_ci_low"], both["kl_ci_high"]) == (pytest.approx(lo, abs=1e-5), pytest.approx(hi, abs=1e-5))
+    assert both["n"] == 4
