@@ -14,6 +14,7 @@ __all__ = [
     "exact_div",
     "first_true_index",
     "gather_logprobs",
+    "map_length_groups",
     "masked_mean",
     "masked_sum",
     "masked_var",
@@ -129,3 +130,28 @@ def exact_div(a: int, b: int, what: str) -> int:
     if b == 0 or a % b != 0:
         raise ValueError(f"{what}: {a} is not divisible by {b}")
     return a // b
+
+
+def map_length_groups(fn, rows: dict[str, torch.Tensor], group_size: int) -> tuple[torch.Tensor, ...]:
+    """``fn(sub_rows) -> tuple of (n,) tensors`` over a right-padded batch, in groups of ``group_size`` rows of
+    similar length, each group cut to its own longest row: the same per-row results as one call on the whole
+    batch (up to float rounding), computed on less padding. Results come back in the original row order (with
+    their autograd graphs, so a loss over them backpropagates through every group).
+
+    ``rows``: ``(N,T)`` tensors, one of them ``attention_mask`` (1 = real token, padding on the right only).
+    A chosen and a rejected reply of one pair are often of very different lengths; batched together, the short
+    one pays for the long one's padding.
+    """
+    mask = rows["attention_mask"]  # (N,T)
+    lengths = mask.sum(dim=-1)  # (N,)
+    if not bool((mask.cumsum(dim=-1).eq(lengths[:, None]) | mask.bool()).all()):
+        raise ValueError("map_length_groups needs right-padded rows (real tokens first)")
+    order = torch.argsort(lengths, descending=True, stable=True)  # (N,)
+    parts: list[tuple[torch.Tensor, ...]] = []
+    for start in range(0, order.numel(), max(1, group_size)):
+        idx = order[start : start + group_size]  # (g,)
+        width = int(lengths[idx].max())
+        out = fn({k: v[idx, :width] for k, v in rows.items()})
+        parts.append(out if isinstance(out, tuple) else (out,))
+    inverse = torch.argsort(order)  # (N,)
+    return tuple(torch.cat(group)[inverse.to(group[0].device)] for group in zip(*parts))

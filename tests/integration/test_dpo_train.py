@@ -72,6 +72,10 @@ def test_cached_reference_equals_recomputed(tiny_model_dir, tmp_path):
         lp = pair_logps(ref, collate_pairs([examples[i] for i in idx], tok.pad_token_id), "cpu")
     expected = torch.stack([lp["chosen"], lp["rejected"], lp["chosen_mean"], lp["rejected_mean"]], -1)
     torch.testing.assert_close(torch.stack([cache[i] for i in idx]), expected, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # forwards of 2 rows of similar length (the CPU default groups 4): the same values
+        grouped = pair_logps(ref, collate_pairs([examples[i] for i in idx], tok.pad_token_id), "cpu", group_rows=2)
+    for key in ("chosen", "rejected", "chosen_mean", "rejected_mean"):
+        torch.testing.assert_close(grouped[key], lp[key], atol=1e-5, rtol=1e-5)
 
 
 def test_dpo_resume_reproduces_the_uninterrupted_run(tiny_model_dir, tmp_path):
@@ -87,3 +91,23 @@ def test_lora_reference_is_the_base_with_adapters_off(tiny_model_dir, tmp_path):
     losses = curve(tmp_path / "lora", "loss/dpo")
     assert losses[0] == pytest.approx(math.log(2), abs=1e-5)  # LoRA B = 0 at init: policy == base
     assert not (tmp_path / "lora" / REF_CACHE).exists()
+
+
+@pytest.mark.parametrize("loss", ["dpo", "simpo"])
+def test_two_processes_follow_the_one_process_loss_curve(tiny_model_dir, tmp_path, loss):
+    """With and without a cached reference: each process takes half of every step's pairs; the loss curve matches
+    the 1-process run."""
+    from launch import launch_two_processes
+    from tether.runtime.config import save_config
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each of the 2 processes below
+    try:
+        train(dpo_cfg(tiny_model_dir, tmp_path, "one", loss))
+    finally:
+        torch.set_num_threads(threads)
+    save_config(dpo_cfg(tiny_model_dir, tmp_path, "two", loss), tmp_path / "two.yaml")
+    launch_two_processes("dpo", tmp_path / "two.yaml")
+    assert json.loads((tmp_path / "two" / "result.json").read_text())["num_processes"] == 2
+    assert len(curve(tmp_path / "one", f"loss/{loss}")) == 4
+    assert curve(tmp_path / "two", f"loss/{loss}") == pytest.approx(curve(tmp_path / "one", f"loss/{loss}"), rel=1e-4)

@@ -4,13 +4,11 @@ across processes, advantages whitened over the global batch, each minibatch shar
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
+from launch import launch_two_processes
 from ppo_assets import curves, make_assets, ppo_cfg
 from tether.runtime.config import save_config
 from tether.train.ppo import train
@@ -26,13 +24,7 @@ def test_two_processes_follow_the_one_process_trajectory(tiny_model_dir, tmp_pat
         torch.set_num_threads(threads)
     yaml_cfg = tmp_path / "two.yaml"
     save_config(ppo_cfg(assets, tmp_path / "two", "--train.max_steps", "2"), yaml_cfg)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # On CPU, `accelerate launch --multi_gpu` starts the processes with torchrun; tether selects gloo.
-    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                           "-m", "tether.cli.main", "ppo", "--config", str(yaml_cfg)],
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = launch_two_processes("ppo", yaml_cfg, timeout=300)
     assert "ppo (gae): 2 iterations" in proc.stdout
     assert json.loads((tmp_path / "two" / "result.json").read_text())["num_processes"] == 2
     one, two = curves(tmp_path / "one"), curves(tmp_path / "two")

@@ -92,3 +92,27 @@ def test_logged_loss_is_the_global_batch_loss_however_it_is_split(tiny_model_dir
 
     assert first("mb4") == pytest.approx(first("mb8"), rel=1e-5)
     assert 0.3 < first("mb8") < 1.5  # ~log 2 at a random head: not halved by microbatching
+
+
+def test_two_processes_follow_the_one_process_loss_curve(tiny_model_dir, tmp_path, norm_file):
+    """Each process scores half of every step's pairs (in forwards of similar-length rows); gradients are averaged
+    over processes, so the loss curve and the held-out accuracy match the 1-process run."""
+    from launch import launch_two_processes
+    from tether.runtime.config import save_config
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each of the 2 processes below
+    try:
+        one = train(rm_cfg(tiny_model_dir, tmp_path, "one"))
+    finally:
+        torch.set_num_threads(threads)
+    save_config(rm_cfg(tiny_model_dir, tmp_path, "two"), tmp_path / "two.yaml")
+    launch_two_processes("rm", tmp_path / "two.yaml")
+    assert json.loads((tmp_path / "two" / "result.json").read_text())["num_processes"] == 2
+
+    def curve(run: str) -> list[float]:
+        return [m["loss/reward"] for m in read_metrics(tmp_path / run / "metrics.jsonl") if "loss/reward" in m]
+
+    assert len(curve("one")) == 4 and curve("two") == pytest.approx(curve("one"), rel=1e-4)
+    two = json.loads((tmp_path / "two" / "result.json").read_text())
+    assert two["eval/accuracy"] == one.eval["eval/accuracy"]

@@ -4,14 +4,12 @@ follow the same loss curve as 1 (same global batch)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from launch import launch_two_processes
 from tether.runtime.config import load_config
 from tether.runtime.metrics import read_metrics
 from tether.train.sft import SFTConfig, train
@@ -80,13 +78,7 @@ def test_two_processes_follow_the_one_process_loss_curve(tiny_model_dir, tmp_pat
     from tether.runtime.config import save_config
 
     save_config(tiny_cfg(tiny_model_dir, data, tmp_path / "two"), yaml_cfg)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # On CPU, `accelerate launch --multi_gpu` starts the processes with torchrun; tether selects gloo.
-    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                           "-m", "tether.cli.main", "sft", "--config", str(yaml_cfg)],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    launch_two_processes("sft", yaml_cfg)
     assert json.loads((tmp_path / "two" / "result.json").read_text())["num_processes"] == 2
     assert json.loads((tmp_path / "one" / "result.json").read_text())["num_processes"] == 1
     assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-4)

@@ -172,3 +172,32 @@ def test_exact_div():
         exact_div(10, 4, "train.batch_size")
     with pytest.raises(ValueError, match="not divisible by 0"):
         exact_div(10, 0, "x")
+
+
+def test_map_length_groups_equals_one_call_in_order_with_gradients():
+    from tether.ops import map_length_groups
+
+    torch.manual_seed(0)
+    lengths = [3, 7, 2, 7, 5]
+    mask = torch.zeros(5, 8, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1
+    x = torch.randn(5, 8)
+    w = torch.randn(8, requires_grad=True)
+    widths: list[int] = []
+
+    def fn(b):  # per row: a masked sum that depends on w, and the row's real length
+        widths.append(b["x"].shape[1])
+        return (b["x"] * w[: b["x"].shape[1]] * b["attention_mask"]).sum(-1), b["attention_mask"].sum(-1)
+
+    whole, _ = fn({"x": x, "attention_mask": mask})
+    (g_whole,) = torch.autograd.grad(whole.square().sum(), w)
+    widths.clear()
+    grouped, n_grouped = map_length_groups(fn, {"x": x, "attention_mask": mask}, group_size=2)
+    (g_grouped,) = torch.autograd.grad(grouped.square().sum(), w)
+    assert widths == [7, 5, 2]  # longest first: rows {1, 3}, then {4, 0}, then {2}, each cut to its longest
+    assert torch.allclose(grouped, whole) and n_grouped.tolist() == lengths  # original order
+    assert torch.allclose(g_grouped, g_whole)
+    left = mask.flip(-1)
+    with pytest.raises(ValueError, match="right-padded"):
+        map_length_groups(fn, {"x": x, "attention_mask": left}, group_size=2)

@@ -34,6 +34,7 @@ from tether.models.loading import load_causal_lm, load_tokenizer
 from tether.models.logprobs import sequence_logprobs
 from tether.models.lora import adapters_disabled, apply_lora, eval_mode
 from tether.models.spec import ModelConfig
+from tether.ops import map_length_groups
 from tether.runtime.checkpoint import save_checkpoint
 from tether.runtime.config import save_config, to_dict
 from tether.runtime.seeding import global_batch_indices, rank_slice, seed_everything
@@ -141,10 +142,14 @@ def load_examples(cfg: DPOConfig, tokenizer) -> tuple[list[EncodedPair], list[En
 
 # --- log-probabilities -----------------------------------------------------------------------------
 
-def pair_logps(model, batch: dict, device) -> dict[str, torch.Tensor]:
-    """Summed and mean response logprobs of chosen (first half) and rejected (second half) rows."""
-    batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-    total, count = sequence_logprobs(model, batch)  # (2B,), (2B,)
+def pair_logps(model, batch: dict, device, group_rows: int = 0) -> dict[str, torch.Tensor]:
+    """Summed and mean response logprobs of chosen (first half) and rejected (second half) rows: one forward,
+    or forwards of `group_rows` rows of similar length (`ops.map_length_groups`; same values, less padding)."""
+    rows = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids", "response_mask")}
+    if group_rows:
+        total, count = map_length_groups(lambda b: sequence_logprobs(model, b), rows, group_rows)  # (2B,), (2B,)
+    else:
+        total, count = sequence_logprobs(model, rows)  # (2B,), (2B,)
     n = total.shape[0] // 2
     mean = total / count.clamp(min=1)  # (2B,)
     return {"chosen": total[:n], "rejected": total[n:], "chosen_mean": mean[:n], "rejected_mean": mean[n:]}
@@ -152,13 +157,13 @@ def pair_logps(model, batch: dict, device) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def reference_logps(model, examples: list[EncodedPair], indices: list[int], batch_size: int, pad_id: int,
-                    device, use_lora: bool) -> dict[int, torch.Tensor]:
+                    device, use_lora: bool, group_rows: int = 0) -> dict[int, torch.Tensor]:
     """Reference logprobs (chosen, rejected, chosen_mean, rejected_mean) of the given examples, computed once."""
     out: dict[int, torch.Tensor] = {}
     with eval_mode(model), (adapters_disabled(model) if use_lora else nullcontext()):
         for start in range(0, len(indices), batch_size):
             idx = indices[start : start + batch_size]
-            lp = pair_logps(model, collate_pairs([examples[i] for i in idx], pad_id), device)
+            lp = pair_logps(model, collate_pairs([examples[i] for i in idx], pad_id), device, group_rows)
             stacked = torch.stack([lp["chosen"], lp["rejected"], lp["chosen_mean"], lp["rejected_mean"]], -1)  # (b,4)
             for i, row in zip(idx, stacked.cpu()):
                 out[i] = row
@@ -239,6 +244,7 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
                      for s in range(tcfg.max_steps)]
     ref_cache: dict[int, torch.Tensor] = {}
     eval_ref: dict[int, torch.Tensor] = {}
+    group_rows = tcfg.group_rows(accelerator.device)
     if spec.needs_reference and not cfg.model.use_lora:
         cache_path = out / REF_CACHE
         if cache_path.is_file():
@@ -248,10 +254,12 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
             visited = sorted({i for idx in steps_indices for i in idx})
             accelerator.print(f"{cfg.loss}: caching reference logprobs of {len(visited)} + {len(eval_examples)} "
                               "examples")
+            visited.sort(key=lambda i: len(train_examples[i]))  # similar lengths batched together
             ref_cache = reference_logps(model, train_examples, visited, tcfg.micro_batch_size * 2,
-                                        tokenizer.pad_token_id, accelerator.device, use_lora=False)
+                                        tokenizer.pad_token_id, accelerator.device, False, group_rows)
             eval_ref = reference_logps(model, eval_examples, list(range(len(eval_examples))),
-                                       tcfg.micro_batch_size * 2, tokenizer.pad_token_id, accelerator.device, False)
+                                       tcfg.micro_batch_size * 2, tokenizer.pad_token_id, accelerator.device, False,
+                                       group_rows)
             if accelerator.is_main_process:
                 torch.save({"train": ref_cache, "eval": eval_ref}, cache_path)
     model.train()
@@ -266,7 +274,7 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
             return None
         if cfg.model.use_lora:  # the base with adapters off is the reference, computed on the fly
             return torch.stack(list(reference_logps(model, examples, idx, len(idx), tokenizer.pad_token_id,
-                                                    accelerator.device, use_lora=True).values()))
+                                                    accelerator.device, True, group_rows).values()))
         return torch.stack([cache[i] for i in idx])
 
     # 4. Loop: each optimizer step sees `batch_size` examples in total over processes and microbatches.
@@ -281,7 +289,7 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
             ref = ref_for(train_examples, ref_cache, idx)
             sync = nullcontext() if k == n_micro - 1 else accelerator.no_sync(model)
             with sync:
-                policy = pair_logps(model, batch, accelerator.device)
+                policy = pair_logps(model, batch, accelerator.device, group_rows)
                 loss, stats = compute_loss(cfg, policy, None if ref is None else ref.to(accelerator.device), batch,
                                            tcfg.batch_size)
                 accelerator.backward(loss * accelerator.num_processes)  # DDP averages over processes
@@ -301,7 +309,8 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
                          **timer.lap()}, step=done)
             window = []
         if eval_examples and ((tcfg.eval_steps and done % tcfg.eval_steps == 0) or done == tcfg.max_steps):
-            eval_metrics = evaluate(cfg, accelerator, model, eval_examples, eval_ref, tokenizer.pad_token_id, ref_for)
+            eval_metrics = evaluate(cfg, accelerator, model, eval_examples, eval_ref, tokenizer.pad_token_id, ref_for,
+                                    group_rows)
             metrics.log(eval_metrics, step=done)
         if (tcfg.save_steps and done % tcfg.save_steps == 0) or done == tcfg.max_steps or done == interrupt_at_step:
             save_checkpoint(accelerator, out, done, {}, keep=tcfg.save_total_limit)
@@ -323,7 +332,8 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
 
 
 @torch.no_grad()
-def evaluate(cfg: DPOConfig, accelerator, model, examples, eval_ref, pad_id: int, ref_for) -> dict[str, float]:
+def evaluate(cfg: DPOConfig, accelerator, model, examples, eval_ref, pad_id: int, ref_for,
+             group_rows: int = 0) -> dict[str, float]:
     """The loss and its stats on held-out examples (this process computes all of them)."""
     sums: dict[str, float] = {}
     with eval_mode(model):
@@ -331,7 +341,7 @@ def evaluate(cfg: DPOConfig, accelerator, model, examples, eval_ref, pad_id: int
             idx = list(range(start, min(start + cfg.train.micro_batch_size, len(examples))))
             batch = collate_pairs([examples[i] for i in idx], pad_id)
             ref = ref_for(examples, eval_ref, idx)
-            policy = pair_logps(model, batch, accelerator.device)
+            policy = pair_logps(model, batch, accelerator.device, group_rows)
             _, stats = compute_loss(cfg, policy, None if ref is None else ref.to(accelerator.device), batch, len(idx))
             for name, value in stats.items():
                 sums[name] = sums.get(name, 0.0) + float(value) * len(idx)

@@ -57,6 +57,11 @@ class TrainConfig:
     """Trackers besides metrics.jsonl: tensorboard, wandb, trackio, mlflow (accelerate trackers)."""
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     """Autocast precision (GPU); keep `no` on CPU."""
+    forward_group_rows: int | None = None
+    """Pairwise stages (reward model, DPO family): rows per forward inside a microbatch, grouped by length and
+    each group cut to its longest row, so a short chosen reply does not pay for a long rejected one's padding;
+    same results. 0: the whole microbatch in one forward. None: 4 on CPU (forward+backward 1.49× faster on the
+    demo's pairs: benchmarks/length_groups.py), 0 on GPUs, where one large forward is the faster one."""
 
     def validate(self) -> None:
         if self.batch_size % self.micro_batch_size:
@@ -66,6 +71,14 @@ class TrainConfig:
             raise ConfigError(f"train.max_steps must be >= 1, got {self.max_steps}")
         if self.learning_rate <= 0:
             raise ConfigError(f"train.learning_rate must be > 0, got {self.learning_rate}")
+        if self.forward_group_rows is not None and self.forward_group_rows < 0:
+            raise ConfigError(f"train.forward_group_rows must be >= 0, got {self.forward_group_rows}")
+
+    def group_rows(self, device: torch.device) -> int:
+        """`forward_group_rows` resolved for `device` (0: one forward per microbatch)."""
+        if self.forward_group_rows is not None:
+            return self.forward_group_rows
+        return 4 if device.type == "cpu" else 0
 
 
 def make_accelerator(cfg: TrainConfig, output_dir: Path):

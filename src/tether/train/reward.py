@@ -29,6 +29,7 @@ from tether.models.loading import load_tokenizer
 from tether.models.scalar_head import ScalarHeadModel, apply_lora_to_scalar
 from tether.models.scoring import score_pairs, score_sequences
 from tether.models.spec import ModelConfig
+from tether.ops import map_length_groups
 from tether.runtime.checkpoint import save_checkpoint
 from tether.runtime.config import save_config, to_dict
 from tether.runtime.seeding import global_batch_indices, rank_slice, seed_everything
@@ -121,10 +122,15 @@ def _load_pairs(cfg: RMConfig, tokenizer) -> tuple[list[EncodedPair], list[Encod
     return pairs, eval_pairs[: cfg.data.max_eval_pairs], {"bad_rows": dropped, "over_long": over_long}
 
 
-def _score_pairs(model, batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward over 2B rows → chosen (B,), rejected (B,) scores."""
-    scores = model(batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                   batch["position_ids"].to(device))  # (2B,)
+def _score_pairs(model, batch: dict, device, group_rows: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """2B rows → chosen (B,), rejected (B,) scores: one forward, or forwards of `group_rows` rows of similar
+    length (`ops.map_length_groups`)."""
+    rows = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids")}
+
+    def score(b: dict) -> torch.Tensor:
+        return model(b["input_ids"], b["attention_mask"], b["position_ids"])  # (n,)
+
+    scores = map_length_groups(score, rows, group_rows)[0] if group_rows else score(rows)  # (2B,)
     n = scores.shape[0] // 2
     return scores[:n], scores[n:]
 
@@ -195,6 +201,7 @@ def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
 
     # 4. Loop: each optimizer step sees `batch_size` pairs in total over processes and microbatches.
     timer, window, eval_metrics = StepTimer(), [], {}
+    group_rows = tcfg.group_rows(accelerator.device)
     bar = progress(accelerator, tcfg.max_steps, start_step, "rm")
     for step in range(start_step, tcfg.max_steps):
         indices = rank_slice(global_batch_indices(len(train_pairs), tcfg.batch_size, step, tcfg.seed),
@@ -205,7 +212,7 @@ def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
         for k, batch in enumerate(micro):
             sync = nullcontext() if k == n_micro - 1 else accelerator.no_sync(model)
             with sync:
-                chosen, rejected = _score_pairs(model, batch, accelerator.device)  # (b,), (b,)
+                chosen, rejected = _score_pairs(model, batch, accelerator.device, group_rows)  # (b,), (b,)
                 margin = batch["margin"].to(accelerator.device) if cfg.use_margin else None
                 loss, stats = bradley_terry_loss(chosen, rejected, margin=margin, num_pairs=tcfg.batch_size,
                                                  center_coef=cfg.center_coef)
