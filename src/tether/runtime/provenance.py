@@ -99,15 +99,26 @@ def stage_inputs(config=None, root: str | Path | None = None, **inputs: str | Pa
     return json.loads(text)
 
 
+def _same_config(old, new) -> bool:
+    """`same_record` for configs, except that a field the old record lacks is not a change: it was added to
+    tether after the output was made, and a new field's default keeps the behaviour from before it existed."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return set(old) <= set(new) and all(_same_config(old[k], new[k]) for k in old)
+    return same_record(old, new)
+
+
 def changed_fields(old: dict, new: dict) -> list[str]:
     """Which parts of two records differ: 'config.<field>' (top-level field of the config), 'inputs.<role>',
-    and the name of any other top-level entry."""
+    and the name of any other top-level entry. Config fields that only the new record has do not count
+    (`_same_config`)."""
     out = []
     for part in sorted(set(old) | set(new)):
         a, b = old.get(part), new.get(part)
+        same = _same_config if part == "config" else same_record
         if isinstance(a, dict) and isinstance(b, dict):
-            out += [f"{part}.{k}" for k in sorted(set(a) | set(b)) if not same_record(a.get(k), b.get(k))]
-        elif not same_record(a, b):
+            out += [f"{part}.{k}" for k in sorted(set(a) | set(b))
+                    if (k in a or part != "config") and not same(a.get(k), b.get(k))]
+        elif not same(a, b):
             out.append(part)
     return out
 

@@ -167,3 +167,13 @@ def test_a_copied_input_keeps_the_output_fresh_and_the_record_is_updated(tmp_pat
     now = stage_inputs({"beta": 0.05}, rm=rm)
     assert StageRecord(out).check(now) == "fresh"
     assert json.loads((out / "stage_inputs.json").read_text()) == now
+
+
+def test_a_config_field_added_after_the_output_was_made_is_not_a_change():
+    old = {"config": {"lr": 1e-5, "train": {"steps": 3}}, "inputs": {}}
+    grown = {"config": {"lr": 1e-5, "train": {"steps": 3, "forward_group_rows": None}, "packing": False},
+             "inputs": {}}
+    assert changed_fields(old, grown) == []
+    assert changed_fields(grown, old) == ["config.packing", "config.train"]  # a field removed is a change
+    assert changed_fields(old, {**grown, "config": {**grown["config"], "lr": 2e-5}}) == ["config.lr"]
+    assert changed_fields({"inputs": {"a": "x"}}, {"inputs": {"a": "x", "b": "y"}}) == ["inputs.b"]  # inputs: all
