@@ -17,13 +17,10 @@ from pathlib import Path
 
 import torch
 
-from tether.data.collators import collate_sft
 from tether.data.gold_judge import MAX_TOTAL, gold_score
 from tether.data.records import PromptRow, prompt_text
-from tether.data.tokenization import EncodedExample
 from tether.eval.metrics import distinct_n, mean_ci, repetition_rate, win_rate, win_rate_ceiling, win_rate_clustered
-from tether.models.logprobs import sequence_logprobs
-from tether.models.lora import eval_mode
+from tether.models.scoring import response_logprobs
 from tether.sampling.generate import SamplingConfig, generate
 
 
@@ -189,15 +186,10 @@ def kl_of_generations(policy, reference, tokenizer, gens, batch_size: int = 16) 
     """The k1 estimate of KL(π ‖ π_ref) on responses `gens` that π sampled at temperature 1 (see
     `kl_to_reference`): mean and 95 % CI of Σ_t [log π(y_t|·) − log π_ref(y_t|·)] per response. With several
     responses to a prompt the interval is that of the per-prompt means (prompts are the independent units)."""
-    values = []
-    for start in range(0, len(gens), batch_size):
-        chunk = [EncodedExample(g.prompt_ids, g.response_ids) for g in gens[start : start + batch_size]]
-        batch = collate_sft(chunk, tokenizer.pad_token_id)
-        batch["response_mask"] = batch.pop("loss_mask")
-        with eval_mode(policy), eval_mode(reference):
-            logp, _ = sequence_logprobs(policy, batch)  # (b,)
-            ref_logp, _ = sequence_logprobs(reference, batch)  # (b,)
-        values += (logp - ref_logp).tolist()
+    prompts, responses = [g.prompt_ids for g in gens], [g.response_ids for g in gens]
+    logp, _ = response_logprobs(policy, prompts, responses, tokenizer.pad_token_id, batch_size)
+    ref_logp, _ = response_logprobs(reference, prompts, responses, tokenizer.pad_token_id, batch_size)
+    values = [a - b for a, b in zip(logp, ref_logp)]
     by_prompt: dict[tuple, list[float]] = defaultdict(list)
     for g, v in zip(gens, values):
         by_prompt[tuple(g.prompt_ids)].append(v)

@@ -143,6 +143,18 @@ def test_kl_interval_of_several_samples_per_prompt_is_by_prompt(tiny):
     both = kl_of_generations(model, other, tok, gens)
     per_sample = [kl_of_generations(model, other, tok, [g])["kl"] for g in gens]
     assert both["kl"] == pytest.approx(sum(per_sample) / 4, abs=1e-5)
+
+    def plain_logprob(m, g) -> float:  # one unpadded forward, log-softmax, gather the response tokens
+        import torch
+
+        ids = torch.tensor([g.prompt_ids + g.response_ids])
+        with torch.no_grad():
+            logp = torch.log_softmax(m(ids).logits[0, :-1].float(), dim=-1)
+        targets = ids[0, 1:]
+        return float(logp[torch.arange(len(targets)), targets][len(g.prompt_ids) - 1 :].sum())
+
+    for g, value in zip(gens, per_sample):
+        assert value == pytest.approx(plain_logprob(model, g) - plain_logprob(other, g), abs=1e-4)
     means = [(per_sample[0] + per_sample[1]) / 2, (per_sample[2] + per_sample[3]) / 2]
     _, lo, hi = mean_ci(means)
     assert (both["kl_ci_low"], both["kl_ci_high"]) == (pytest.approx(lo, abs=1e-5), pytest.approx(hi, abs=1e-5))
