@@ -109,7 +109,9 @@ class PolicyAndValue(torch.nn.Module):
         out = self.policy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                           position_ids=batch["position_ids"], use_cache=False, logits_to_keep=r_width + 1,
                           output_hidden_states=shared_values)
-        logits = out.logits[:, :-1].float() / temperature  # (B,R,V) column t predicts response token t
+        logits = out.logits[:, :-1].float()  # (B,R,V) column t predicts response token t
+        if temperature != 1.0:  # a (B,R,V) copy: only when it changes anything
+            logits = logits / temperature
         logprobs = gather_logprobs(logits, batch["response_ids"])  # (B,R)
         with nullcontext() if entropy_grad else torch.no_grad():
             entropy = entropy_from_logits(logits)  # (B,R)
