@@ -142,13 +142,15 @@ def map_length_groups(fn, rows: dict[str, torch.Tensor], group_size: int) -> tup
     A chosen and a rejected reply of one pair are often of very different lengths; batched together, the short
     one pays for the long one's padding.
     """
+    if group_size < 1:
+        raise ValueError(f"group_size must be >= 1, got {group_size}")
     mask = rows["attention_mask"]  # (N,T)
     lengths = mask.sum(dim=-1)  # (N,)
     if not bool((mask.cumsum(dim=-1).eq(lengths[:, None]) | mask.bool()).all()):
         raise ValueError("map_length_groups needs right-padded rows (real tokens first)")
     order = torch.argsort(lengths, descending=True, stable=True)  # (N,)
     parts: list[tuple[torch.Tensor, ...]] = []
-    for start in range(0, order.numel(), max(1, group_size)):
+    for start in range(0, order.numel(), group_size):
         idx = order[start : start + group_size]  # (g,)
         width = int(lengths[idx].max())
         out = fn({k: v[idx, :width] for k, v in rows.items()})

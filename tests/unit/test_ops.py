@@ -201,3 +201,5 @@ def test_map_length_groups_equals_one_call_in_order_with_gradients():
     left = mask.flip(-1)
     with pytest.raises(ValueError, match="right-padded"):
         map_length_groups(fn, {"x": x, "attention_mask": left}, group_size=2)
+    with pytest.raises(ValueError, match="group_size must be >= 1"):
+        map_length_groups(fn, {"x": x, "attention_mask": mask}, group_size=0)
