@@ -273,7 +273,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     #    evaluation is saved in eval/policy-<name>[-sampled].json and reused.
     t0 = time.perf_counter()
     rows = eval_rows[: QUICK_SIZES["eval_prompts"] if quick else opts.eval_prompts]
-    kl_from_samples = bool(opts.eval_samples) and opts.eval_temperature == 1.0  # KL on the sampled evaluation's
+    kl_from_samples = bool(opts.eval_samples) and opts.eval_temperature == 1.0  # KL on the policy's eval samples
     kl_rows = [] if kl_from_samples else rows[: QUICK_SIZES["kl_prompts"] if quick else opts.kl_prompts]
     trained = ({"ppo": ppo_dir} if "ppo" not in opts.skip else {}) | {loss: out for loss, out in pref_runs.items()}
     kl_where = (f"on the {opts.eval_samples} × {len(rows)} sampled responses" if kl_from_samples
@@ -302,11 +302,10 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
         stage("eval", f"sampled: SFT and {len(trained)} trained policies, {opts.eval_samples} samples per prompt at "
                       f"temperature {opts.eval_temperature} on {len(rows)} prompts")
         for name in ["sft", *trained]:
-            sampled[name], kl_value = evaluate_cached(run, name, policies[name], rows, [], tokenizer, sft_model, rm,
-                                               rm_tokenizer, seed=opts.seed, log=log,
-                                               max_new_tokens=QUICK_SIZES["eval_tokens"] if quick else 64,
-                                               rm_spec=str(rm_dir), samples_per_prompt=opts.eval_samples,
-                                               temperature=opts.eval_temperature)
+            sampled[name], kl_value = evaluate_cached(
+                run, name, policies[name], rows, [], tokenizer, sft_model, rm, rm_tokenizer, seed=opts.seed, log=log,
+                max_new_tokens=QUICK_SIZES["eval_tokens"] if quick else 64, rm_spec=str(rm_dir),
+                samples_per_prompt=opts.eval_samples, temperature=opts.eval_temperature)
             if kl_value is not None:
                 kl[name] = kl_value
         sampled_cmp = {f"{name}_vs_sft": compare(sampled[name], sampled["sft"]) for name in trained}

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tether.pipeline import QUICK_SIZES
+from tether.pipeline import QUICK_SIZES, DemoOptions
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def test_demo_quick_runs_every_stage(tmp_path):
     assert rm["n_pairs"] > 0 and 0.0 <= rm["accuracy"] <= 1.0
     assert (tmp_path / "runs" / "e2e" / "dpo-dpo" / "model.safetensors").is_file()
     assert (tmp_path / "runs" / "e2e" / "ppo" / "result.json").is_file()
-    kl_n = QUICK_SIZES["kl_prompts"]
+    kl_n = DemoOptions().eval_samples * QUICK_SIZES["eval_prompts"]  # on the temperature-1 sampled evaluation
     assert summary["kl_to_sft"]["dpo"]["n"] == kl_n and summary["kl_to_sft"]["ppo"]["n"] == kl_n
     assert set(summary["comparisons"]) == {"sft_vs_base", "ppo_vs_sft", "dpo_vs_sft"}
     assert "sft win rate vs base" in proc.stdout and "dpo win rate vs sft" in proc.stdout
