@@ -109,13 +109,20 @@ def evaluate_policy(name: str, model, tokenizer, rows: list[PromptRow], sampling
                     seed: int = 0, show_progress: bool = True, samples_per_prompt: int = 1) -> PolicyEval:
     """Gold-judge evaluation of `model` on `rows`: greedy by default; with a sampling config that samples,
     `samples_per_prompt` responses per prompt (the samples list is prompt-major: row 0's K samples first)."""
+    return generate_and_evaluate(name, model, tokenizer, rows, sampling, seed, show_progress, samples_per_prompt)[0]
+
+
+def generate_and_evaluate(name: str, model, tokenizer, rows: list[PromptRow], sampling: SamplingConfig | None = None,
+                          seed: int = 0, show_progress: bool = True,
+                          samples_per_prompt: int = 1) -> tuple[PolicyEval, list]:
+    """`evaluate_policy` and the Generations it scored (token ids kept: e.g. for the KL on the same samples)."""
     sampling = sampling or SamplingConfig(do_sample=False, max_new_tokens=64)
     if samples_per_prompt < 1 or (samples_per_prompt > 1 and not sampling.do_sample):
         raise ValueError(f"samples_per_prompt={samples_per_prompt} needs >= 1, and sampling when > 1")
     rows = [r for r in rows for _ in range(samples_per_prompt)]
     generations = generate(model, tokenizer, [r.prompt for r in rows], sampling, seed=seed,
                            show_progress=show_progress)
-    return summarise(name, score_generations(rows, generations))
+    return summarise(name, score_generations(rows, generations)), generations
 
 
 def evaluate_generations(name: str, rows: list[PromptRow], generations) -> PolicyEval:

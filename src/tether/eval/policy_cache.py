@@ -62,9 +62,9 @@ def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, s
     are the policy's own samples, K × len(rows) of them instead of a separate smaller draw."""
     from tether.data.records import prompt_text
     from tether.eval.comparison import attach_proxy
-    from tether.eval.evaluate import evaluate_generations, evaluate_policy, kl_of_generations, kl_to_reference, rejudge
+    from tether.eval.evaluate import evaluate_policy, generate_and_evaluate, kl_of_generations, kl_to_reference, rejudge
     from tether.models.loading import freeze, load_causal_lm
-    from tether.sampling.generate import SamplingConfig, generate
+    from tether.sampling.generate import SamplingConfig
 
     k = samples_per_prompt
     cache = run / "eval" / (f"policy-{name}-sampled.json" if k else f"policy-{name}.json")
@@ -104,10 +104,10 @@ def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, s
     model = sft_model if name == "sft" else freeze(load_causal_lm(spec, tokenizer))
     kl_value = None
     if k:
-        gens = generate(model, tokenizer, [r.prompt for r in scored_rows],
-                        SamplingConfig(do_sample=True, temperature=temperature, max_new_tokens=max_new_tokens,
-                                       batch_size=32), seed=seed, show_progress=False)
-        evaluation = evaluate_generations(name, scored_rows, gens)
+        evaluation, gens = generate_and_evaluate(
+            name, model, tokenizer, rows, SamplingConfig(do_sample=True, temperature=temperature,
+                                                         max_new_tokens=max_new_tokens, batch_size=32),
+            seed=seed, show_progress=False, samples_per_prompt=k)
         if sampled_kl:
             kl_value = kl_of_generations(model, sft_model, tokenizer, gens)
     else:
