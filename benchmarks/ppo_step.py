@@ -6,9 +6,9 @@
 
 Work per iteration, the same on both sides: `--rollout` prompts (the first ones of the demo task's
 rl_prompts, the same every iteration) × 1 sample at temperature 1, every response exactly `--new-tokens`
-tokens (tether: the policy's generation_config gets min_new_tokens, so EOS is suppressed until the last
-token; TRL: no stop token, so it always generates `response_length` tokens); scoring by a reward model
-(the policy's decoder with a fresh scalar head), reference logprobs (a frozen copy of the policy) and
+tokens (tether: rollout.min_new_tokens = --new-tokens, so EOS is not sampled before the last token;
+TRL: no stop token, so it always generates `response_length` tokens); scoring by a reward model (the policy's
+decoder with a fresh scalar head), reference logprobs (a frozen copy of the policy) and
 values from a separate value model (the policy's decoder with a fresh head, trained alongside); GAE;
 `--epochs` passes of clipped policy + value updates in minibatches of `--minibatch` rows (one forward of
 `--minibatch` rows and one AdamW step each). Full fine-tuning in fp32, no LoRA, no gradient checkpointing.
@@ -40,8 +40,8 @@ NOTES = [
     "phases: generate = sampling the rollout; score = everything from the end of generation to the first "
     "update (RM, reference, values, old logprobs, advantages); train = the K epochs of minibatch updates; "
     "other = the rest of the iteration (prompt batch, logging, clean-up)",
-    "tether: the response length is forced through the policy's generation_config (min_new_tokens), since "
-    "tether's rollout config has no minimum length; `forced_length` says whether every response had it",
+    "tether: the response length is forced by rollout.min_new_tokens (EOS is not sampled before it); "
+    "`forced_length` says whether every response had it",
     "tether scoring: per length-grouped microbatch of minibatch rows, a policy forward (old logprobs, entropy), "
     "the value model, the reference and the RM; the LM head runs only at the response positions",
     "TRL 1.12 scoring: old logprobs come from the generation scores (no separate policy forward); the "
@@ -72,27 +72,6 @@ def summarise(iterations: list[dict], new_tokens_key: str) -> dict:
 
 # --- tether ----------------------------------------------------------------------------------------
 
-def forced_length_view(model_dir: str, new_tokens: int, dest: Path) -> str:
-    """A view of `model_dir` (symlinks) whose generation_config.json adds min_new_tokens = new_tokens.
-
-    tether's rollout config has no minimum length; HF `generate` honours the model's generation_config,
-    so this makes every tether response exactly `new_tokens` long without touching the library."""
-    from transformers import AutoConfig, GenerationConfig
-
-    src = Path(model_dir)
-    dest.mkdir(parents=True)
-    for f in src.iterdir():
-        if f.name != "generation_config.json":
-            (dest / f.name).symlink_to(f.resolve())
-    try:
-        gen = GenerationConfig.from_pretrained(src)
-    except OSError:
-        gen = GenerationConfig.from_model_config(AutoConfig.from_pretrained(src))
-    gen.min_new_tokens = new_tokens
-    gen.save_pretrained(dest)
-    return str(dest)
-
-
 def run_tether(args, work: Path) -> dict:
     import torch
 
@@ -103,7 +82,7 @@ def run_tether(args, work: Path) -> dict:
     from tether.train.loop import TrainConfig
     from tether.train.ppo import PPOConfig, PPODataConfig, PPOHParams, RolloutConfig, train
 
-    model_dir = forced_length_view(resolve_model_path(args.model), args.new_tokens, work / "tether-model")
+    model_dir = resolve_model_path(args.model)
     tok = load_tokenizer(model_dir, args.max_length)
     reward_model = freeze(ScalarHeadModel.from_pretrained_lm(model_dir, tok, seed=1))
     cfg = PPOConfig(
@@ -112,6 +91,7 @@ def run_tether(args, work: Path) -> dict:
         model=ModelConfig(name=model_dir, dtype="float32", max_length=args.max_length, use_lora=False),
         data=PPODataConfig(prompts_file=str(work / "prompts.jsonl"), format="tether"),
         rollout=RolloutConfig(prompts_per_step=args.rollout, samples_per_prompt=1, max_new_tokens=args.new_tokens,
+                              min_new_tokens=args.new_tokens,
                               temperature=1.0, generation_batch_size=args.rollout),
         ppo=PPOHParams(num_epochs=args.epochs, missing_eos_penalty=None, stop_on_catastrophic_kl=False,
                        sample_table_steps=0),

@@ -1,4 +1,4 @@
-"""Batched generation with the HF backend: left-padded prompts, KV cache, stop per sequence at EOS.
+"""Batched generation: left-padded prompts, KV cache, each sequence leaves the batch at its EOS.
 
 Prompts are sorted by length before batching (less padding) and results returned in input order.
 A response is cut at its first EOS; one that never produced EOS within `max_new_tokens` is marked
@@ -31,6 +31,8 @@ class SamplingConfig:
     """Sample (true) or decode greedily (false)."""
     batch_size: int = 32
     """Prompts per generate call."""
+    min_new_tokens: int = 0
+    """EOS is not sampled before this many new tokens (0 = off; benchmarks use it to fix the length)."""
 
 
 @dataclass
@@ -52,20 +54,68 @@ def cut_at_eos(tokens: list[int], eos_id: int) -> tuple[list[int], bool]:
 
 
 @torch.no_grad()
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """(B,V) logits with every token outside the top-k and outside the nucleus set to -inf (same rule as
+    HF's TopK/TopP warpers: top-k first; top-p keeps the smallest most-likely set whose mass reaches top_p,
+    and always the most likely token)."""
+    if top_k and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (B,1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1)  # ascending (B,V)
+        cum = sorted_logits.softmax(-1).cumsum(-1)  # (B,V)
+        drop = cum <= 1 - top_p
+        drop[:, -1] = False  # the most likely token stays
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+def next_tokens(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+    """(B,V) last-position logits → (B,) next tokens: argmax, or a draw from softmax(filtered logits / T)."""
+    if not cfg.do_sample:
+        return logits.argmax(-1)
+    probs = filter_logits(logits / cfg.temperature, cfg.top_k, cfg.top_p).softmax(-1)  # (B,V)
+    return torch.multinomial(probs, 1).squeeze(1)
+
+
+@torch.no_grad()
 def generate_tokens(model, prompt_ids: list[list[int]], cfg: SamplingConfig, pad_id: int,
                     eos_id: int) -> list[list[int]]:
-    """New tokens of each prompt from ONE left-padded, KV-cached `model.generate` call (rows continue with
-    padding after their EOS; cut them with `cut_at_eos`). The caller seeds torch's RNG and batches."""
+    """New tokens of each prompt, up to and including its EOS (or `max_new_tokens` without one).
+
+    One left-padded prefill, then one KV-cached forward per token. A row that emits EOS leaves the batch:
+    its cache rows are dropped (`DynamicCache.batch_select_indices`), so the later steps run only the rows
+    still writing. With T = 1 most replies end long before the longest, and HF `generate` would keep
+    forwarding the finished rows as padding (benchmarks/generation.py). The LM head runs at the last
+    position only. The caller seeds torch's RNG and batches."""
+    from transformers import DynamicCache
+
     device = next(model.parameters()).device
     batch = collate_prompts(prompt_ids, pad_id)
-    kwargs = dict(max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample, pad_token_id=pad_id, eos_token_id=eos_id)
-    if cfg.do_sample:
-        kwargs.update(temperature=cfg.temperature, top_k=cfg.top_k or None, top_p=cfg.top_p)
-    else:
-        kwargs.update(temperature=None, top_k=None, top_p=None)
-    out = model.generate(input_ids=batch["input_ids"].to(device),
-                         attention_mask=batch["attention_mask"].to(device), **kwargs)  # (B,P+R)
-    return out[:, batch["input_ids"].shape[1]:].tolist()  # (B,R)
+    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)  # (B,P)
+    out: list[list[int]] = [[] for _ in prompt_ids]
+    rows = torch.arange(len(prompt_ids))  # (A,) which prompt each live row is
+    cache = DynamicCache()
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B,P) pads get 0; they are masked anyway
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
+                   use_cache=True, logits_to_keep=1).logits[:, -1].float()  # (B,V)
+    for step in range(cfg.max_new_tokens):
+        if step < cfg.min_new_tokens:
+            logits[:, eos_id] = float("-inf")
+        token = next_tokens(logits, cfg)  # (A,)
+        for r, t in zip(rows.tolist(), token.tolist()):
+            out[r].append(t)
+        live = token != eos_id  # (A,)
+        if step == cfg.max_new_tokens - 1 or not live.any():
+            break
+        if not live.all():
+            keep = live.nonzero().squeeze(1)  # (A',)
+            rows, token, mask = rows[keep.cpu()], token[keep], mask[keep]
+            cache.batch_select_indices(keep)
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)  # (A,P+step+1)
+        logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=mask.sum(-1, keepdim=True) - 1,
+                       cache=cache, use_cache=True).logits[:, -1].float()  # (A,V)
+    return out
 
 
 @torch.no_grad()

@@ -240,7 +240,8 @@ def generate_rollout(accelerator, policy, tokenizer, rows: list[PromptRow], cfg:
     (seed, step, c), this process running calls rank, rank + W, ...; the samples are then shared."""
     r = cfg.rollout
     sampling = SamplingConfig(max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_k=r.top_k,
-                              top_p=r.top_p, do_sample=True, batch_size=r.generation_batch_size)
+                              top_p=r.top_p, do_sample=True, batch_size=r.generation_batch_size,
+                              min_new_tokens=r.min_new_tokens)
     calls = list(range(0, len(rows), r.generation_batch_size))
     mine = []
     for c in calls[accelerator.process_index :: accelerator.num_processes]:

@@ -31,6 +31,8 @@ class RolloutConfig:
     """k responses per prompt; the rollout has prompts_per_step × k rows (RLOO/GRPO need k ≥ 2)."""
     max_new_tokens: int = 64
     """Longest response; one without EOS by then is truncated and gets ppo.missing_eos_penalty."""
+    min_new_tokens: int = 0
+    """EOS is not sampled before this many tokens (0 = off; benchmarks/ppo_step.py fixes the length with it)."""
     temperature: float = 1.0
     """Sampling temperature; logprobs of the policy and the reference are computed from logits / temperature."""
     top_k: int = 0
@@ -129,6 +131,8 @@ class PPOConfig:
             raise ConfigError(f"ppo.critic_warmup_steps needs a value model; {self.advantage_estimator} has none")
         if r.max_new_tokens < 1 or r.generation_batch_size < 1:
             raise ConfigError("rollout.max_new_tokens and rollout.generation_batch_size must be >= 1")
+        if not 0 <= r.min_new_tokens <= r.max_new_tokens:
+            raise ConfigError(f"rollout.min_new_tokens must be in [0, max_new_tokens], got {r.min_new_tokens}")
         if r.temperature <= 0:
             raise ConfigError(f"rollout.temperature must be > 0, got {r.temperature}")
         if not 0 < r.top_p <= 1 or r.top_k < 0:

@@ -1,7 +1,10 @@
+import copy
+
+import pytest
 import torch
 
 from tether.data.tokenization import encode_prompt
-from tether.sampling.generate import SamplingConfig, cut_at_eos, generate
+from tether.sampling.generate import SamplingConfig, cut_at_eos, filter_logits, generate, generate_tokens, next_tokens
 
 
 def test_cut_at_eos():
@@ -36,3 +39,92 @@ def test_sampling_is_seeded(tiny):
     c = [g.response_ids for g in generate(model, tok, prompts, cfg, seed=4)]
     assert a == b
     assert a != c
+
+
+def _hf_new_tokens(model, tok, ids: list[int], eos_id: int, **kw) -> list[int]:
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        out = model.generate(x, attention_mask=torch.ones_like(x), do_sample=False, pad_token_id=tok.pad_token_id,
+                             eos_token_id=eos_id, **kw)
+    return cut_at_eos(out[0, x.shape[1]:].tolist(), eos_id)[0]
+
+
+@pytest.fixture(scope="module")
+def varied(tiny):
+    """The tiny model with its weights shaken (std 0.3): the random tiny model repeats one token forever, this
+    one writes varied replies, so different rows meet a chosen token at different steps."""
+    model, tok = tiny
+    varied = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in varied.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.3)
+    return varied, tok
+
+
+def test_rows_leave_the_batch_at_eos_and_the_rest_continue_exactly(varied):
+    """Pick as "EOS" a token the first prompt emits mid-reply: rows that meet it leave the batch at different
+    steps (their cache rows are dropped) while the others go on; every reply must equal its own single-prompt
+    `model.generate`, and the replies without it run to max_new_tokens."""
+    model, tok = varied
+    texts = ["What is 12 plus 7?", "Capital?", "The opposite of hot?", "Name a colour.", "Count to three."]
+    ids = [encode_prompt(tok, [{"role": "user", "content": t}]) for t in texts]
+    cfg = SamplingConfig(do_sample=False, max_new_tokens=10)
+    free = generate_tokens(model, ids, cfg, tok.pad_token_id, eos_id=-1)  # no EOS: every row runs 10 tokens
+    assert [len(t) for t in free] == [10] * len(texts)
+    eos = free[0][2]
+    cut = [cut_at_eos(t, eos)[0] for t in free]
+    assert len({len(t) for t in cut}) >= 3, "the chosen EOS must end the rows at different steps"
+    assert any(len(t) == 10 for t in cut), "and leave some rows running to the end"
+    got = generate_tokens(model, ids, cfg, tok.pad_token_id, eos_id=eos)
+    assert got == [_hf_new_tokens(model, tok, p, eos, max_new_tokens=10) for p in ids]
+    assert got == cut
+
+
+def test_min_new_tokens_holds_eos_back(varied):
+    model, tok = varied
+    ids = [encode_prompt(tok, [{"role": "user", "content": "What is 12 plus 7?"}])]
+    free = generate_tokens(model, ids, SamplingConfig(do_sample=False, max_new_tokens=8), tok.pad_token_id, -1)[0]
+    eos = free[1]
+    cfg = SamplingConfig(do_sample=False, max_new_tokens=8, min_new_tokens=4)
+    got = generate_tokens(model, ids, cfg, tok.pad_token_id, eos)[0]
+    assert eos not in got[:4]
+    assert got == _hf_new_tokens(model, tok, ids[0], eos, max_new_tokens=8, min_new_tokens=4)
+
+
+def test_filter_logits_by_hand():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    inf = float("-inf")
+    assert filter_logits(logits, top_k=2).isinf().tolist() == [[False, False, True, True]]
+    # top_p 0.7: 0.5 alone is short of it, 0.5 + 0.3 reaches it -> keep two
+    assert filter_logits(logits, top_p=0.7).isinf().tolist() == [[False, False, True, True]]
+    assert filter_logits(logits, top_p=0.85).isinf().tolist() == [[False, False, False, True]]
+    assert filter_logits(logits, top_p=0.01).isinf().tolist() == [[False, True, True, True]]
+    assert filter_logits(logits)[0].tolist() == logits[0].tolist()
+    assert filter_logits(logits, top_k=3, top_p=0.6)[0, 2].item() == inf
+
+
+def test_filter_logits_matches_hf_warpers():
+    from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 50, generator=g) * 3
+    for k, p in [(5, 1.0), (0, 0.9), (0, 0.3), (10, 0.8), (50, 0.95)]:
+        expected = logits.clone()
+        if k:
+            expected = TopKLogitsWarper(k)(None, expected)
+        if p < 1:
+            expected = TopPLogitsWarper(p)(None, expected)
+        assert torch.equal(filter_logits(logits, k, p).isinf(), expected.isinf()), (k, p)
+
+
+def test_sampled_tokens_follow_the_tempered_filtered_distribution():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, -3.0]]).repeat(20_000, 1)
+    torch.manual_seed(0)
+    cfg = SamplingConfig(temperature=0.5, top_k=3)
+    drawn = next_tokens(logits, cfg)
+    freq = torch.bincount(drawn, minlength=5).float() / len(drawn)
+    expected = torch.softmax(torch.tensor([2.0, 1.0, 0.0]) / 0.5, -1)
+    assert freq[3:].sum() == 0
+    assert torch.allclose(freq[:3], expected, atol=0.015)
+    assert torch.equal(next_tokens(logits[:2], SamplingConfig(do_sample=False)), torch.tensor([0, 0]))
