@@ -5,7 +5,7 @@ configured limit and raise `ServeError` 4xx naming the field), then await `run_g
 All model work happens on the scheduler's one worker thread:
 
 1. `_run_generation(jobs)`: every job's prompt is repeated `samples` times (best_of candidates), all of
-   them go through ONE left-padded, KV-cached `generate` call at the longest max_new_tokens of the batch;
+   them go through ONE left-padded, KV-cached `generate_tokens` call at the longest max_new_tokens of the batch;
 2. each sequence is cut to its own request's max_new_tokens, then at the first EOS (finish_reason stop;
    no EOS → length), then before the first stop string;
 3. candidates of jobs that asked for scores (best_of, /generate) are scored by the reward model in one
@@ -305,7 +305,7 @@ class Engine:
 
     def _sample(self, prompts: list[list[int]], max_new_tokens: int, temperature: float,
                 top_p: float) -> list[list[int]]:
-        """New tokens of each prompt from one left-padded generate call (rows padded after EOS)."""
+        """New tokens of each prompt (up to its EOS) from one left-padded `generate_tokens` call."""
         cfg = SamplingConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0,
                              temperature=temperature if temperature > 0 else 1.0, top_p=top_p)
         return generate_tokens(self.policy, prompts, cfg, self.tokenizer.pad_token_id, self.tokenizer.eos_token_id)
