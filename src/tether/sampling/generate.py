@@ -83,22 +83,28 @@ def generate_tokens(model, prompt_ids: list[list[int]], cfg: SamplingConfig, pad
                     eos_id: int) -> list[list[int]]:
     """New tokens of each prompt, up to and including its EOS (or `max_new_tokens` without one).
 
-    One left-padded prefill, then one KV-cached forward per token. A row that emits EOS leaves the batch:
-    its cache rows are dropped (`DynamicCache.batch_select_indices`), so the later steps run only the rows
-    still writing. With T = 1 most replies end long before the longest, and HF `generate` would keep
-    forwarding the finished rows as padding (benchmarks/generation.py). The LM head runs at the last
-    position only. The caller seeds torch's RNG and batches."""
+    One left-padded prefill of the distinct prompts (k samples of one prompt share it: its cache rows are
+    copied k times), then one KV-cached forward per token. A row that emits EOS leaves the batch: its cache
+    rows are dropped (`DynamicCache.batch_select_indices`), so the later steps run only the rows still
+    writing. With T = 1 most replies end long before the longest, and HF `generate` would keep forwarding
+    the finished rows as padding (benchmarks/generation.py). The LM head runs at the last position only.
+    The caller seeds torch's RNG and batches."""
     from transformers import DynamicCache
 
     device = next(model.parameters()).device
-    batch = collate_prompts(prompt_ids, pad_id)
-    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)  # (B,P)
+    distinct: dict[tuple[int, ...], int] = {}
+    source = torch.tensor([distinct.setdefault(tuple(p), len(distinct)) for p in prompt_ids])  # (B,) row → prompt
+    batch = collate_prompts([list(p) for p in distinct], pad_id)
+    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)  # (U,P)
+    cache = DynamicCache()
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (U,P) pads get 0; they are masked anyway
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
+                   use_cache=True, logits_to_keep=1).logits[:, -1].float()  # (U,V)
+    if len(distinct) < len(prompt_ids):
+        logits, mask = logits[source.to(device)], mask[source.to(device)]  # (B,V), (B,P)
+        cache.batch_select_indices(source.to(device))
     out: list[list[int]] = [[] for _ in prompt_ids]
     rows = torch.arange(len(prompt_ids))  # (A,) which prompt each live row is
-    cache = DynamicCache()
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B,P) pads get 0; they are masked anyway
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
-                   use_cache=True, logits_to_keep=1).logits[:, -1].float()  # (B,V)
     for step in range(cfg.max_new_tokens):
         if step < cfg.min_new_tokens:
             logits[:, eos_id] = float("-inf")

@@ -128,3 +128,17 @@ def test_sampled_tokens_follow_the_tempered_filtered_distribution():
     assert freq[3:].sum() == 0
     assert torch.allclose(freq[:3], expected, atol=0.015)
     assert torch.equal(next_tokens(logits[:2], SamplingConfig(do_sample=False)), torch.tensor([0, 0]))
+
+
+def test_repeated_prompts_share_one_prefill_and_match_separate_calls(varied):
+    """k samples of a prompt are prefilled once and the cache rows copied: greedy replies equal those of a batch
+    without repeats, and sampled rows of the same prompt still differ from each other."""
+    model, tok = varied
+    a, b = (encode_prompt(tok, [{"role": "user", "content": t}]) for t in ("What is 12 plus 7?", "Capital?"))
+    cfg = SamplingConfig(do_sample=False, max_new_tokens=6)
+    once = generate_tokens(model, [a, b], cfg, tok.pad_token_id, tok.eos_token_id)
+    repeated = generate_tokens(model, [a, a, b, a, b], cfg, tok.pad_token_id, tok.eos_token_id)
+    assert repeated == [once[0], once[0], once[1], once[0], once[1]]
+    torch.manual_seed(0)
+    sampled = generate_tokens(model, [a] * 4, SamplingConfig(max_new_tokens=6), tok.pad_token_id, tok.eos_token_id)
+    assert len({tuple(t) for t in sampled}) > 1
