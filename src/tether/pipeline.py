@@ -146,6 +146,19 @@ class _Progress:
         self.log(f"[{k}/{len(STAGES)}] {stage}: {message}  (pipeline elapsed {elapsed / 60:.1f} min)")
 
 
+def _carry_over(summary_path: Path, reused: list[str], timings: dict, label_stats: dict) -> tuple[dict, dict]:
+    """A reused stage took no time in this run: report the seconds (and label counts) it took when it ran,
+    from the previous summary, or None where that is unknown."""
+    try:
+        before = json.loads(summary_path.read_text())
+    except (OSError, ValueError):
+        before = {}
+    old_times, old_labels = before.get("timings") or {}, before.get("labelling") or {}
+    timings = {k: old_times.get(k) if k in reused else v for k, v in timings.items()}
+    carried = {k[len("label:"):] for k in reused if k.startswith("label:")}
+    return timings, {f: old_labels[f] for f in carried if f in old_labels} | label_stats
+
+
 def run_demo(opts: DemoOptions, log=print) -> dict:
     from tether.eval.bon_policy import rejudge_best_of_n, run_best_of_n
     from tether.eval.evaluate import ScoredSample, align_to, compare, summarise, write_eval
@@ -159,6 +172,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     opts.validate()
     run = Path(opts.runs_dir) / opts.name
     timings: dict[str, float] = {}
+    reused: list[str] = []  # timing keys of stages reused from an earlier run (their time is carried over below)
     quick = opts.quick
     stage = _Progress(log)
 
@@ -168,6 +182,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     data_record = stage_inputs({"seed": opts.seed})
     if StageRecord(data_dir, done_marker="manifest.json").reuse(data_record, log):
         stage("data", f"reusing {data_dir}")
+        reused.append("data_s")
     else:
         stage("data", f"generating the demo task into {data_dir}")
         make_demo_task(seed=opts.seed).write(data_dir)
@@ -183,6 +198,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     sft_cfg = load_config(sft.SFTConfig, str(Path(opts.config_dir) / "sft.yaml"), overrides)
     if _reusable(sft_dir, stage_inputs(sft_cfg, root=run, data=data_dir / "sft.jsonl"), log):
         stage("sft", f"reusing the finished run in {sft_dir}")
+        reused.append("sft_s")
     else:
         stage("sft", f"{sft_cfg.train.max_steps} steps × {sft_cfg.train.batch_size} examples → {sft_dir}")
         sft.train(sft_cfg)
@@ -202,11 +218,14 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                                "max_new_tokens": label_tokens}, root=run, policy=sft_dir, prompts=data_dir / source)
         if _reusable(data_dir / fname, record, log, is_file=True):
             stage("label", f"reusing {data_dir / fname}")
+            reused.append(f"label:{fname}")
             continue
         stage("label", f"sampling {opts.samples_per_prompt} SFT responses for {len(rows)} prompts, gold-judge pairs")
         label_stats[fname] = _label_on_policy(sft_dir, rows, data_dir / fname, opts, seed, log,
                                               max_new_tokens=label_tokens)
     timings["label_s"] = time.perf_counter() - t0
+    if all(f"label:{fname}" in reused for fname, *_ in targets):
+        reused.append("label_s")
 
     # 4. Reward model: from the SFT backbone, on templated + on-policy pairs; held out: eval-prompt pairs.
     t0 = time.perf_counter()
@@ -223,6 +242,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                              norm=data_dir / "sft.jsonl")
     if _reusable(rm_dir, rm_inputs, log):
         stage("rm", f"reusing the finished run in {rm_dir}")
+        reused.append("rm_s")
     else:
         stage("rm", f"{rm_cfg.train.max_steps} steps × {rm_cfg.train.batch_size} pairs → {rm_dir}")
         reward.train(rm_cfg)
@@ -240,6 +260,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
         ppo_inputs = stage_inputs(ppo_cfg, root=run, policy=sft_dir, rm=rm_dir, prompts=data_dir / "rl_prompts.jsonl")
         if _reusable(ppo_dir, ppo_inputs, log):
             stage("ppo", f"reusing the finished run in {ppo_dir}")
+            reused.append("ppo_s")
         else:
             stage("ppo", f"{ppo_cfg.train.max_steps} iterations × {ppo_cfg.rollout.prompts_per_step} prompts × "
                          f"{ppo_cfg.rollout.samples_per_prompt} samples ({ppo_cfg.advantage_estimator}) → {ppo_dir}")
@@ -261,6 +282,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                                   onpolicy=data_dir / "onpolicy_pairs.jsonl")
         if _reusable(out, dpo_inputs, log):
             stage("preference", f"{loss}: reusing the finished run in {out}")
+            reused.append(f"{loss}_s")
         else:
             stage("preference", f"{loss}: {dpo_cfg.train.max_steps} steps × {dpo_cfg.train.batch_size} → {out}")
             dpo.train(dpo_cfg)
@@ -327,6 +349,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                                   policy=sft_dir, rm=rm_dir, prompts=data_dir / "eval_prompts.jsonl")
         if _reusable(bon_dir, bon_inputs, log):
             stage("bon", f"reusing {bon_dir}")
+            reused.append("bon_s")
             bon = rejudge_best_of_n(bon_dir, log)
         else:
             stage("bon", f"best-of-{n} on {n_prompts} held-out prompts → {bon_dir}")
@@ -338,6 +361,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
             bon["vs_sft_sampled"] = compare(*align_to(bon_eval, sampled["sft"]))
         timings["bon_s"] = time.perf_counter() - t0
 
+    timings, label_stats = _carry_over(run / "summary.json", reused, timings, label_stats)
     train_seconds = {name: json.loads((out / "result.json").read_text()).get("train_seconds")
                      for name, out in trained.items()}
     summary = {"policies": {e.name: e.summary() for e in evals.values()}, "comparisons": comparisons,
@@ -350,7 +374,8 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                                                                             "proxy_after", "gold_before", "gold_after",
                                                                             "vs_baseline", "vs_sft_sampled")},
                "reward_model": {k: v for k, v in rm_report.items() if k != "reliability"},
-               "labelling": label_stats, "timings": timings}
+               "labelling": label_stats, "timings": timings,
+               "reused": [k[:-2] for k in reused if k.endswith("_s")]}
     (run / "summary.json").write_text(json.dumps(summary, indent=2))
 
     # 9. Report: runs/<name>/report.html (+ report.json).

@@ -94,6 +94,12 @@ def test_rerun_reuses_finished_stages_and_evaluations(first_run):
     assert again["sampled"] == summary["sampled"]
     assert {p: p.stat().st_mtime for p in run.glob("*/result.json")} == mtimes
     assert again["comparisons"] == summary["comparisons"] and again["kl_to_sft"] == summary["kl_to_sft"]
+    # Reused stages report the seconds they took when they ran, not this run's ~0 s, and the label counts.
+    assert set(again["reused"]) == {"data", "sft", "label", "rm", "ppo", "dpo", "simpo", "bon"}
+    for key in ("sft_s", "label_s", "rm_s", "ppo_s", "dpo_s", "simpo_s", "bon_s"):
+        assert again["timings"][key] == summary["timings"][key] > 0, key
+    assert summary["labelling"] and again["labelling"] == summary["labelling"]
+    assert summary["reused"] == []
 
 
 def test_bad_options_name_the_field(tiny_configs, tmp_path):

@@ -391,7 +391,10 @@ def _print_demo_summary(summary: dict, run_name: str) -> None:
     rm = summary["reward_model"]
     typer.echo(f"reward model on {rm['n_pairs']} held-out on-policy pairs: accuracy {rm['accuracy']:.1%}, "
                f"margin {rm['margin']:.3f}, ECE {rm['ece']:.3f}, corr(score, length) {rm['length_corr']:.3f}")
-    typer.echo("timings (s): " + ", ".join(f"{k[:-2]} {v:.0f}" for k, v in summary["timings"].items()))
+    reused = set(summary.get("reused", []))
+    typer.echo("timings (s): " + ", ".join(
+        f"{k[:-2]} {'?' if v is None else f'{v:.0f}'}{' (reused)' if k[:-2] in reused else ''}"
+        for k, v in summary["timings"].items()))
 
 
 # Best-of-N, policy comparison and the run report (their code lives in cli/bon.py, cli/compare.py, cli/report.py).
