@@ -7,7 +7,8 @@ SFT model), then turn them into preference pairs with a labeller:
   (`pairs_from_choices`).
 
 Within a prompt, every pair of distinct candidates whose scores differ by more than `tie_tolerance`
-is a pair (better one chosen); ties and duplicate texts are dropped and counted. `max_pairs_per_prompt`
+is a pair (better one chosen); ties are dropped and counted, and a candidate whose text repeats an earlier
+one's is dropped and counted (so no pair appears twice). `max_pairs_per_prompt`
 keeps the widest-gap pair first, then a seeded random choice of the rest.
 """
 
@@ -83,12 +84,15 @@ def pairs_from_scores(rows: list[PromptRow], candidates: list[list[Generation]],
     for row, gens, sc in zip(rows, candidates, scores):
         stats.candidates += len(gens)
         stats.truncated_candidates += sum(g.truncated for g in gens)
+        first: dict[str, int] = {}  # each distinct text once: a repeated sample would repeat its pairs
+        for i, g in enumerate(gens):
+            first.setdefault(g.text, i)
+        unique = sorted(first.values())
+        stats.duplicates_dropped += len(gens) - len(unique)
         found = []
-        for i in range(len(gens)):
-            for j in range(i + 1, len(gens)):
-                if gens[i].text == gens[j].text:
-                    stats.duplicates_dropped += 1
-                elif abs(sc[i] - sc[j]) <= tie_tolerance:
+        for a, i in enumerate(unique):
+            for j in unique[a + 1:]:
+                if abs(sc[i] - sc[j]) <= tie_tolerance:
                     stats.ties_dropped += 1
                 elif gens[i].text.strip() and gens[j].text.strip():
                     found.append((i, j) if sc[i] > sc[j] else (j, i))

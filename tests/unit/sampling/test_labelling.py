@@ -17,14 +17,14 @@ ROWS = [PromptRow([{"role": "user", "content": "Q?"}], meta={"id": "q"})]
 
 
 def test_every_untied_pair_better_one_chosen_ties_and_duplicates_counted():
-    cands = [[gen("A"), gen("B"), gen("C"), gen("A")]]
-    scores = [[1.0, 0.2, 0.2, 1.0]]
+    cands = [[gen("A"), gen("B"), gen("C"), gen("A"), gen("B")]]
+    scores = [[1.0, 0.2, 0.2, 1.0, 0.2]]
     pairs, stats = pairs_from_scores(ROWS, cands, scores, "gold")
-    # (0,1) A>B, (0,2) A>C, (1,2) tie, (0,3) duplicate text, (1,3) A>B, (2,3) A>C
-    assert stats.ties_dropped == 1 and stats.duplicates_dropped == 1
-    assert sorted((p.chosen, p.rejected) for p in pairs) == [("A", "B"), ("A", "B"), ("A", "C"), ("A", "C")]
+    # distinct texts A, B, C (the second A and B are dropped): (A,B) A>B, (A,C) A>C, (B,C) tie
+    assert stats.ties_dropped == 1 and stats.duplicates_dropped == 2
+    assert sorted((p.chosen, p.rejected) for p in pairs) == [("A", "B"), ("A", "C")]
     assert all(p.meta["chosen_score"] > p.meta["rejected_score"] for p in pairs)
-    assert stats.pairs == 4 and stats.candidates == 4
+    assert stats.pairs == 2 and stats.candidates == 5
 
 
 def test_cap_keeps_the_widest_gap_first():
