@@ -6,7 +6,8 @@ the same inputs: the stage's resolved config and the files and models it reads a
 (`runtime.provenance.StageRecord`), so re-running resumes instead of redoing finished work, and a stage whose
 inputs changed (a retrained reward model under a finished PPO run or best-of-N selection, relabelled pairs
 under a finished DPO run) is moved aside to `<dir>.stale` and run again. Each policy's evaluation is cached
-by its weights' fingerprint (`eval.policy_cache`).
+by its weights' fingerprint (`eval.policy_cache`). A stage that runs saves its seconds (and label counts) beside
+its output (`stage_outcome.json`, `<file>.outcome.json`), which a later run that reuses it reports.
 """
 
 from __future__ import annotations
@@ -146,17 +147,33 @@ class _Progress:
         self.log(f"[{k}/{len(STAGES)}] {stage}: {message}  (pipeline elapsed {elapsed / 60:.1f} min)")
 
 
+def _settle(key: str, output: Path, t0: float, reused: list[str], timings: dict, *, is_file: bool = False,
+            extra: dict | None = None) -> dict:
+    """Put a stage's seconds in `timings[key]` and return its outcome. A stage that ran saves its seconds (and
+    `extra`, e.g. label counts) beside its output (`StageRecord.save_outcome`); a reused one took no time in this
+    run, so it reports what it took when it ran, read back from there (None where no outcome was saved)."""
+    record = StageRecord(output, done_marker=None if is_file else "result.json")
+    if key in reused:
+        outcome = record.load_outcome()
+    else:
+        outcome = {"seconds": time.perf_counter() - t0, **(extra or {})}
+        record.save_outcome(outcome)
+    timings[key] = outcome.get("seconds")
+    return outcome
+
+
 def _carry_over(summary_path: Path, reused: list[str], timings: dict, label_stats: dict) -> tuple[dict, dict]:
-    """A reused stage took no time in this run: report the seconds (and label counts) it took when it ran,
-    from the previous summary, or None where that is unknown."""
+    """Outputs made before tether saved outcomes: a reused stage whose seconds (or label counts) are still unknown
+    takes them from the previous summary, or stays None."""
     try:
         before = json.loads(summary_path.read_text())
     except (OSError, ValueError):
         before = {}
     old_times, old_labels = before.get("timings") or {}, before.get("labelling") or {}
-    timings = {k: old_times.get(k) if k in reused else v for k, v in timings.items()}
+    timings = {k: old_times.get(k) if k in reused and v is None else v for k, v in timings.items()}
     carried = {k[len("label:"):] for k in reused if k.startswith("label:")}
-    return timings, {f: old_labels[f] for f in carried if f in old_labels} | label_stats
+    gaps = {f: old_labels[f] for f in carried if label_stats.get(f) is None and f in old_labels}
+    return timings, label_stats | gaps
 
 
 def run_demo(opts: DemoOptions, log=print) -> dict:
@@ -186,7 +203,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     else:
         stage("data", f"generating the demo task into {data_dir}")
         make_demo_task(seed=opts.seed).write(data_dir)
-    timings["data_s"] = time.perf_counter() - t0
+    _settle("data_s", data_dir, t0, reused, timings)
 
     # 2. SFT.
     t0 = time.perf_counter()
@@ -202,11 +219,10 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     else:
         stage("sft", f"{sft_cfg.train.max_steps} steps × {sft_cfg.train.batch_size} examples → {sft_dir}")
         sft.train(sft_cfg)
-    timings["sft_s"] = time.perf_counter() - t0
+    _settle("sft_s", sft_dir, t0, reused, timings)
 
     # 3. On-policy preference collection: SFT samples labelled by the gold judge (train and held-out prompts).
-    t0 = time.perf_counter()
-    label_stats = {}
+    label_stats, label_times = {}, {}
     n_train, n_eval = QUICK_SIZES["label_prompts"] if quick else (opts.label_prompts, opts.eval_label_prompts)
     pref_prompts = [r for r in _as_prompts(load_records(data_dir / "preference.jsonl", "preference")[0])][:n_train]
     eval_rows = interleave_by(load_records(data_dir / "eval_prompts.jsonl", "prompt")[0])  # prefixes span families
@@ -214,18 +230,22 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     targets = [("onpolicy_pairs.jsonl", pref_prompts, opts.seed + 1, "preference.jsonl"),
                ("eval_pairs.jsonl", eval_rows[:n_eval], opts.seed + 2, "eval_prompts.jsonl")]
     for fname, rows, seed, source in targets:
+        t0, stats = time.perf_counter(), None
         record = stage_inputs({"prompts": len(rows), "samples_per_prompt": opts.samples_per_prompt, "seed": seed,
                                "max_new_tokens": label_tokens}, root=run, policy=sft_dir, prompts=data_dir / source)
         if _reusable(data_dir / fname, record, log, is_file=True):
             stage("label", f"reusing {data_dir / fname}")
             reused.append(f"label:{fname}")
-            continue
-        stage("label", f"sampling {opts.samples_per_prompt} SFT responses for {len(rows)} prompts, gold-judge pairs")
-        label_stats[fname] = _label_on_policy(sft_dir, rows, data_dir / fname, opts, seed, log,
-                                              max_new_tokens=label_tokens)
-    timings["label_s"] = time.perf_counter() - t0
+        else:
+            stage("label", f"sampling {opts.samples_per_prompt} SFT responses for {len(rows)} prompts, "
+                           f"gold-judge pairs")
+            stats = _label_on_policy(sft_dir, rows, data_dir / fname, opts, seed, log, max_new_tokens=label_tokens)
+        outcome = _settle(f"label:{fname}", data_dir / fname, t0, reused, label_times, is_file=True,
+                          extra={"labels": stats})
+        label_stats[fname] = outcome.get("labels")
     if all(f"label:{fname}" in reused for fname, *_ in targets):
         reused.append("label_s")
+    timings["label_s"] = None if None in label_times.values() else sum(label_times.values())
 
     # 4. Reward model: from the SFT backbone, on templated + on-policy pairs; held out: eval-prompt pairs.
     t0 = time.perf_counter()
@@ -246,7 +266,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     else:
         stage("rm", f"{rm_cfg.train.max_steps} steps × {rm_cfg.train.batch_size} pairs → {rm_dir}")
         reward.train(rm_cfg)
-    timings["rm_s"] = time.perf_counter() - t0
+    _settle("rm_s", rm_dir, t0, reused, timings)
 
     # 5. PPO from the SFT policy against the reward model, KL-tethered to the SFT policy.
     t0 = time.perf_counter()
@@ -265,7 +285,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
             stage("ppo", f"{ppo_cfg.train.max_steps} iterations × {ppo_cfg.rollout.prompts_per_step} prompts × "
                          f"{ppo_cfg.rollout.samples_per_prompt} samples ({ppo_cfg.advantage_estimator}) → {ppo_dir}")
             ppo.train(ppo_cfg)
-        timings["ppo_s"] = time.perf_counter() - t0
+        _settle("ppo_s", ppo_dir, t0, reused, timings)
 
     # 6. Direct preference optimisation from the SFT policy, on the same templated + on-policy pairs.
     pref_runs = {}
@@ -287,7 +307,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
             stage("preference", f"{loss}: {dpo_cfg.train.max_steps} steps × {dpo_cfg.train.batch_size} → {out}")
             dpo.train(dpo_cfg)
         pref_runs[loss] = out
-        timings[f"{loss}_s"] = time.perf_counter() - t0
+        _settle(f"{loss}_s", out, t0, reused, timings)
 
     # 7. Evaluate on held-out prompts (greedy, gold judge; proxy = RM score): base vs SFT, each trained policy
     #    vs SFT with its KL to SFT on its own samples; the RM on held-out on-policy pairs. Then the sampled
@@ -359,7 +379,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
             bon_eval = summarise(f"bon{n}", [ScoredSample(**json.loads(line)[f"bon{n}"]) for line in
                                              (bon_dir / "eval_samples.jsonl").read_text().splitlines()])
             bon["vs_sft_sampled"] = compare(*align_to(bon_eval, sampled["sft"]))
-        timings["bon_s"] = time.perf_counter() - t0
+        _settle("bon_s", bon_dir, t0, reused, timings)
 
     timings, label_stats = _carry_over(run / "summary.json", reused, timings, label_stats)
     train_seconds = {name: json.loads((out / "result.json").read_text()).get("train_seconds")

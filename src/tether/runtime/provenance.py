@@ -4,7 +4,8 @@ A multi-stage run (the demo pipeline) reuses a stage's output when it is complet
 after the reward model is retrained, a PPO run or a best-of-N selection made with the old one is stale, and
 reusing it silently reports numbers the current inputs never produced. `StageRecord` writes, next to an
 output, the resolved config of the stage and a fingerprint of every file or model it read; `StageRecord.check`
-compares them with the current ones before the output is reused.
+compares them with the current ones before the output is reused. Beside it, `save_outcome` keeps what the run
+that made the output measured (its seconds, label counts), so a later run that reuses the output can report them.
 """
 
 from __future__ import annotations
@@ -139,6 +140,8 @@ class StageRecord:
         self.done_marker = done_marker
         self.path = self.output / "stage_inputs.json" if self.is_dir else \
             self.output.with_name(self.output.name + ".inputs.json")
+        self.outcome_path = self.output / "stage_outcome.json" if self.is_dir else \
+            self.output.with_name(self.output.name + ".outcome.json")
         self.stale_path = self.output.with_name(self.output.name + ".stale")
         self.changed: list[str] = []
 
@@ -163,7 +166,7 @@ class StageRecord:
     def reuse(self, record: dict, log=print) -> bool:
         """True when the output is complete and was made from `record` (`check`). Otherwise the stage is about
         to run: a stale output has been moved aside (said in the log) and `record` is written first, so an
-        interrupted run is recognised on the next try."""
+        interrupted run is recognised on the next try, and an outcome saved by an earlier making is removed."""
         status = self.check(record)
         if status == "stale":
             log(f"      {self.output} was made from other inputs ({', '.join(self.changed)}): moved to "
@@ -173,6 +176,7 @@ class StageRecord:
                 f"its current inputs recorded")
         if status in ("fresh", "adopted"):
             return True
+        self.outcome_path.unlink(missing_ok=True)
         self.write(record)
         return False
 
@@ -182,6 +186,19 @@ class StageRecord:
             self.output.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(record, indent=1))
 
+    def save_outcome(self, outcome: dict) -> None:
+        """What making the output measured (e.g. {"seconds": 413.2}), written once the output is complete."""
+        self.outcome_path.parent.mkdir(parents=True, exist_ok=True)
+        self.outcome_path.write_text(json.dumps(outcome, indent=1))
+
+    def load_outcome(self) -> dict:
+        """The saved outcome of the current output; {} where there is none (or it is unreadable)."""
+        try:
+            outcome = json.loads(self.outcome_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return outcome if isinstance(outcome, dict) else {}
+
     def _move_aside(self) -> None:
         if self.stale_path.is_dir():
             shutil.rmtree(self.stale_path)
@@ -189,5 +206,6 @@ class StageRecord:
             self.stale_path.unlink()
         if self.output.exists():
             self.output.rename(self.stale_path)
-        if not self.is_dir and self.path.is_file():
-            self.path.unlink()
+        if not self.is_dir:
+            self.path.unlink(missing_ok=True)
+            self.outcome_path.unlink(missing_ok=True)

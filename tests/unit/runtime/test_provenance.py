@@ -177,3 +177,44 @@ def test_a_config_field_added_after_the_output_was_made_is_not_a_change():
     assert changed_fields(grown, old) == ["config.packing", "config.train"]  # a field removed is a change
     assert changed_fields(old, {**grown, "config": {**grown["config"], "lr": 2e-5}}) == ["config.lr"]
     assert changed_fields({"inputs": {"a": "x"}}, {"inputs": {"a": "x", "b": "y"}}) == ["inputs.b"]  # inputs: all
+
+
+def test_outcome_is_kept_while_the_output_is_reused_and_goes_when_it_is_made_again(tmp_path):
+    rm = _model_dir(tmp_path / "rm", b"v1")
+    out = tmp_path / "ppo"
+    record = stage_inputs({"beta": 0.05}, rm=rm)
+    assert StageRecord(out).reuse(record, log=lambda _: None) is False
+    (out / "result.json").write_text("{}")
+    StageRecord(out).save_outcome({"seconds": 623.5})
+    assert (out / "stage_outcome.json").is_file()
+    # reused: fresh, and a refreshed fingerprint (copied inputs) keeps the outcome too
+    os.utime(rm / "model.safetensors", ns=(9, 9))
+    rec = StageRecord(out)
+    assert rec.reuse(stage_inputs({"beta": 0.05}, rm=rm), log=lambda _: None) is True
+    assert rec.load_outcome() == {"seconds": 623.5}
+    # interrupted before result.json: the stage runs again and the old outcome no longer applies
+    (out / "result.json").unlink()
+    rec = StageRecord(out)
+    assert rec.reuse(stage_inputs({"beta": 0.05}, rm=rm), log=lambda _: None) is False
+    assert rec.load_outcome() == {}
+    # stale: the outcome leaves with the output it belongs to
+    (out / "result.json").write_text("{}")
+    rec.save_outcome({"seconds": 1.0})
+    assert StageRecord(out).reuse(stage_inputs({"beta": 0.1}, rm=rm), log=lambda _: None) is False
+    assert json.loads((tmp_path / "ppo.stale" / "stage_outcome.json").read_text()) == {"seconds": 1.0}
+    assert StageRecord(out).load_outcome() == {}
+
+
+def test_outcome_of_a_single_file_output_sits_beside_it(tmp_path):
+    out = tmp_path / "eval_pairs.jsonl"
+    rec = StageRecord(out, done_marker=None)
+    assert rec.outcome_path == tmp_path / "eval_pairs.jsonl.outcome.json"
+    rec.write(stage_inputs({"seed": 2}))
+    out.write_text("pairs\n")
+    rec.save_outcome({"seconds": 95.0, "labels": {"pairs": 240}})
+    assert StageRecord(out, done_marker=None).load_outcome()["labels"] == {"pairs": 240}
+    rec.outcome_path.write_text("{not json")
+    assert StageRecord(out, done_marker=None).load_outcome() == {}
+    rec.save_outcome({"seconds": 95.0})
+    assert StageRecord(out, done_marker=None).check(stage_inputs({"seed": 3})) == "stale"
+    assert not rec.outcome_path.exists()
