@@ -84,10 +84,7 @@ def pairs_from_scores(rows: list[PromptRow], candidates: list[list[Generation]],
     for row, gens, sc in zip(rows, candidates, scores):
         stats.candidates += len(gens)
         stats.truncated_candidates += sum(g.truncated for g in gens)
-        first: dict[str, int] = {}  # each distinct text once: a repeated sample would repeat its pairs
-        for i, g in enumerate(gens):
-            first.setdefault(g.text, i)
-        unique = sorted(first.values())
+        unique = _distinct(gens)  # each distinct text once: a repeated sample would repeat its pairs
         stats.duplicates_dropped += len(gens) - len(unique)
         found = []
         for a, i in enumerate(unique):
@@ -110,17 +107,26 @@ def pairs_from_scores(rows: list[PromptRow], candidates: list[list[Generation]],
 
 
 def export_candidates(path: Path, rows: list[PromptRow], candidates: list[list[Generation]]) -> int:
-    """Write every candidate pair for annotators: one row {id, prompt, response_a, response_b}."""
+    """Write every pair of distinct candidates for annotators: one row {id, prompt, response_a, response_b}; a
+    candidate whose text repeats an earlier one's is left out (its pairs would be asked twice)."""
     n = 0
     with Path(path).open("w") as f:
         for r, (row, gens) in enumerate(zip(rows, candidates)):
-            for i in range(len(gens)):
-                for j in range(i + 1, len(gens)):
-                    if gens[i].text != gens[j].text:
-                        f.write(json.dumps({"id": f"{r}/{i}-{j}", "prompt": row.prompt, "response_a": gens[i].text,
-                                            "response_b": gens[j].text}) + "\n")
-                        n += 1
+            unique = _distinct(gens)
+            for a, i in enumerate(unique):
+                for j in unique[a + 1:]:
+                    f.write(json.dumps({"id": f"{r}/{i}-{j}", "prompt": row.prompt, "response_a": gens[i].text,
+                                        "response_b": gens[j].text}) + "\n")
+                    n += 1
     return n
+
+
+def _distinct(gens: list[Generation]) -> list[int]:
+    """Indices of the first candidate with each text, in order."""
+    first: dict[str, int] = {}
+    for i, g in enumerate(gens):
+        first.setdefault(g.text, i)
+    return sorted(first.values())
 
 
 def pairs_from_choices(candidates_file: Path, choices_file: Path) -> tuple[list[PreferencePair], LabelStats]:

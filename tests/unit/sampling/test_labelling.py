@@ -34,7 +34,7 @@ def test_cap_keeps_the_widest_gap_first():
 
 
 def test_human_choices_round_trip_and_errors(tmp_path):
-    cands = [[gen("A"), gen("B"), gen("C")]]
+    cands = [[gen("A"), gen("B"), gen("C"), gen("B")]]  # the repeated B adds no pair to annotate
     cand_file = tmp_path / "cands.jsonl"
     assert export_candidates(cand_file, ROWS, cands) == 3
     ids = [json.loads(line)["id"] for line in cand_file.read_text().splitlines()]
