@@ -162,20 +162,6 @@ def _settle(key: str, output: Path, t0: float, reused: list[str], timings: dict,
     return outcome
 
 
-def _carry_over(summary_path: Path, reused: list[str], timings: dict, label_stats: dict) -> tuple[dict, dict]:
-    """Outputs made before tether saved outcomes: a reused stage whose seconds (or label counts) are still unknown
-    takes them from the previous summary, or stays None."""
-    try:
-        before = json.loads(summary_path.read_text())
-    except (OSError, ValueError):
-        before = {}
-    old_times, old_labels = before.get("timings") or {}, before.get("labelling") or {}
-    timings = {k: old_times.get(k) if k in reused and v is None else v for k, v in timings.items()}
-    carried = {k[len("label:"):] for k in reused if k.startswith("label:")}
-    gaps = {f: old_labels[f] for f in carried if label_stats.get(f) is None and f in old_labels}
-    return timings, label_stats | gaps
-
-
 def run_demo(opts: DemoOptions, log=print) -> dict:
     from tether.eval.bon_policy import rejudge_best_of_n, run_best_of_n
     from tether.eval.evaluate import ScoredSample, align_to, compare, summarise, write_eval
@@ -381,7 +367,6 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
             bon["vs_sft_sampled"] = compare(*align_to(bon_eval, sampled["sft"]))
         _settle("bon_s", bon_dir, t0, reused, timings)
 
-    timings, label_stats = _carry_over(run / "summary.json", reused, timings, label_stats)
     train_seconds = {name: json.loads((out / "result.json").read_text()).get("train_seconds")
                      for name, out in trained.items()}
     summary = {"policies": {e.name: e.summary() for e in evals.values()}, "comparisons": comparisons,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 
 from tether.data.gold_judge import gold_score
@@ -87,12 +88,11 @@ def pairs_from_scores(rows: list[PromptRow], candidates: list[list[Generation]],
         unique = _distinct(gens)  # each distinct text once: a repeated sample would repeat its pairs
         stats.duplicates_dropped += len(gens) - len(unique)
         found = []
-        for a, i in enumerate(unique):
-            for j in unique[a + 1:]:
-                if abs(sc[i] - sc[j]) <= tie_tolerance:
-                    stats.ties_dropped += 1
-                elif gens[i].text.strip() and gens[j].text.strip():
-                    found.append((i, j) if sc[i] > sc[j] else (j, i))
+        for i, j in combinations(unique, 2):
+            if abs(sc[i] - sc[j]) <= tie_tolerance:
+                stats.ties_dropped += 1
+            elif gens[i].text.strip() and gens[j].text.strip():
+                found.append((i, j) if sc[i] > sc[j] else (j, i))
         found.sort(key=lambda ij: sc[ij[1]] - sc[ij[0]])  # widest gap first
         if max_pairs_per_prompt and len(found) > max_pairs_per_prompt:
             rest = found[1:]
@@ -112,12 +112,10 @@ def export_candidates(path: Path, rows: list[PromptRow], candidates: list[list[G
     n = 0
     with Path(path).open("w") as f:
         for r, (row, gens) in enumerate(zip(rows, candidates)):
-            unique = _distinct(gens)
-            for a, i in enumerate(unique):
-                for j in unique[a + 1:]:
-                    f.write(json.dumps({"id": f"{r}/{i}-{j}", "prompt": row.prompt, "response_a": gens[i].text,
-                                        "response_b": gens[j].text}) + "\n")
-                    n += 1
+            for i, j in combinations(_distinct(gens), 2):
+                f.write(json.dumps({"id": f"{r}/{i}-{j}", "prompt": row.prompt, "response_a": gens[i].text,
+                                    "response_b": gens[j].text}) + "\n")
+                n += 1
     return n
 
 

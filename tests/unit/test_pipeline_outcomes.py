@@ -1,0 +1,27 @@
+"""A stage reused from an earlier run reports the seconds and label counts it had when it ran, not the ~0 s of
+this run: `pipeline._settle` saves them beside each output and reads them back on reuse (None where an output
+was made before outcomes were saved)."""
+
+from __future__ import annotations
+
+import json
+
+from tether.pipeline import _settle
+
+
+def test_a_stage_that_ran_saves_its_seconds_and_a_reused_one_reads_them_back(tmp_path):
+    out = tmp_path / "rm"
+    out.mkdir()
+    timings: dict = {}
+    _settle("rm_s", out, t0=0.0, reused=[], timings=timings)  # t0 = 0: seconds since the clock's origin
+    ran = timings["rm_s"]
+    assert ran > 0 and json.loads((out / "stage_outcome.json").read_text()) == {"seconds": ran}
+    again: dict = {}
+    assert _settle("rm_s", out, t0=1e12, reused=["rm_s"], timings=again) == {"seconds": ran}
+    assert again == {"rm_s": ran}
+    # a file output with extra counts; a reused output that never saved an outcome is unknown
+    pairs = tmp_path / "eval_pairs.jsonl"
+    _settle("label:eval_pairs.jsonl", pairs, 0.0, [], {}, is_file=True, extra={"labels": {"pairs": 240}})
+    assert json.loads((tmp_path / "eval_pairs.jsonl.outcome.json").read_text())["labels"] == {"pairs": 240}
+    unknown: dict = {}
+    assert _settle("sft_s", tmp_path / "sft", 0.0, ["sft_s"], unknown) == {} and unknown == {"sft_s": None}
