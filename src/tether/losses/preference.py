@@ -257,7 +257,9 @@ def kto(
     Returns:
         ``(loss, stats)``: the scalar loss and detached stats ``loss/kto``, ``kto/kl`` (z0),
         ``kto/desirable_reward`` and ``kto/undesirable_reward`` (mean β·r over the desirable / undesirable
-        examples of this batch; 0 where there are none), ``kto/num_desirable`` and ``kto/num_undesirable``.
+        examples of this batch; 0 where there are none) and ``kto/desirable_fraction`` (the share of desirable
+        examples). Every stat is a mean over the batch's examples, so it stays a mean when a trainer averages
+        microbatches weighted by their size (a count would not).
     """
     n = _check_1d(policy_logps=policy_logps, ref_logps=ref_logps, labels=labels)
     _check_beta(beta)
@@ -278,8 +280,7 @@ def kto(
             "kto/kl": z0,
             "kto/desirable_reward": torch.where(desirable, rewards, 0.0).sum() / num_desirable.clamp(min=1),
             "kto/undesirable_reward": torch.where(desirable, 0.0, rewards).sum() / num_undesirable.clamp(min=1),
-            "kto/num_desirable": num_desirable,
-            "kto/num_undesirable": num_undesirable,
+            "kto/desirable_fraction": num_desirable / max(n, 1),
         }
     return loss, stats
 

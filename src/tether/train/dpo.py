@@ -204,12 +204,16 @@ def compute_loss(cfg: DPOConfig, policy: dict, ref: torch.Tensor | None, batch: 
     """The configured loss and its stats, plus `policy/logratio`: the mean sequence log π/π_ref on the data
     (the implicit reward / β; how far the policy has moved from the reference on these examples)."""
     x = _pair_inputs(policy, ref)
+    extra = {}
     if PREFERENCE_LOSSES[cfg.loss].data == "unpaired":  # KTO: labels, and z0 from the mismatched completions
         from tether.losses.preference import kto_kl_estimate
 
         x["labels"] = batch["margin"].to(policy["chosen"].device) > 0.5
         x["kl_estimate"] = kto_kl_estimate(policy["rejected"].detach(), x["ref_rejected_logps"])
+        # z0 before its clamp at 0: when `kto/kl` reads 0 this says how far below 0 the estimate was
+        extra["kto/mismatched_logratio"] = (policy["rejected"].detach() - x["ref_rejected_logps"]).mean()
     loss, stats = LOSS_CALLS[cfg.loss](x, cfg, n_global)
+    stats = {**stats, **extra}
     if ref is not None:
         logratio = torch.cat([policy["chosen"] - x["ref_chosen_logps"], policy["rejected"] - x["ref_rejected_logps"]])
         stats = {**stats, "policy/logratio": logratio.detach().mean()}
