@@ -125,7 +125,7 @@ def _label_on_policy(policy_dir: Path, rows, out: Path, opts: DemoOptions, seed:
 
     tokenizer = load_tokenizer(str(policy_dir))
     policy = freeze(load_causal_lm(str(policy_dir), tokenizer))
-    sampling = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=max_new_tokens, batch_size=64)
+    sampling = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=max_new_tokens)
     cands = labelling.sample_candidates(policy, tokenizer, rows, opts.samples_per_prompt, sampling, seed)
     pairs, stats = labelling.pairs_from_scores(rows, cands, labelling.gold_scores(rows, cands), "gold",
                                                max_pairs_per_prompt=2, seed=seed)

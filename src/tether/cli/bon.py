@@ -22,7 +22,7 @@ def bon_cmd(policy: str = typer.Option(..., help="Policy that samples: model dir
             limit: int = typer.Option(0, help="Use the first N prompts (0 = all)."),
             temperature: float = typer.Option(1.0, help="Sampling temperature (the analytic KL assumes 1)."),
             max_new_tokens: int = typer.Option(64),
-            batch_size: int = typer.Option(32, help="Sequences per generate call."),
+            batch_size: int = typer.Option(128, help="Sequences per generate call."),
             missing_eos_penalty: float = typer.Option(1.0, help="Subtracted from the RM score of responses cut at "
                                                                   "max-new-tokens (no EOS); 0 = off."),
             min_score: float | None = typer.Option(None, help="Export to sft.jsonl only chosen responses scoring at "

@@ -172,7 +172,7 @@ def eval_policy(model: str = typer.Option(..., help="Policy: embedded name, mode
         from tether.errors import ConfigError
 
         raise ConfigError(f"--samples must be >= 0 and --temperature > 0 (got {samples}, {temperature})")
-    sampling = (SamplingConfig(do_sample=True, temperature=temperature, max_new_tokens=max_new_tokens, batch_size=32)
+    sampling = (SamplingConfig(do_sample=True, temperature=temperature, max_new_tokens=max_new_tokens)
                 if samples else SamplingConfig(do_sample=False, max_new_tokens=max_new_tokens))
     evals = [evaluate_policy(name, load_causal_lm(spec, tokenizer), tokenizer, rows, sampling, seed=seed,
                              samples_per_prompt=max(samples, 1))

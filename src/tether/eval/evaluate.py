@@ -183,7 +183,7 @@ def kl_to_reference(policy, reference, tokenizer, rows: list[PromptRow], max_new
 
     Per-sample values can be negative; their mean is the estimate (with a 95 % CI).
     """
-    sampling = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=max_new_tokens, batch_size=32)
+    sampling = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=max_new_tokens)
     gens = generate(policy, tokenizer, [r.prompt for r in rows], sampling, seed=seed)
     return kl_of_generations(policy, reference, tokenizer, gens, batch_size)
 

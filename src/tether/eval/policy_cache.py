@@ -106,7 +106,7 @@ def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, s
     if k:
         evaluation, gens = generate_and_evaluate(
             name, model, tokenizer, rows, SamplingConfig(do_sample=True, temperature=temperature,
-                                                         max_new_tokens=max_new_tokens, batch_size=32),
+                                                         max_new_tokens=max_new_tokens),
             seed=seed, show_progress=False, samples_per_prompt=k)
         if sampled_kl:
             kl_value = kl_of_generations(model, sft_model, tokenizer, gens)
