@@ -163,7 +163,7 @@ def _sample_and_score(cfg: OveroptimizationConfig, models: dict, ckpt: Path, row
 
     tokenizer = models["tokenizer"]
     policy = policy_from_checkpoint(models["run_config"], ckpt, tokenizer)
-    sampling = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=cfg.max_new_tokens, batch_size=64)
+    sampling = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=cfg.max_new_tokens)
     result = best_of_n(policy, tokenizer, rows, cfg.ppo_samples, sampling, scorer="rm", reward_model=models["rm"],
                        rm_tokenizer=models["rm_tokenizer"], missing_eos_penalty=cfg.missing_eos_penalty,
                        seed=cfg.seed)
@@ -195,8 +195,7 @@ def _sample_bon(cfg: OveroptimizationConfig, paths: dict[str, Path], rows, cache
     policy = freeze(load_causal_lm(str(paths["sft"]), tokenizer))
     rm = freeze(ScalarHeadModel.from_pretrained(paths["rm"]))
     result = best_of_n(policy, tokenizer, rows, cfg.n,
-                       SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=cfg.max_new_tokens,
-                                      batch_size=64),  # sequences per generate call (prompt copies)
+                       SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=cfg.max_new_tokens),
                        scorer="rm", reward_model=rm, rm_tokenizer=load_tokenizer(str(paths["rm"])),
                        missing_eos_penalty=cfg.missing_eos_penalty, seed=cfg.seed)
     data = {"scores": result.scores, "gold": result.gold, "missing_eos_penalty": cfg.missing_eos_penalty,
