@@ -7,20 +7,40 @@ Work: the first `--prompts` held-out prompts of the demo task (seed 0), (a) 2 sa
 `tether.sampling.generate` (prompts sorted by length, cut into batches of `batch_size` rows; a row leaves the
 batch at its EOS). On two CPU cores a decode step costs a fixed part (reading the weights once per step) and a
 part per row, so a fuller batch spreads the fixed part over more rows; a batch runs until its longest row ends,
-so very large batches wait on one long tail. Reports seconds, response tokens and tokens/s per batch size.
+so very large batches wait on one long tail. Reports seconds, response tokens and tokens/s per batch size, and
+the median time of one KV-cached decode step at 1, 8, 32 and 64 rows (40-token prompts, `step_ms`).
 Writes benchmarks/results/generation_batch.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
+import torch
 from common import write_result
 
 from tether.data.demo_task import make_demo_task
 from tether.models.loading import load_causal_lm, load_tokenizer
 from tether.sampling.generate import SamplingConfig, generate
+
+
+@torch.no_grad()
+def decode_step_ms(model, rows: int, prompt_len: int = 40, steps: int = 12) -> float:
+    """Median wall time of one KV-cached decode step (one new token for each of `rows` rows), in ms."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    model(input_ids=torch.randint(100, 1000, (rows, prompt_len)), cache=cache, use_cache=True, logits_to_keep=1)
+    token, mask, times = torch.randint(100, 1000, (rows, 1)), torch.ones(rows, prompt_len, dtype=torch.long), []
+    for _ in range(steps):
+        mask = torch.cat([mask, mask.new_ones(rows, 1)], dim=1)
+        t0 = time.perf_counter()
+        model(input_ids=token, attention_mask=mask, position_ids=mask.sum(-1, keepdim=True) - 1, cache=cache,
+              use_cache=True)
+        times.append(time.perf_counter() - t0)
+    return round(1000 * statistics.median(times[2:]), 1)
 
 
 def main() -> None:
@@ -36,7 +56,9 @@ def main() -> None:
     rows = make_demo_task(0).eval_prompts[: args.prompts]
     work = {"sampled_t1_x2": ([r.prompt for r in rows for _ in range(2)], True),
             "greedy": ([r.prompt for r in rows], False)}
-    result = {"model": args.model, "prompts": len(rows), "new_tokens": 64, "modes": {}}
+    result = {"model": args.model, "prompts": len(rows), "new_tokens": 64, "modes": {},
+              "step_ms": {str(b): decode_step_ms(model, b) for b in (1, 8, 32, 64)}}
+    print("decode step ms by rows:", result["step_ms"], flush=True)
     for mode, (prompts, sample) in work.items():
         result["modes"][mode] = {}
         for b in args.batches:
