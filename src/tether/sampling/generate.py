@@ -33,7 +33,7 @@ class SamplingConfig:
     """Rows per generate call. On 2 CPU cores one KV-cached decode step of the 135M model took 59 ms for 1 row and
     181 ms for 64, so fuller batches finish sooner: 150 prompts × 2 samples at T 1 ran at 99 tokens/s in batches
     of 32 rows, 135 at 64 and 134 at 128 (two earlier runs: 90 / 128 / 146 and 99 / 138 / 147); greedy 70 / 81 /
-    88 tokens/s (benchmarks/generation_batch.py). 128 rows matched 64 in one run and beat it by 7–15 % in two;
+    88 tokens/s (benchmarks/generation_batch.py). 128 rows matched 64 in one run and beat it by 7–14 % in two;
     the clear gain is over 32."""
     min_new_tokens: int = 0
     """EOS is not sampled before this many new tokens (0 = off; benchmarks use it to fix the length)."""
