@@ -76,6 +76,35 @@ def test_cached_reference_equals_recomputed(tiny_model_dir, tmp_path):
         grouped = pair_logps(ref, collate_pairs([examples[i] for i in idx], tok.pad_token_id), "cpu", group_rows=2)
     for key in ("chosen", "rejected", "chosen_mean", "rejected_mean"):
         torch.testing.assert_close(grouped[key], lp[key], atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # one side alone (KTO): the same values as that half of the two-sided forward
+        rejected = pair_logps(ref, collate_pairs([examples[i] for i in idx], tok.pad_token_id), "cpu",
+                              sides=("rejected",))
+    assert set(rejected) == {"rejected", "rejected_mean"}
+    torch.testing.assert_close(rejected["rejected"], lp["rejected"], atol=1e-5, rtol=1e-5)
+
+
+def test_kto_reference_point_is_the_mean_mismatched_logratio_of_the_whole_batch(tiny_model_dir, tmp_path):
+    from tether.data.collators import collate_pairs
+    from tether.models.loading import load_causal_lm, load_tokenizer
+    from tether.train.dpo import kto_reference_point, load_examples, pair_logps
+
+    cfg = dpo_cfg(tiny_model_dir, tmp_path, "kto", "kto")
+    tok = load_tokenizer(str(tiny_model_dir), 64)
+    policy = load_causal_lm(str(tiny_model_dir), tok).eval()
+    examples, _ = load_examples(cfg, tok)
+    idx = list(range(8))
+    with torch.no_grad():
+        lp = pair_logps(policy, collate_pairs([examples[i] for i in idx], tok.pad_token_id), "cpu")
+    ref = torch.stack([lp["chosen"], lp["rejected"], lp["chosen_mean"], lp["rejected_mean"]], -1) - 0.5  # (8,4)
+    ref[:4] += 1.5  # mismatched log-ratios: −1 for rows 0–3, +0.5 for rows 4–7 → mean −0.25
+
+    def ref_for(_examples, table, rows):
+        return table[rows]
+
+    z0, mean = kto_reference_point(policy, examples, [idx[:4], idx[4:]], ref_for, ref, tok.pad_token_id, "cpu")
+    assert mean.item() == pytest.approx(-0.25, abs=1e-4) and z0.item() == 0.0  # clamped, over both chunks
+    z0, mean = kto_reference_point(policy, examples, [idx[4:]], ref_for, ref, tok.pad_token_id, "cpu")
+    assert mean.item() == pytest.approx(0.5, abs=1e-4) and z0.item() == pytest.approx(0.5, abs=1e-4)
 
 
 def test_dpo_resume_reproduces_the_uninterrupted_run(tiny_model_dir, tmp_path):
@@ -93,21 +122,30 @@ def test_lora_reference_is_the_base_with_adapters_off(tiny_model_dir, tmp_path):
     assert not (tmp_path / "lora" / REF_CACHE).exists()
 
 
-@pytest.mark.parametrize("loss", ["dpo", "simpo"])
+@pytest.mark.parametrize("loss", ["dpo", "simpo", "kto"])
 def test_two_processes_follow_the_one_process_loss_curve(tiny_model_dir, tmp_path, loss):
     """With and without a cached reference: each process takes half of every step's pairs; the loss curve matches
-    the 1-process run."""
+    the 1-process run. KTO: z0 is gathered over the processes, so both runs use the whole batch's z0."""
     from launch import launch_two_processes
     from tether.runtime.config import save_config
 
+    extra = []
+    if loss == "kto":  # desirable rows only: the policy raises the mismatched answers too, so z0 leaves 0
+        rows = tmp_path / "feedback.jsonl"
+        rows.write_text("".join(json.dumps({"prompt": [{"role": "user", "content": f"What is {i} plus {i}?"}],
+                                            "completion": f"{2 * i}.", "label": True}) + "\n" for i in range(48)))
+        extra = ["--data.kto_unpaired_file", str(rows), "--beta", "5"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each of the 2 processes below
     try:
-        train(dpo_cfg(tiny_model_dir, tmp_path, "one", loss))
+        train(dpo_cfg(tiny_model_dir, tmp_path, "one", loss, *extra))
     finally:
         torch.set_num_threads(threads)
-    save_config(dpo_cfg(tiny_model_dir, tmp_path, "two", loss), tmp_path / "two.yaml")
+    save_config(dpo_cfg(tiny_model_dir, tmp_path, "two", loss, *extra), tmp_path / "two.yaml")
     launch_two_processes("dpo", tmp_path / "two.yaml")
     assert json.loads((tmp_path / "two" / "result.json").read_text())["num_processes"] == 2
     assert len(curve(tmp_path / "one", f"loss/{loss}")) == 4
     assert curve(tmp_path / "two", f"loss/{loss}") == pytest.approx(curve(tmp_path / "one", f"loss/{loss}"), rel=1e-4)
+    if loss == "kto":  # a z0 of 0 at every step would not tell a gathered z0 from a per-process one
+        assert max(curve(tmp_path / "one", "kto/kl")) > 0
+        assert curve(tmp_path / "two", "kto/kl") == pytest.approx(curve(tmp_path / "one", "kto/kl"), rel=1e-4)

@@ -10,7 +10,8 @@ Reference log-probabilities: with full fine-tuning they are computed ONCE, with 
 for exactly the examples this run will visit (the data order is a pure function of seed and step),
 cached to `ref_logps.pt`, and never recomputed — no second model copy in memory. With LoRA the
 reference is the base model with adapters disabled. ORPO and SimPO need no reference at all.
-Chosen and rejected go through one batched forward (2B rows).
+Chosen and rejected go through one batched forward (2B rows). KTO trains on its examples alone; their
+mismatched completions only set z0, once per step over the global batch, without gradients.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tether.data.records import FeedbackRow, PreferencePair
 from tether.data.tokenization import EncodedPair, encode_pairs, split_by_prompt
 from tether.data.validate import load_many
 from tether.errors import ConfigError
-from tether.losses.preference import PREFERENCE_LOSSES
+from tether.losses.preference import PREFERENCE_LOSSES, kto_kl_estimate
 from tether.models.loading import load_causal_lm, load_tokenizer
 from tether.models.logprobs import sequence_logprobs
 from tether.models.lora import adapters_disabled, apply_lora, eval_mode
@@ -142,17 +143,26 @@ def load_examples(cfg: DPOConfig, tokenizer) -> tuple[list[EncodedPair], list[En
 
 # --- log-probabilities -----------------------------------------------------------------------------
 
-def pair_logps(model, batch: dict, device, group_rows: int = 0) -> dict[str, torch.Tensor]:
+def pair_logps(model, batch: dict, device, group_rows: int = 0,
+               sides: tuple[str, ...] = ("chosen", "rejected")) -> dict[str, torch.Tensor]:
     """Summed and mean response logprobs of chosen (first half) and rejected (second half) rows: one forward,
-    or forwards of `group_rows` rows of similar length (`ops.map_length_groups`; same values, less padding)."""
-    rows = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids", "response_mask")}
+    or forwards of `group_rows` rows of similar length (`ops.map_length_groups`; same values, less padding).
+    `sides` picks the halves to score: KTO trains on the chosen rows only (its rejected rows are the
+    mismatched completions, scored without gradients for z0)."""
+    n = batch["input_ids"].shape[0] // 2
+    keep = torch.cat([torch.arange(n) + (0 if side == "chosen" else n) for side in sides])  # (S·B,)
+    width = int(batch["attention_mask"][keep].sum(dim=-1).max())  # right-padded: cut the other half's padding
+    rows = {k: batch[k][keep, :width].to(device)
+            for k in ("input_ids", "attention_mask", "position_ids", "response_mask")}
     if group_rows:
-        total, count = map_length_groups(lambda b: sequence_logprobs(model, b), rows, group_rows)  # (2B,), (2B,)
+        total, count = map_length_groups(lambda b: sequence_logprobs(model, b), rows, group_rows)  # (S·B,), (S·B,)
     else:
-        total, count = sequence_logprobs(model, rows)  # (2B,), (2B,)
-    n = total.shape[0] // 2
-    mean = total / count.clamp(min=1)  # (2B,)
-    return {"chosen": total[:n], "rejected": total[n:], "chosen_mean": mean[:n], "rejected_mean": mean[n:]}
+        total, count = sequence_logprobs(model, rows)  # (S·B,), (S·B,)
+    mean = total / count.clamp(min=1)  # (S·B,)
+    out = {}
+    for j, side in enumerate(sides):
+        out[side], out[f"{side}_mean"] = total[j * n : (j + 1) * n], mean[j * n : (j + 1) * n]
+    return out
 
 
 @torch.no_grad()
@@ -174,10 +184,12 @@ def reference_logps(model, examples: list[EncodedPair], indices: list[int], batc
 
 def _pair_inputs(policy: dict, ref: torch.Tensor | None) -> dict:
     ref = ref if ref is not None else torch.zeros(policy["chosen"].shape[0], 4)
-    return {"policy_chosen_logps": policy["chosen"], "policy_rejected_logps": policy["rejected"],
-            "ref_chosen_logps": ref[:, 0], "ref_rejected_logps": ref[:, 1],
-            "policy_chosen_logps_mean": policy["chosen_mean"], "policy_rejected_logps_mean": policy["rejected_mean"],
-            "ref_chosen_logps_mean": ref[:, 2], "ref_rejected_logps_mean": ref[:, 3]}
+    x = {"ref_chosen_logps": ref[:, 0], "ref_rejected_logps": ref[:, 1],
+         "ref_chosen_logps_mean": ref[:, 2], "ref_rejected_logps_mean": ref[:, 3]}
+    for side in ("chosen", "rejected"):  # KTO's policy has only the chosen side
+        if side in policy:
+            x[f"policy_{side}_logps"], x[f"policy_{side}_logps_mean"] = policy[side], policy[f"{side}_mean"]
+    return x
 
 
 LOSS_CALLS = {
@@ -200,22 +212,45 @@ LOSS_CALLS = {
 }
 
 
-def compute_loss(cfg: DPOConfig, policy: dict, ref: torch.Tensor | None, batch: dict, n_global: int):
+def policy_sides(cfg: DPOConfig) -> tuple[str, ...]:
+    """The halves of each batch the policy is trained on: KTO's rejected rows only feed z0."""
+    return ("chosen",) if PREFERENCE_LOSSES[cfg.loss].data == "unpaired" else ("chosen", "rejected")
+
+
+@torch.no_grad()
+def kto_reference_point(model, examples: list[EncodedPair], chunks: list[list[int]], ref_for, cache, pad_id: int,
+                        device, group_rows: int = 0, gather=lambda t: t) -> tuple[torch.Tensor, torch.Tensor]:
+    """KTO's z0 for one optimizer step (Ethayarajh et al. 2024, §4): the policy's log π/π_ref of the mismatched
+    completions of every example in `chunks`, gathered over processes by `gather` (so every process, and a
+    1-process run, uses the same z0 for the whole global batch), averaged and clamped at 0. No gradients: the
+    paper does not back-propagate through z0, and the mismatched rows never enter the training forward.
+
+    Returns ``(z0, mean)``: z0 ≥ 0 and the mean before the clamp (logged as `kto/mismatched_logratio`)."""
+    policy, ref = [], []
+    for idx in chunks:
+        batch = collate_pairs([examples[i] for i in idx], pad_id)
+        policy.append(pair_logps(model, batch, device, group_rows, sides=("rejected",))["rejected"])  # (b,)
+        ref.append(ref_for(examples, cache, idx)[:, 1].to(device))  # (b,)
+    policy, ref = gather(torch.cat(policy)), gather(torch.cat(ref))  # (M,), (M,) over processes
+    return kto_kl_estimate(policy, ref), (policy - ref).mean()
+
+
+def compute_loss(cfg: DPOConfig, policy: dict, ref: torch.Tensor | None, batch: dict, n_global: int,
+                 kto_point: tuple[torch.Tensor, torch.Tensor] | None = None):
     """The configured loss and its stats, plus `policy/logratio`: the mean sequence log π/π_ref on the data
-    (the implicit reward / β; how far the policy has moved from the reference on these examples)."""
+    (the implicit reward / β; how far the policy has moved from the reference on these examples).
+    KTO needs `kto_point` = `kto_reference_point(...)` of the step's global batch."""
     x = _pair_inputs(policy, ref)
     extra = {}
-    if PREFERENCE_LOSSES[cfg.loss].data == "unpaired":  # KTO: labels, and z0 from the mismatched completions
-        from tether.losses.preference import kto_kl_estimate
-
+    if PREFERENCE_LOSSES[cfg.loss].data == "unpaired":  # KTO: labels from the rows, z0 from the caller
+        if kto_point is None:
+            raise ValueError("KTO needs kto_point: z0 of the step's mismatched completions (kto_reference_point)")
         x["labels"] = batch["margin"].to(policy["chosen"].device) > 0.5
-        x["kl_estimate"] = kto_kl_estimate(policy["rejected"].detach(), x["ref_rejected_logps"])
-        # z0 before its clamp at 0: when `kto/kl` reads 0 this says how far below 0 the estimate was
-        extra["kto/mismatched_logratio"] = (policy["rejected"].detach() - x["ref_rejected_logps"]).mean()
+        x["kl_estimate"], extra["kto/mismatched_logratio"] = kto_point  # the clamped z0, and the mean before it
     loss, stats = LOSS_CALLS[cfg.loss](x, cfg, n_global)
     stats = {**stats, **extra}
     if ref is not None:
-        logratio = torch.cat([policy["chosen"] - x["ref_chosen_logps"], policy["rejected"] - x["ref_rejected_logps"]])
+        logratio = torch.cat([policy[side] - x[f"ref_{side}_logps"] for side in policy_sides(cfg)])
         stats = {**stats, "policy/logratio": logratio.detach().mean()}
     return loss, stats
 
@@ -288,14 +323,18 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
         indices = rank_slice(steps_indices[step], accelerator.process_index, accelerator.num_processes)
         acc = StepStats(f"loss/{cfg.loss}")
         chunks = length_grouped_microbatches(indices, n_micro, lambda i: len(train_examples[i]))
+        kto_point = None  # KTO: z0 over the whole global batch, before any update of this step
+        if spec.data == "unpaired":
+            kto_point = kto_reference_point(model, train_examples, chunks, ref_for, ref_cache, tokenizer.pad_token_id,
+                                            accelerator.device, group_rows, accelerator.gather)
         for k, idx in enumerate(chunks):
             batch = collate_pairs([train_examples[i] for i in idx], tokenizer.pad_token_id)
             ref = ref_for(train_examples, ref_cache, idx)
             sync = nullcontext() if k == n_micro - 1 else accelerator.no_sync(model)
             with sync:
-                policy = pair_logps(model, batch, accelerator.device, group_rows)
+                policy = pair_logps(model, batch, accelerator.device, group_rows, policy_sides(cfg))
                 loss, stats = compute_loss(cfg, policy, None if ref is None else ref.to(accelerator.device), batch,
-                                           tcfg.batch_size)
+                                           tcfg.batch_size, kto_point)
                 accelerator.backward(loss * accelerator.num_processes)  # DDP averages over processes
             acc.add(loss, stats, len(idx))
             timer.tokens += int(batch["input_ids"].numel())
@@ -340,13 +379,19 @@ def evaluate(cfg: DPOConfig, accelerator, model, examples, eval_ref, pad_id: int
              group_rows: int = 0) -> dict[str, float]:
     """The loss and its stats on held-out examples (this process computes all of them)."""
     sums: dict[str, float] = {}
+    size = cfg.train.micro_batch_size
+    chunks = [list(range(start, min(start + size, len(examples)))) for start in range(0, len(examples), size)]
     with eval_mode(model):
-        for start in range(0, len(examples), cfg.train.micro_batch_size):
-            idx = list(range(start, min(start + cfg.train.micro_batch_size, len(examples))))
+        kto_point = None  # KTO: z0 over all held-out examples
+        if PREFERENCE_LOSSES[cfg.loss].data == "unpaired":
+            kto_point = kto_reference_point(model, examples, chunks, ref_for, eval_ref, pad_id, accelerator.device,
+                                            group_rows)
+        for idx in chunks:
             batch = collate_pairs([examples[i] for i in idx], pad_id)
             ref = ref_for(examples, eval_ref, idx)
-            policy = pair_logps(model, batch, accelerator.device, group_rows)
-            _, stats = compute_loss(cfg, policy, None if ref is None else ref.to(accelerator.device), batch, len(idx))
+            policy = pair_logps(model, batch, accelerator.device, group_rows, policy_sides(cfg))
+            _, stats = compute_loss(cfg, policy, None if ref is None else ref.to(accelerator.device), batch, len(idx),
+                                    kto_point)
             for name, value in stats.items():
                 sums[name] = sums.get(name, 0.0) + float(value) * len(idx)
     return {"eval/loss" if name.startswith("loss/") else f"eval/{name.split('/', 1)[-1]}": v / len(examples)
