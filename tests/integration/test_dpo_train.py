@@ -98,12 +98,9 @@ def test_kto_reference_point_is_the_mean_mismatched_logratio_of_the_whole_batch(
     ref = torch.stack([lp["chosen"], lp["rejected"], lp["chosen_mean"], lp["rejected_mean"]], -1) - 0.5  # (8,4)
     ref[:4] += 1.5  # mismatched log-ratios: −1 for rows 0–3, +0.5 for rows 4–7 → mean −0.25
 
-    def ref_for(_examples, table, rows):
-        return table[rows]
-
-    z0, mean = kto_reference_point(policy, examples, [idx[:4], idx[4:]], ref_for, ref, tok.pad_token_id, "cpu")
+    z0, mean = kto_reference_point(policy, examples, [idx[:4], idx[4:]], [ref[:4], ref[4:]], tok.pad_token_id, "cpu")
     assert mean.item() == pytest.approx(-0.25, abs=1e-4) and z0.item() == 0.0  # clamped, over both chunks
-    z0, mean = kto_reference_point(policy, examples, [idx[4:]], ref_for, ref, tok.pad_token_id, "cpu")
+    z0, mean = kto_reference_point(policy, examples, [idx[4:]], [ref[4:]], tok.pad_token_id, "cpu")
     assert mean.item() == pytest.approx(0.5, abs=1e-4) and z0.item() == pytest.approx(0.5, abs=1e-4)
 
 

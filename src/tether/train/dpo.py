@@ -218,19 +218,22 @@ def policy_sides(cfg: DPOConfig) -> tuple[str, ...]:
 
 
 @torch.no_grad()
-def kto_reference_point(model, examples: list[EncodedPair], chunks: list[list[int]], ref_for, cache, pad_id: int,
-                        device, group_rows: int = 0, gather=lambda t: t) -> tuple[torch.Tensor, torch.Tensor]:
+def kto_reference_point(model, examples: list[EncodedPair], chunks: list[list[int]], refs: list[torch.Tensor],
+                        pad_id: int, device, group_rows: int = 0,
+                        gather=lambda t: t) -> tuple[torch.Tensor, torch.Tensor]:
     """KTO's z0 for one optimizer step (Ethayarajh et al. 2024, §4): the policy's log π/π_ref of the mismatched
     completions of every example in `chunks`, gathered over processes by `gather` (so every process, and a
     1-process run, uses the same z0 for the whole global batch), averaged and clamped at 0. No gradients: the
     paper does not back-propagate through z0, and the mismatched rows never enter the training forward.
+    `refs[k]`: the reference rows ``(b,4)`` of chunk k (column 1: the mismatched completions), the same the
+    training microbatches use.
 
     Returns ``(z0, mean)``: z0 ≥ 0 and the mean before the clamp (logged as `kto/mismatched_logratio`)."""
     policy, ref = [], []
-    for idx in chunks:
+    for idx, chunk_ref in zip(chunks, refs):
         batch = collate_pairs([examples[i] for i in idx], pad_id)
         policy.append(pair_logps(model, batch, device, group_rows, sides=("rejected",))["rejected"])  # (b,)
-        ref.append(ref_for(examples, cache, idx)[:, 1].to(device))  # (b,)
+        ref.append(chunk_ref[:, 1].to(device))  # (b,)
     policy, ref = gather(torch.cat(policy)), gather(torch.cat(ref))  # (M,), (M,) over processes
     return kto_kl_estimate(policy, ref), (policy - ref).mean()
 
@@ -323,13 +326,13 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
         indices = rank_slice(steps_indices[step], accelerator.process_index, accelerator.num_processes)
         acc = StepStats(f"loss/{cfg.loss}")
         chunks = length_grouped_microbatches(indices, n_micro, lambda i: len(train_examples[i]))
+        refs = [ref_for(train_examples, ref_cache, idx) for idx in chunks]  # (b,4) each, or None; once per step
         kto_point = None  # KTO: z0 over the whole global batch, before any update of this step
         if spec.data == "unpaired":
-            kto_point = kto_reference_point(model, train_examples, chunks, ref_for, ref_cache, tokenizer.pad_token_id,
+            kto_point = kto_reference_point(model, train_examples, chunks, refs, tokenizer.pad_token_id,
                                             accelerator.device, group_rows, accelerator.gather)
-        for k, idx in enumerate(chunks):
+        for k, (idx, ref) in enumerate(zip(chunks, refs)):
             batch = collate_pairs([train_examples[i] for i in idx], tokenizer.pad_token_id)
-            ref = ref_for(train_examples, ref_cache, idx)
             sync = nullcontext() if k == n_micro - 1 else accelerator.no_sync(model)
             with sync:
                 policy = pair_logps(model, batch, accelerator.device, group_rows, policy_sides(cfg))
@@ -382,13 +385,12 @@ def evaluate(cfg: DPOConfig, accelerator, model, examples, eval_ref, pad_id: int
     size = cfg.train.micro_batch_size
     chunks = [list(range(start, min(start + size, len(examples)))) for start in range(0, len(examples), size)]
     with eval_mode(model):
+        refs = [ref_for(examples, eval_ref, idx) for idx in chunks]  # (b,4) each, or None
         kto_point = None  # KTO: z0 over all held-out examples
         if PREFERENCE_LOSSES[cfg.loss].data == "unpaired":
-            kto_point = kto_reference_point(model, examples, chunks, ref_for, eval_ref, pad_id, accelerator.device,
-                                            group_rows)
-        for idx in chunks:
+            kto_point = kto_reference_point(model, examples, chunks, refs, pad_id, accelerator.device, group_rows)
+        for idx, ref in zip(chunks, refs):
             batch = collate_pairs([examples[i] for i in idx], pad_id)
-            ref = ref_for(examples, eval_ref, idx)
             policy = pair_logps(model, batch, accelerator.device, group_rows, policy_sides(cfg))
             _, stats = compute_loss(cfg, policy, None if ref is None else ref.to(accelerator.device), batch, len(idx),
                                     kto_point)
