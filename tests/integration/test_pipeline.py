@@ -45,6 +45,8 @@ def test_every_stage_writes_its_outputs(first_run):
     run, summary, lines, opts = first_run
     for stage in ("sft", "rm", "ppo", "dpo-dpo", "dpo-simpo", "bon-4"):
         assert (run / stage / "result.json").is_file(), stage
+    for stage in ("sft", "rm", "ppo", "dpo-dpo", "dpo-simpo"):  # finished: resume checkpoints deleted
+        assert not (run / stage / "checkpoints").exists(), stage
     assert set(summary["policies"]) == {"base", "sft", "ppo", "dpo", "simpo"}
     assert set(summary["comparisons"]) == {"sft_vs_base", "ppo_vs_sft", "dpo_vs_sft", "simpo_vs_sft"}
     assert set(summary["kl_to_sft"]) == {"ppo", "dpo", "simpo"}

@@ -25,3 +25,18 @@ def test_a_stage_that_ran_saves_its_seconds_and_a_reused_one_reads_them_back(tmp
     assert json.loads((tmp_path / "eval_pairs.jsonl.outcome.json").read_text())["labels"] == {"pairs": 240}
     unknown: dict = {}
     assert _settle("sft_s", tmp_path / "sft", 0.0, ["sft_s"], unknown) == {} and unknown == {"sft_s": None}
+
+
+def test_a_finished_stage_loses_its_resume_checkpoints_only_when_asked(tmp_path):
+    out = tmp_path / "sft"
+    ckpt = out / "checkpoints" / "step-4"
+    ckpt.mkdir(parents=True)
+    (ckpt / "optimizer.bin").write_bytes(b"x")
+    (out / "model.safetensors").write_bytes(b"w")
+    _settle("sft_s", out, 0.0, [], {}, prune_checkpoints=True)
+    assert ckpt.is_dir()  # not finished (no result.json): the checkpoint is what resumes it
+    (out / "result.json").write_text("{}")
+    _settle("sft_s", out, 0.0, [], {}, prune_checkpoints=False)
+    assert ckpt.is_dir()
+    _settle("sft_s", out, 0.0, [], {}, prune_checkpoints=True)
+    assert not (out / "checkpoints").exists() and (out / "model.safetensors").read_bytes() == b"w"
