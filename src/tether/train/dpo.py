@@ -335,12 +335,13 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
             batch = collate_pairs([train_examples[i] for i in idx], tokenizer.pad_token_id)
             sync = nullcontext() if k == n_micro - 1 else accelerator.no_sync(model)
             with sync:
-                policy = pair_logps(model, batch, accelerator.device, group_rows, policy_sides(cfg))
+                sides = policy_sides(cfg)
+                policy = pair_logps(model, batch, accelerator.device, group_rows, sides)
                 loss, stats = compute_loss(cfg, policy, None if ref is None else ref.to(accelerator.device), batch,
                                            tcfg.batch_size, kto_point)
                 accelerator.backward(loss * accelerator.num_processes)  # DDP averages over processes
             acc.add(loss, stats, len(idx))
-            timer.tokens += int(batch["input_ids"].numel())
+            timer.tokens += int(batch["input_ids"].numel()) * len(sides) // 2  # the rows trained on (KTO: half)
         grad_norm = clip_and_step(accelerator, model, optimizer, scheduler, tcfg.max_grad_norm)
         step_stats = acc.reduce(accelerator)
         check_finite(step + 1, **{f"loss/{cfg.loss}": step_stats[f"loss/{cfg.loss}"], "train/grad_norm": grad_norm})
