@@ -81,6 +81,8 @@ class DemoOptions:
     model) once the stage has finished. They only serve to resume an interrupted stage, and a finished one is
     reused from its saved model, so by default they are deleted (the demo run dir: 2.1 GB instead of ~7.4).
     true: keep them, e.g. to evaluate PPO's with `tether experiment overoptimization --ppo_runs`."""
+    config_dir: str = field(default_factory=lambda: str(default_config_dir()))
+    """Where the stage YAML configs live (see `default_config_dir`)."""
 
     def validate(self) -> None:
         from tether.losses.preference import PREFERENCE_LOSSES
@@ -92,8 +94,25 @@ class DemoOptions:
         if unknown:
             raise ConfigError(f"preference_losses: unknown loss {', '.join(unknown)}; "
                               f"available: {', '.join(PREFERENCE_LOSSES)}")
-    config_dir: str = field(default_factory=lambda: str(default_config_dir()))
-    """Where the stage YAML configs live (see `default_config_dir`)."""
+        for name in ("label_prompts", "eval_label_prompts", "eval_prompts", "kl_prompts", "bon_n", "bon_prompts"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.samples_per_prompt < 2:
+            raise ConfigError(f"samples_per_prompt must be >= 2 (pairs are made from one prompt's samples), "
+                              f"got {self.samples_per_prompt}")
+        if self.eval_samples < 0:
+            raise ConfigError(f"eval_samples must be >= 0, got {self.eval_samples}")
+        if self.eval_temperature <= 0:
+            raise ConfigError(f"eval_temperature must be > 0, got {self.eval_temperature}")
+        for name in ("kl_prompts", "bon_prompts"):  # both take the first prompts of the evaluation set
+            if getattr(self, name) > self.eval_prompts:
+                raise ConfigError(f"{name} ({getattr(self, name)}) must be <= eval_prompts ({self.eval_prompts}): "
+                                  f"it takes the first of the evaluated prompts")
+        missing = [f"{stage}.yaml" for stage in ("sft", "rm", "ppo")
+                   if not (Path(self.config_dir) / f"{stage}.yaml").is_file()]
+        if missing:
+            raise ConfigError(f"config_dir: {self.config_dir} has no {', '.join(missing)} (a relative path is read "
+                              f"from the current directory)")
 
 
 # `--quick`: every stage runs on a few small batches (a smoke run of the whole pipeline, no quality bars).
@@ -219,8 +238,15 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     # 3. On-policy preference collection: SFT samples labelled by the gold judge (train and held-out prompts).
     label_stats, label_times = {}, {}
     n_train, n_eval = QUICK_SIZES["label_prompts"] if quick else (opts.label_prompts, opts.eval_label_prompts)
-    pref_prompts = [r for r in _as_prompts(load_records(data_dir / "preference.jsonl", "preference")[0])][:n_train]
+    pref_prompts = [r for r in _as_prompts(load_records(data_dir / "preference.jsonl", "preference")[0])]
     eval_rows = interleave_by(load_records(data_dir / "eval_prompts.jsonl", "prompt")[0])  # prefixes span families
+    for name, wanted, have in (("label_prompts", n_train, len(pref_prompts)),
+                               ("eval_label_prompts", n_eval, len(eval_rows)),
+                               ("eval_prompts", QUICK_SIZES["eval_prompts"] if quick else opts.eval_prompts,
+                                len(eval_rows))):
+        if wanted > have:
+            raise ConfigError(f"{name}: {wanted} asked, the demo task has {have} ({data_dir})")
+    pref_prompts = pref_prompts[:n_train]
     label_tokens = QUICK_SIZES["label_tokens"] if quick else 64
     targets = [("onpolicy_pairs.jsonl", pref_prompts, opts.seed + 1, "preference.jsonl"),
                ("eval_pairs.jsonl", eval_rows[:n_eval], opts.seed + 2, "eval_prompts.jsonl")]

@@ -110,6 +110,17 @@ def test_bad_options_name_the_field(tiny_configs, tmp_path):
         run_demo(DemoOptions(runs_dir=str(tmp_path), skip=["rm"], config_dir=str(tiny_configs)))
     with pytest.raises(ConfigError, match="preference_losses: unknown loss dpp"):
         run_demo(DemoOptions(runs_dir=str(tmp_path), preference_losses=["dpp"], config_dir=str(tiny_configs)))
+    bad = [({"bon_n": -3}, "bon_n must be >= 1, got -3"), ({"eval_prompts": 0}, "eval_prompts must be >= 1"),
+           ({"samples_per_prompt": 1}, "samples_per_prompt must be >= 2"),
+           ({"eval_temperature": 0.0}, "eval_temperature must be > 0"),
+           ({"bon_prompts": 200}, r"bon_prompts \(200\) must be <= eval_prompts \(150\)"),
+           ({"config_dir": str(tmp_path / "none")}, "config_dir: .* has no sft.yaml, rm.yaml, ppo.yaml")]
+    for fields, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            run_demo(DemoOptions(**{"runs_dir": str(tmp_path), "config_dir": str(tiny_configs), **fields}))
+    assert not list(tmp_path.iterdir())  # refused before any stage ran
+    with pytest.raises(ConfigError, match=r"eval_prompts: 900 asked, the demo task has 300 \("):
+        run_demo(DemoOptions(runs_dir=str(tmp_path), eval_prompts=900, config_dir=str(tiny_configs)))
 
 
 def test_stage_whose_inputs_changed_runs_again(first_run, tmp_path):
