@@ -104,7 +104,9 @@ class DemoOptions:
             raise ConfigError(f"eval_samples must be >= 0, got {self.eval_samples}")
         if self.eval_temperature <= 0:
             raise ConfigError(f"eval_temperature must be > 0, got {self.eval_temperature}")
-        for name in ("kl_prompts", "bon_prompts"):  # both take the first prompts of the evaluation set
+        used = {"kl_prompts": not (self.eval_samples and self.eval_temperature == 1.0),  # see kl_prompts
+                "bon_prompts": "bon" not in self.skip}
+        for name in (n for n, is_used in used.items() if is_used):  # the first prompts of the evaluation set
             if getattr(self, name) > self.eval_prompts:
                 raise ConfigError(f"{name} ({getattr(self, name)}) must be <= eval_prompts ({self.eval_prompts}): "
                                   f"it takes the first of the evaluated prompts")

@@ -119,6 +119,11 @@ def test_bad_options_name_the_field(tiny_configs, tmp_path):
         with pytest.raises(ConfigError, match=message):
             run_demo(DemoOptions(**{"runs_dir": str(tmp_path), "config_dir": str(tiny_configs), **fields}))
     assert not list(tmp_path.iterdir())  # refused before any stage ran
+    with pytest.raises(ConfigError, match=r"kl_prompts \(50\) must be <= eval_prompts \(40\)"):
+        run_demo(DemoOptions(runs_dir=str(tmp_path), eval_prompts=40, bon_prompts=10, eval_samples=0,
+                             config_dir=str(tiny_configs)))
+    # unused there: KL comes from the temperature-1 sampled evaluation, best-of-N is skipped
+    DemoOptions(eval_prompts=40, skip=["bon"], config_dir=str(tiny_configs)).validate()
     with pytest.raises(ConfigError, match=r"eval_prompts: 900 asked, the demo task has 300 \("):
         run_demo(DemoOptions(runs_dir=str(tmp_path), eval_prompts=900, config_dir=str(tiny_configs)))
 
