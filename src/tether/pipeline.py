@@ -84,6 +84,11 @@ class DemoOptions:
     config_dir: str = field(default_factory=lambda: str(default_config_dir()))
     """Where the stage YAML configs live (see `default_config_dir`)."""
 
+    @property
+    def kl_from_samples(self) -> bool:
+        """KL to SFT measured on the temperature-1 sampled evaluation (else on a draw of `kl_prompts` prompts)."""
+        return bool(self.eval_samples) and self.eval_temperature == 1.0
+
     def validate(self) -> None:
         from tether.losses.preference import PREFERENCE_LOSSES
 
@@ -104,8 +109,7 @@ class DemoOptions:
             raise ConfigError(f"eval_samples must be >= 0, got {self.eval_samples}")
         if self.eval_temperature <= 0:
             raise ConfigError(f"eval_temperature must be > 0, got {self.eval_temperature}")
-        used = {"kl_prompts": not (self.eval_samples and self.eval_temperature == 1.0),  # see kl_prompts
-                "bon_prompts": "bon" not in self.skip}
+        used = {"kl_prompts": not self.kl_from_samples, "bon_prompts": "bon" not in self.skip}
         for name in (n for n, is_used in used.items() if is_used):  # the first prompts of the evaluation set
             if getattr(self, name) > self.eval_prompts:
                 raise ConfigError(f"{name} ({getattr(self, name)}) must be <= eval_prompts ({self.eval_prompts}): "
@@ -338,7 +342,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     #    evaluation is saved in eval/policy-<name>[-sampled].json and reused.
     t0 = time.perf_counter()
     rows = eval_rows[: QUICK_SIZES["eval_prompts"] if quick else opts.eval_prompts]
-    kl_from_samples = bool(opts.eval_samples) and opts.eval_temperature == 1.0  # KL on the policy's eval samples
+    kl_from_samples = opts.kl_from_samples  # KL on the policy's eval samples
     kl_rows = [] if kl_from_samples else rows[: QUICK_SIZES["kl_prompts"] if quick else opts.kl_prompts]
     trained = ({"ppo": ppo_dir} if "ppo" not in opts.skip else {}) | {loss: out for loss, out in pref_runs.items()}
     kl_where = (f"on the {opts.eval_samples} × {len(rows)} sampled responses" if kl_from_samples

@@ -321,6 +321,7 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
 
     # 4. Loop: each optimizer step sees `batch_size` examples in total over processes and microbatches.
     timer, window, eval_metrics = StepTimer(), [], {}
+    sides = policy_sides(cfg)  # the halves of each batch the policy trains on
     bar = progress(accelerator, tcfg.max_steps, start_step, cfg.loss)
     for step in range(start_step, tcfg.max_steps):
         indices = rank_slice(steps_indices[step], accelerator.process_index, accelerator.num_processes)
@@ -335,7 +336,6 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
             batch = collate_pairs([train_examples[i] for i in idx], tokenizer.pad_token_id)
             sync = nullcontext() if k == n_micro - 1 else accelerator.no_sync(model)
             with sync:
-                sides = policy_sides(cfg)
                 policy = pair_logps(model, batch, accelerator.device, group_rows, sides)
                 loss, stats = compute_loss(cfg, policy, None if ref is None else ref.to(accelerator.device), batch,
                                            tcfg.batch_size, kto_point)
