@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tether.data.demo_task import make_demo_task
+from tether.data.demo_task import TASK_VERSION, make_demo_task
 from tether.data.records import interleave_by
 from tether.data.validate import load_records, save_records
 from tether.errors import ConfigError
@@ -216,7 +216,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     # 1. Demo task data (deterministic in the seed).
     t0 = time.perf_counter()
     data_dir = run / "data"
-    data_record = stage_inputs({"seed": opts.seed})
+    data_record = stage_inputs({"seed": opts.seed, "task_version": TASK_VERSION})
     if StageRecord(data_dir, done_marker="manifest.json").reuse(data_record, log):
         stage("data", f"reusing {data_dir}")
         reused.append("data_s")

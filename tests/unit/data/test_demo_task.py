@@ -14,6 +14,8 @@ from tether.data.demo_task import (
     FAMILIES,
     REJECTED_STYLES,
     SPLIT_SIZES,
+    SYSTEM_PROMPT,
+    TASK_VERSION,
     concise_answer,
     corrupt,
     make_demo_task,
@@ -86,12 +88,15 @@ def test_files_hold_exactly_the_record_fields_and_manifest_counts(tmp_path, task
         for line in lines:
             row = json.loads(line)
             assert list(row) == [f.name for f in fields(cls)]
-            assert row["prompt"] == [{"role": "user", "content": row["prompt"][0]["content"]}]
+            # a system turn (so the chat template adds no default of its own), then the question
+            assert row["prompt"] == [{"role": "system", "content": SYSTEM_PROMPT},
+                                     {"role": "user", "content": row["prompt"][1]["content"]}]
             assert {"family", "answer", "aliases", "id"} <= set(row["meta"])
             assert row["meta"]["answer"] in row["meta"]["aliases"]
     on_disk = json.loads((tmp_path / "manifest.json").read_text())
     assert on_disk == manifest
     assert on_disk["seed"] == 0 and on_disk["distinct_prompts"] == 2700
+    assert on_disk["version"] == TASK_VERSION
     assert sum(on_disk["families"]["sft"].values()) == 1000
     assert on_disk["families"]["eval_prompts"] == {f: EVAL_PER_FAMILY for f in sorted(FAMILIES)}
 
