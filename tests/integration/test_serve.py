@@ -410,3 +410,19 @@ def test_reward_model_with_its_own_tokenizer_scores_the_text(tiny_model_dir, tmp
     responses = [encode_response(rm_tokenizer, c.text, add_eos=c.finish_reason == "stop") for c in candidates]
     expected = score_sequences(rm, [encode_prompt(rm_tokenizer, USER)] * 3, responses, rm_tokenizer.pad_token_id)
     assert [c.score for c in candidates] == pytest.approx(expected, abs=1e-5)
+
+
+def test_system_prompt_goes_first_in_a_chat_without_one(tiny_model_dir, rm_dir, reference):
+    _, tokenizer, _ = reference
+    system = {"role": "system", "content": "You are a helpful assistant."}
+    own = {"role": "system", "content": "Be terse."}
+    plain = make_engine(tiny_model_dir)
+    with_system = make_engine(tiny_model_dir, rm_dir, system_prompt=system["content"])
+    assert plain.encode_chat(USER, "messages")[0] == encode_prompt(tokenizer, USER)
+    assert with_system.encode_chat(USER, "messages")[0] == encode_prompt(tokenizer, [system, *USER])
+    assert encode_prompt(tokenizer, [system, *USER]) != encode_prompt(tokenizer, USER)
+    # a chat that brings its own system turn keeps it, and gets no second one
+    assert with_system.encode_chat([own, *USER], "messages")[0] == encode_prompt(tokenizer, [own, *USER])
+    # the reward model's prompts (/v1/score) get it too
+    prompt_ids, _ = with_system.encode_score_pair(USER, "19.", "pairs.0")
+    assert prompt_ids == encode_prompt(tokenizer, [system, *USER])

@@ -18,6 +18,8 @@ def serve_cmd(
     api_key: str | None = typer.Option(None, envvar="TETHER_API_KEY",
                                        help="Require 'Authorization: Bearer KEY' on every route but /health."),
     model_name: str | None = typer.Option(None, help="Id served in /v1/models (default: the policy's dir name)."),
+    system_prompt: str | None = typer.Option(None, help="System turn put first in a chat that has none; demo "
+                                             "policies were trained with 'You are a helpful assistant.'."),
     max_batch_size: int = typer.Option(32, help="Most sequences per generate call; 1 = one request at a time."),
     batch_wait_ms: float = typer.Option(10.0, help="How long to wait for more requests to fill a batch."),
     max_new_tokens: int = typer.Option(256, help="Largest max_tokens a request may ask for."),
@@ -53,7 +55,7 @@ def serve_cmd(
     config = ServeConfig(model_name=model_name or "", max_prompt_tokens=max_prompt_tokens,
                          max_new_tokens=max_new_tokens, max_n=max_n, max_batch_size=max_batch_size,
                          batch_wait_ms=batch_wait_ms, max_queue=max_queue, request_timeout_s=request_timeout,
-                         max_body_bytes=max_body_bytes, api_key=api_key)
+                         max_body_bytes=max_body_bytes, api_key=api_key, system_prompt=system_prompt)
     engine = Engine.from_dirs(policy, reward_model, config)
     if not _is_loopback(host) and api_key is None:
         typer.echo(f"warning: serving on {host} without an API key: anyone who can reach this port can use it "

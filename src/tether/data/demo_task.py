@@ -80,10 +80,10 @@ SPLIT_SIZES: dict[str, int] = {"sft": 1000, "preference": 800, "rl_prompts": 600
 EVAL_PER_FAMILY = 30
 
 SYSTEM_PROMPT = "You are a helpful assistant."
-"""Every demo prompt's system turn. Without one, SmolLM2's chat template inserts its own 20-token default
+"""Every demo prompt's system turn. Without one, SmolLM2's chat template inserts its own default
 ("You are a helpful AI assistant named SmolLM, trained by Hugging Face"): 39 prompt tokens on average against
-28 with this one, and the prompt is most of each training sequence. Greedy on 100 held-out prompts the base
-model scores the same or better with it (docs/demo-task.md, "Prompt format")."""
+29 with this one, and the prompt is most of each training sequence. Greedy on 100 held-out prompts the base
+model scores about the same with it (docs/demo-task.md, "Prompt format")."""
 TASK_VERSION = 2
 """Bumped when the task's rows change for the same seed (2: the system turn above); the pipeline regenerates
 a data dir written by another version."""

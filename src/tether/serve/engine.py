@@ -63,6 +63,10 @@ class ServeConfig:
     """Largest request body; larger → 413."""
     api_key: str | None = None
     """If set, every route but /health needs the header `Authorization: Bearer <api_key>`."""
+    system_prompt: str | None = None
+    """System turn put first in a chat that has none (chat routes and /generate, for the policy and the reward
+    model). The demo policies were trained with `tether.data.demo_task.SYSTEM_PROMPT`; None leaves a chat
+    without one to the chat template (SmolLM2's inserts its own default)."""
 
     def __post_init__(self):
         for name in ("max_prompt_tokens", "max_new_tokens", "default_max_tokens", "max_n", "max_prompts",
@@ -193,10 +197,17 @@ class Engine:
             raise ServeError(404, f"model '{name}' does not exist; this server serves '{served}'", param,
                              "model_not_found")
 
+    def with_system(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        """The chat with the configured system turn first, unless it has one (or none is configured)."""
+        if self.config.system_prompt is None or (messages and messages[0]["role"] == "system"):
+            return messages
+        return [{"role": "system", "content": self.config.system_prompt}, *messages]
+
     def encode_chat(self, messages: list[dict[str, str]], param: str) -> tuple[list[int], list[int] | None]:
         """Chat prompt ids for the policy, and for the reward model when its tokenizer differs."""
         if not any(m["content"].strip() for m in messages):
             raise ServeError(400, f"{param}: every message is empty", param)
+        messages = self.with_system(messages)
         with self._tok_lock:
             ids = encode_prompt(self.tokenizer, messages)
             rm_ids = None if self.rm_shares_tokenizer else encode_prompt(self.rm_tokenizer, messages)
@@ -252,7 +263,7 @@ class Engine:
             raise ServeError(400, "this server has no reward model (start it with --reward-model DIR)", param,
                              "no_reward_model")
         with self._tok_lock:
-            prompt_ids = encode_prompt(self.rm_tokenizer, messages)
+            prompt_ids = encode_prompt(self.rm_tokenizer, self.with_system(messages))
             response_ids = encode_response(self.rm_tokenizer, response)
         if len(prompt_ids) + len(response_ids) > self.config.max_prompt_tokens + self.config.max_new_tokens:
             raise ServeError(400, f"{param}: prompt + response is {len(prompt_ids) + len(response_ids)} tokens; this "
