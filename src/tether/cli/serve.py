@@ -18,8 +18,8 @@ def serve_cmd(
     api_key: str | None = typer.Option(None, envvar="TETHER_API_KEY",
                                        help="Require 'Authorization: Bearer KEY' on every route but /health."),
     model_name: str | None = typer.Option(None, help="Id served in /v1/models (default: the policy's dir name)."),
-    system_prompt: str | None = typer.Option(None, help="System turn put first in a chat that has none; demo "
-                                             "policies were trained with 'You are a helpful assistant.'."),
+    system_prompt: str | None = typer.Option(None, help="System turn put first in a chat that has none (demo "
+                                             "policies were trained with \"You are a helpful assistant.\")."),
     max_batch_size: int = typer.Option(32, help="Most sequences per generate call; 1 = one request at a time."),
     batch_wait_ms: float = typer.Option(10.0, help="How long to wait for more requests to fill a batch."),
     max_new_tokens: int = typer.Option(256, help="Largest max_tokens a request may ask for."),

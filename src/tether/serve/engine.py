@@ -64,8 +64,8 @@ class ServeConfig:
     api_key: str | None = None
     """If set, every route but /health needs the header `Authorization: Bearer <api_key>`."""
     system_prompt: str | None = None
-    """System turn put first in a chat that has none (chat routes and /generate, for the policy and the reward
-    model). The demo policies were trained with `tether.data.demo_task.SYSTEM_PROMPT`; None leaves a chat
+    """System turn put first in a chat that has none (/generate, /v1/chat/completions, and the prompts of /v1/score
+    for the reward model). The demo policies were trained with `tether.data.demo_task.SYSTEM_PROMPT`; None leaves a chat
     without one to the chat template (SmolLM2's inserts its own default)."""
 
     def __post_init__(self):
