@@ -464,3 +464,8 @@ def judge_pair(prompt_meta: dict[str, Any], a: str, b: str, tolerance: float = 0
     """+1 if reply `a` is better by the gold judge, -1 if `b` is, 0 if their totals are within `tolerance`."""
     diff = gold_score(prompt_meta, a).total - gold_score(prompt_meta, b).total
     return 0 if abs(diff) <= tolerance else (1 if diff > 0 else -1)
+
+
+def gold_reward(rows, texts: list[str], truncated: list[bool]) -> list[float]:
+    """The gold judge as a reward function: each row's (`row.meta`) response total, in [−1, 1]."""
+    return [gold_score(row.meta, text, truncated=cut).total for row, text, cut in zip(rows, texts, truncated)]

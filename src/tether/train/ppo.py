@@ -36,19 +36,18 @@ from pathlib import Path
 import torch
 
 from tether.data.collators import collate_rollout, collate_sft
-from tether.data.gold_judge import gold_score
-from tether.data.records import PromptRow, prompt_text
+from tether.data.gold_judge import gold_reward
+from tether.data.records import PromptRow
 from tether.data.tokenization import EncodedExample, encode_prompt, encode_response
 from tether.data.validate import load_records
-from tether.errors import ConfigError, DataError, TrainingError
-from tether.eval.metrics import distinct_n
-from tether.losses.ppo import clipped_policy_loss, clipped_value_loss, explained_variance
+from tether.errors import ConfigError, DataError
+from tether.losses.ppo import clipped_policy_loss, clipped_value_loss
 from tether.models.loading import freeze, load_causal_lm, load_tokenizer
 from tether.models.lora import adapters_disabled, apply_lora
 from tether.models.scalar_head import HEAD_CONFIG_FILE, ScalarHeadModel, apply_lora_to_scalar
-from tether.ops import entropy_from_logits, exact_div, gather_logprobs, masked_mean, masked_sum, masked_whiten
+from tether.ops import entropy_from_logits, exact_div, gather_logprobs, masked_sum, masked_whiten
 from tether.rl.advantages import SEQUENCE_ADVANTAGES, gae, whiten_advantages
-from tether.rl.kl import AdaptiveKLController, FixedKLController, kl_health, per_token_kl
+from tether.rl.kl import AdaptiveKLController, FixedKLController, per_token_kl
 from tether.rl.rewards import apply_missing_eos_penalty, shaped_rewards, truncate_at_eos
 from tether.runtime.checkpoint import save_checkpoint
 from tether.runtime.config import save_config, to_dict
@@ -67,6 +66,13 @@ from tether.train.loop import (
 
 # The configs live in ppo_config.py; they are importable from here too (`tether.train.ppo.PPOConfig`).
 from tether.train.ppo_config import PPOConfig, PPODataConfig, PPOHParams, RolloutConfig  # noqa: F401
+from tether.train.ppo_monitor import (
+    check_finite_tensors,
+    report_kl_health,
+    rollout_metrics,
+    trainable_norm,
+    write_samples,
+)
 
 RESULT_FILE = "result.json"
 SAMPLES_FILE = "samples.jsonl"
@@ -310,11 +316,6 @@ def rm_scores(reward_model, reward_tokenizer, batch: dict, rollout: Rollout, idx
     return reward_model(rm_batch["input_ids"], rm_batch["attention_mask"], rm_batch["position_ids"]).float().cpu()
 
 
-def gold_reward(rows: list[PromptRow], texts: list[str], truncated: list[bool]) -> list[float]:
-    """The demo task's gold judge as the reward (in [−1, 1])."""
-    return [gold_score(row.meta, text, truncated=cut).total for row, text, cut in zip(rows, texts, truncated)]
-
-
 # --- advantages: step (7), one adapter per estimator ----------------------------------------------
 
 def _gae_advantages(rewards, values, mask, cfg: PPOConfig):
@@ -414,70 +415,6 @@ def _global_max(accelerator, value: float) -> float:
         return float(value)
     t = torch.tensor([float(value)], dtype=torch.float64, device=accelerator.device)
     return float(accelerator.reduce(t, reduction="max").item())
-
-
-# --- monitoring: step (10) -------------------------------------------------------------------------
-
-def rollout_metrics(rollout: Rollout, score, kl, rewards, advantages, returns, beta: float) -> dict:
-    """What the rollout says before any update: reward, KL, generation and value statistics."""
-    mask = rollout.response_mask
-    lengths = mask.sum(1).float()  # (N,)
-    kl_seq = masked_sum(kl, mask, dim=1)  # (N,)
-    m = {
-        "reward/score": float(rollout.raw_score.mean()),
-        "reward/score_std": float(rollout.raw_score.std()) if len(score) > 1 else 0.0,
-        "reward/score_penalised": float(score.mean()),
-        "reward/kl_penalty": float(-beta * kl_seq.mean()),
-        "reward/shaped": float(masked_sum(rewards, mask, dim=1).mean()),
-        "kl/sequence": float(kl_seq.mean()),
-        "kl/per_token": float(masked_mean(kl, mask)),
-        "kl/beta": beta,
-        "policy/entropy": float(masked_mean(rollout.entropy, mask)),
-        "gen/response_len": float(lengths.mean()),
-        "gen/eos_rate": float(rollout.has_eos.float().mean()),
-        "gen/distinct_1": distinct_n(rollout.texts, 1),
-        "gen/distinct_2": distinct_n(rollout.texts, 2),
-        "advantages/mean": float(masked_mean(advantages, mask)),
-        "advantages/std": float(masked_mean((advantages - masked_mean(advantages, mask)).square(), mask).sqrt()),
-    }
-    if all("family" in r.meta for r in rollout.rows):  # demo-task prompts: how the gold judge sees the samples
-        m["reward/gold"] = sum(gold_reward(rollout.rows, rollout.texts, (~rollout.has_eos).tolist())) / len(score)
-    if rollout.values is not None:
-        m["value/mean"] = float(masked_mean(rollout.values, mask))
-        m["value/explained_variance"] = float(explained_variance(rollout.values, returns, mask))
-        m["value/returns_mean"] = float(masked_mean(returns, mask))
-    return m
-
-
-def write_samples(path: Path, step: int, rollout: Rollout, score, kl, show: int = 4) -> None:
-    """Append the rollout to samples.jsonl and print a table of its first `show` samples."""
-    from rich.console import Console
-    from rich.table import Table
-
-    kl_seq = masked_sum(kl, rollout.response_mask, dim=1)  # (N,)
-    with path.open("a") as f:
-        for i, row in enumerate(rollout.rows):
-            f.write(json.dumps({"step": step, "prompt": prompt_text(row.prompt), "response": rollout.texts[i],
-                                "score": float(score[i]), "kl": float(kl_seq[i]),
-                                "eos": bool(rollout.has_eos[i])}) + "\n")
-    table = Table(title=f"ppo samples, step {step}")
-    for col in ("prompt", "response", "score", "KL"):
-        table.add_column(col)
-    for i in range(min(show, len(rollout.rows))):
-        table.add_row(prompt_text(rollout.rows[i].prompt)[:60], rollout.texts[i][:100] + ("" if rollout.has_eos[i]
-                      else " [no EOS]"), f"{float(score[i]):+.3f}", f"{float(kl_seq[i]):.2f}")
-    Console().print(table)
-
-
-def check_finite_tensors(step: int, mask: torch.Tensor, **tensors: torch.Tensor | None) -> None:
-    """Stop naming the step and the first quantity with a nan/inf at a real token (or row)."""
-    for name, t in tensors.items():
-        if t is None:
-            continue
-        kept = t[mask] if t.shape == mask.shape else t  # (n,)
-        bad = kept[~torch.isfinite(kept)]
-        if len(bad):
-            check_finite(step, **{name: float(bad[0])})
 
 
 # --- training --------------------------------------------------------------------------------------
@@ -624,22 +561,3 @@ def train(cfg: PPOConfig, *, reward_fn: RewardFn | None = None, reference=None, 
              **{name: v for name, v in last.items()}}, indent=2))
     accelerator.end_training()
     return PPOResult(out, tcfg.max_steps, last, critic)
-
-
-def report_kl_health(accelerator, step: int, kl: float, previous, stop_on_catastrophic: bool):
-    """Print the KL rule-of-thumb verdict when it changes (and every warning); stop on a catastrophic KL."""
-    health = kl_health(kl)
-    if health.stop and stop_on_catastrophic:
-        raise TrainingError(f"step {step}: kl/sequence is {kl:.3g}: {health.message}; stopping (the last good "
-                            "checkpoint is kept; set ppo.stop_on_catastrophic_kl false to continue)")
-    if health.warn or previous is None or health.verdict != previous.verdict:
-        accelerator.print(f"ppo step {step}: {'WARNING: ' if health.warn else ''}{health.message}")
-    return health
-
-
-def trainable_norm(model) -> float:
-    """L2 norm of the trainable parameters (a non-finite value means the last update diverged)."""
-    with torch.no_grad():
-        norms = [p.detach().float().norm() for p in model.parameters() if p.requires_grad]
-        return float(torch.stack(norms).norm()) if norms else 0.0
-
