@@ -142,6 +142,13 @@ QUICK_SIZES = {"label_prompts": (8, 8), "label_tokens": 32, "eval_prompts": 8, "
 and sampled for KL) and their response tokens; best-of-N (N, prompts)."""
 
 
+def demo_data_record(seed: int) -> dict:
+    """The data stage's record: the seed, and the task's version as a top-level entry. (As a config field it
+    would not count: a config field an old record lacks is taken as added since, with unchanged behaviour, so a
+    version-1 data dir, recorded with the seed alone, would be reused.)"""
+    return {**stage_inputs({"seed": seed}), "task_version": TASK_VERSION}
+
+
 def _reusable(output: Path, record: dict, log, *, is_file: bool = False) -> bool:
     """`StageRecord.reuse` of a stage's run dir (finished when it holds result.json) or single output file."""
     return StageRecord(output, done_marker=None if is_file else "result.json").reuse(record, log)
@@ -216,8 +223,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     # 1. Demo task data (deterministic in the seed).
     t0 = time.perf_counter()
     data_dir = run / "data"
-    data_record = stage_inputs({"seed": opts.seed, "task_version": TASK_VERSION})
-    if StageRecord(data_dir, done_marker="manifest.json").reuse(data_record, log):
+    if StageRecord(data_dir, done_marker="manifest.json").reuse(demo_data_record(opts.seed), log):
         stage("data", f"reusing {data_dir}")
         reused.append("data_s")
     else:

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from tether.errors import ConfigError
-from tether.pipeline import QUICK_SIZES, DemoOptions, run_demo
+from tether.pipeline import QUICK_SIZES, DemoOptions, demo_data_record, run_demo
+from tether.runtime.provenance import StageRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -158,3 +159,21 @@ def test_stage_whose_inputs_changed_runs_again(first_run, tmp_path):
     for stage in ("sft", "rm", "dpo-dpo", "dpo-simpo"):
         assert f"reusing the finished run in {moved / 't' / stage}" in text, stage
     assert "ppo: reusing" not in text  # the retrained PPO policy is evaluated again
+
+
+@pytest.mark.parametrize("old_record", [
+    {"config": {"seed": 0}, "inputs": {}},  # task version 1 recorded the seed alone
+    {"config": {"seed": 0, "task_version": 2}, "inputs": {}},  # version 2 first kept its version as a config field
+])
+def test_a_data_dir_of_another_task_version_is_made_again(tmp_path, old_record):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.json").write_text("{}")
+    (data / "stage_inputs.json").write_text(json.dumps(old_record))
+    lines: list[str] = []
+    assert not StageRecord(data, done_marker="manifest.json").reuse(demo_data_record(0), lines.append)
+    assert "made from other inputs" in lines[0] and "task_version" in lines[0]
+    assert (tmp_path / "data.stale" / "manifest.json").is_file()
+    (data / "manifest.json").write_text("{}")  # made again: now it is reused
+    assert StageRecord(data, done_marker="manifest.json").reuse(demo_data_record(0), lines.append)
+    assert not StageRecord(data, done_marker="manifest.json").reuse(demo_data_record(1), lines.append)
