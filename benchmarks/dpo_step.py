@@ -25,6 +25,7 @@ from tether.data.tokenization import EncodedPair
 from tether.losses.preference import dpo
 from tether.models.loading import load_causal_lm, load_tokenizer, resolve_model_path
 from tether.train.dpo import pair_logps
+from tether.train.loop import TrainConfig, build_optimizer
 
 
 def bench_tether(model_spec: str, pairs: list[EncodedPair], steps: int) -> float:
@@ -34,7 +35,7 @@ def bench_tether(model_spec: str, pairs: list[EncodedPair], steps: int) -> float
     with torch.no_grad():  # the cached reference, as `tether dpo` computes it before step 1
         ref = pair_logps(model.eval(), batch, "cpu")
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    opt = build_optimizer(model, TrainConfig(learning_rate=1e-6))  # tether's AdamW (fused on CPU)
     times = []
     for _ in range(steps + 1):  # the first step is warm-up
         t0 = time.perf_counter()

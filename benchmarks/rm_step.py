@@ -22,12 +22,13 @@ from tether.data.tokenization import EncodedPair
 from tether.losses.reward import bradley_terry_loss
 from tether.models.loading import load_tokenizer, resolve_model_path
 from tether.models.scalar_head import ScalarHeadModel
+from tether.train.loop import TrainConfig, build_optimizer
 
 
 def bench_tether(model_spec: str, pairs: list[EncodedPair], steps: int) -> float:
     tok = load_tokenizer(model_spec)
     model = ScalarHeadModel.from_pretrained_lm(model_spec, tok).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    opt = build_optimizer(model, TrainConfig(learning_rate=1e-6))  # tether's AdamW (fused on CPU)
     batch = collate_pairs(pairs, tok.pad_token_id)
     times = []
     for _ in range(steps + 1):  # the first step is warm-up
