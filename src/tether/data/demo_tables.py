@@ -1,7 +1,8 @@
 """The tables the demo task is built from (docs/demo-task.md): capitals, elements, antonyms, plurals,
 definitions, counting facts, calendar and unit tables, the closed answer vocabularies the gold judge checks
 against, and the padding pieces of padded answers. Pure data, owned by tether, nothing downloaded;
-`tether.data.demo_task` makes questions from them and `tether.data.gold_judge` reads the vocabularies.
+`tether.data.demo_questions` and `demo_table_questions` make questions from them, `demo_replies` pads answers
+with them and `tether.data.gold_judge` reads the vocabularies.
 """
 
 from __future__ import annotations
