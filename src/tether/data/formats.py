@@ -16,39 +16,51 @@ Formats (see docs/data-formats.md for the full mapping):
 A converter returns the row's records of their natural type (`parse_row`); `to_kind` then derives the
 kind a stage asked for where that is well defined (a pair gives an SFT example from its chosen reply,
 a prompt, or two KTO rows).
+
+This module holds the generic formats (trl, messages, text, tether), detection, dispatch and kinds; the
+named-dataset converters (gsm8k, stack_exchange, hh, oasst, finegrained) are in `formats_datasets`, the
+shared types, problem kinds and field accessors in `format_rows`. All are importable from here.
 """
 
 from __future__ import annotations
 
-import functools
-import re
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from itertools import pairwise
-from typing import Any, TypeVar
+from typing import Any
 
-from tether.data.records import (
-    RECORD_KINDS,
-    FeedbackRow,
-    Messages,
-    PreferencePair,
-    PromptRow,
-    SFTExample,
-    user_prompt,
+# The shared types, problem kinds and dataset converters are importable from here too
+# (`tether.data.formats.Issue`, `tether.data.formats.split_hh`).
+from tether.data.format_rows import (
+    IDENTICAL,
+    MALFORMED_CONVERSATION,
+    MALFORMED_HH,  # noqa: F401
+    MALFORMED_ROW,  # noqa: F401
+    MISSING_FIELD,
+    ROLES,  # noqa: F401
+    UNKNOWN_FIELD,
+    WRONG_TYPE,
+    Converted,
+    Issue,
+    Record,
+    _check_turn_order,
+    _converter,
+    _issue,
+    _messages,
+    _prompt,
+    _reply,
+    _RowError,
+    json_type,
 )
-
-Record = SFTExample | PreferencePair | PromptRow | FeedbackRow
-_R = TypeVar("_R")
-
-# Problem kinds: the keys a ValidationReport counts by.
-MISSING_FIELD = "missing field"
-WRONG_TYPE = "wrong type"
-UNKNOWN_FIELD = "unknown field"
-MALFORMED_HH = "malformed HH transcript"
-MALFORMED_CONVERSATION = "malformed conversation"
-MALFORMED_ROW = "malformed row"
-IDENTICAL = "chosen == rejected"
+from tether.data.formats_datasets import (
+    ASSISTANT,  # noqa: F401
+    FINEGRAINED_PAIRS,  # noqa: F401
+    from_finegrained,
+    from_gsm8k,
+    from_hh,
+    from_oasst,
+    from_stack_exchange,
+    split_hh,  # noqa: F401
+)
+from tether.data.records import RECORD_KINDS, FeedbackRow, PreferencePair, PromptRow, SFTExample, user_prompt
 
 FORMATS = (
     "auto",
@@ -76,142 +88,6 @@ FORMAT_KINDS: dict[str, frozenset[str]] = {
     "text": frozenset({"prompt"}),
 }
 """The record kinds each format can give (directly or derived)."""
-
-ROLES = ("system", "user", "assistant")
-
-
-@dataclass(frozen=True)
-class Issue:
-    """What is wrong with a row: `kind` is one of the problem kinds, `message` starts with it."""
-
-    kind: str
-    message: str
-
-
-@dataclass
-class Converted:
-    """The outcome of one raw row: its records, or the issues that stop it; `skipped` counts parts
-    left out on purpose (OASST replies without a rank, FineGrainedRLHF ties)."""
-
-    records: list[Record] = field(default_factory=list)
-    issues: list[Issue] = field(default_factory=list)
-    skipped: Counter[str] = field(default_factory=Counter)
-
-
-_JSON_TYPES = {
-    str: "a string",
-    bool: "a boolean",
-    int: "an integer",
-    float: "a number",
-    list: "a list",
-    dict: "an object",
-}
-
-
-def json_type(value: Any) -> str:
-    """How a value reads in JSON terms: "a string", "an integer", "null", ..."""
-    if value is None:
-        return "null"
-    return _JSON_TYPES.get(type(value), f"a {type(value).__name__}")
-
-
-def _issue(kind: str, detail: str = "") -> Issue:
-    return Issue(kind, f"{kind}: {detail}" if detail else kind)
-
-
-class _RowError(Exception):
-    """Raised by the field helpers below; converters turn it into their returned issue."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(detail)
-        self.issue = _issue(kind, detail)
-
-
-def _converter(fn: Callable[[Any], _R]) -> Callable[[Any], _R]:
-    """Let a converter raise _RowError; its caller gets `[issue]` back."""
-
-    @functools.wraps(fn)
-    def wrapper(row: Any) -> _R:
-        try:
-            return fn(row)
-        except _RowError as e:
-            return [e.issue]  # type: ignore[return-value]  # every converter returns `... | list[Issue]`
-
-    return wrapper
-
-
-# ---------------------------------------------------------------------------------------------
-# Field access (each raises _RowError naming the field and what is wrong)
-
-
-def _text(row: dict[str, Any], key: str) -> str:
-    value = row.get(key)
-    if value is None:
-        raise _RowError(MISSING_FIELD, repr(key))
-    if not isinstance(value, str):
-        raise _RowError(WRONG_TYPE, f"{key!r} is {json_type(value)}, expected a string")
-    return value
-
-
-def _messages(value: Any, where: str) -> Messages:
-    """A list of {role, content} dicts with known roles; `where` names the field in messages."""
-    if not isinstance(value, list):
-        raise _RowError(WRONG_TYPE, f"{where} is {json_type(value)}, expected a string or a list of messages")
-    messages: Messages = []
-    for i, m in enumerate(value, start=1):
-        if not isinstance(m, dict):
-            raise _RowError(WRONG_TYPE, f"{where} message {i} is {json_type(m)}, expected an object")
-        for key in ("role", "content"):
-            if m.get(key) is None:
-                raise _RowError(MISSING_FIELD, f"{where} message {i} has no {key!r}")
-        if m["role"] not in ROLES:
-            raise _RowError(
-                MALFORMED_CONVERSATION, f"{where} message {i} has role {m['role']!r}, expected one of {ROLES}"
-            )
-        if not isinstance(m["content"], str):
-            raise _RowError(
-                WRONG_TYPE, f"{where} message {i} content is {json_type(m['content'])}, expected a string"
-            )
-        messages.append({"role": m["role"], "content": m["content"]})
-    return messages
-
-
-def _check_turn_order(messages: Messages, where: str) -> None:
-    """System (optional) first, then user and assistant alternating, starting with user."""
-    offset = 1 if messages and messages[0]["role"] == "system" else 0
-    if len(messages) == offset:
-        raise _RowError(MALFORMED_CONVERSATION, f"{where} has no user turn")
-    for i, m in enumerate(messages[offset:]):
-        expected = "user" if i % 2 == 0 else "assistant"
-        if m["role"] != expected:
-            raise _RowError(
-                MALFORMED_CONVERSATION,
-                f"{where} message {i + 1 + offset} is {m['role']!r}, expected {expected!r}",
-            )
-
-
-def _prompt(value: Any, where: str = "prompt") -> Messages:
-    """A prompt given as a string (one user turn) or as messages ending with a user turn."""
-    if isinstance(value, str):
-        return user_prompt(value)
-    messages = _messages(value, where)
-    _check_turn_order(messages, where)
-    if messages[-1]["role"] != "user":
-        raise _RowError(
-            MALFORMED_CONVERSATION, f"{where} ends with an {messages[-1]['role']!r} turn, expected 'user'"
-        )
-    return messages
-
-
-def _reply(value: Any, where: str) -> str:
-    """A reply given as a string or, TRL-style, as a list holding one assistant message."""
-    if isinstance(value, str):
-        return value
-    messages = _messages(value, where)
-    if len(messages) != 1 or messages[0]["role"] != "assistant":
-        roles = [m["role"] for m in messages]
-        raise _RowError(MALFORMED_CONVERSATION, f"{where} must be one assistant message, found roles {roles}")
-    return messages[0]["content"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,25 +164,6 @@ def from_messages(row: dict[str, Any]) -> SFTExample | PromptRow | list[Issue]:
     return SFTExample(messages[:-1], messages[-1]["content"])
 
 
-_GSM8K_CALC = re.compile(r"<<[^<>]*>>")
-
-
-@_converter
-def from_gsm8k(row: dict[str, Any]) -> SFTExample | list[Issue]:
-    """GSM8K: completion = the worked answer without <<calculator>> annotations; meta answer = N."""
-    question, answer = _text(row, "question"), _text(row, "answer")
-    if "####" not in answer:
-        raise _RowError(MALFORMED_ROW, "GSM8K answer has no '#### <answer>' line")
-    final = answer.rsplit("####", 1)[1].strip().replace(",", "")
-    return SFTExample(user_prompt(question), _GSM8K_CALC.sub("", answer), meta={"answer": final})
-
-
-@_converter
-def from_stack_exchange(row: dict[str, Any]) -> PreferencePair | list[Issue]:
-    """lvwerra/stack-exchange-paired: response_j (higher-voted) is chosen over response_k."""
-    question, chosen, rejected = (_text(row, k) for k in ("question", "response_j", "response_k"))
-    return PreferencePair(user_prompt(question), chosen, rejected)
-
 
 @_converter
 def from_text(row: Any) -> PromptRow | list[Issue]:
@@ -347,200 +204,6 @@ def from_tether(row: dict[str, Any]) -> Record | list[Issue]:
         )
     record.meta = dict(meta)
     return record
-
-
-# ---------------------------------------------------------------------------------------------
-# Anthropic HH-RLHF
-
-ASSISTANT = "\n\nAssistant:"
-_HH_TURN = re.compile(r"\n\n(Human|Assistant):")
-_HH_LOOSE_TURN = re.compile(r"\n[ \t]*(?:\n[ \t]*)*(Human|Assistant):")
-"""A turn marker at the start of a line that is not the canonical blank line + marker."""
-
-
-def _strip_one_space(text: str) -> str:
-    return text.removeprefix(" ")
-
-
-def split_hh(chosen: str, rejected: str) -> tuple[Messages, str, str] | list[str]:
-    """Split an HH pair into (prompt messages, chosen reply, rejected reply), or the list of what is
-    malformed.
-
-    Rule: the prompt is `chosen` up to and including its last "\\n\\nAssistant:"; the chosen reply is
-    the rest, the rejected reply is `rejected[len(prompt):]` (one leading space removed from each), and
-    `rejected` must start with the prompt. The prompt must be "\\n\\nHuman:" and "\\n\\nAssistant:" turns
-    alternating from Human; no reply may hold a further turn; no turn marker may start a line without
-    the blank line before it.
-    """
-    cut = chosen.rfind(ASSISTANT)
-    if cut < 0:
-        return ["chosen has no '\\n\\nAssistant:' turn"]
-    prompt_text = chosen[: cut + len(ASSISTANT)]
-    problems: list[str] = []
-    shares_prompt = rejected.startswith(prompt_text)
-    if not shares_prompt:
-        at = next((i for i, (a, b) in enumerate(zip(prompt_text, rejected)) if a != b), len(rejected))
-        problems.append(
-            f"rejected does not start with the prompt of chosen (they part at character {at + 1})"
-        )
-    parts = _HH_TURN.split(prompt_text)  # ['', 'Human', ' text', 'Assistant', ' text', ..., 'Assistant', '']
-    if parts[0]:
-        problems.append("text before the first '\\n\\nHuman:' turn")
-    roles, contents = parts[1::2], parts[2::2]
-    if roles[0] != "Human":
-        problems.append("the first turn is not a Human turn")
-    repeat = next((i for i in range(1, len(roles)) if roles[i] == roles[i - 1]), None)
-    if repeat is not None:
-        problems.append(f"two {roles[repeat]} turns in a row in the prompt (turns {repeat} and {repeat + 1})")
-    replies = {"chosen": chosen[len(prompt_text) :], "rejected": rejected[len(prompt_text) :]}
-    for name, reply in replies.items():
-        extra = _HH_TURN.search(reply)
-        if extra and (name == "chosen" or shares_prompt):
-            what = (
-                "two Assistant turns in a row"
-                if extra.group(1) == "Assistant"
-                else "a Human turn after the last Assistant turn"
-            )
-            problems.append(f"{what} in the {name} reply")
-    for name, text in (("chosen", chosen), ("rejected", rejected)):
-        loose = next(
-            (m for m in _HH_LOOSE_TURN.finditer(text) if m.group(0) != "\n\n" + m.group(1) + ":"), None
-        )
-        if loose:
-            problems.append(
-                f"turn marker '{loose.group(1)}:' without the blank line before it in {name} "
-                f"(character {loose.start(1) + 1})"
-            )
-    if problems:
-        return problems
-    role_names = {"Human": "user", "Assistant": "assistant"}
-    prompt = [
-        {"role": role_names[r], "content": _strip_one_space(c)} for r, c in zip(roles[:-1], contents[:-1])
-    ]
-    return prompt, _strip_one_space(replies["chosen"]), _strip_one_space(replies["rejected"])
-
-
-@_converter
-def from_hh(row: dict[str, Any]) -> PreferencePair | list[Issue]:
-    """Anthropic HH-RLHF {"chosen", "rejected"} transcripts (see split_hh for the rule)."""
-    split = split_hh(_text(row, "chosen"), _text(row, "rejected"))
-    if isinstance(split, list):
-        raise _RowError(MALFORMED_HH, "; ".join(split))
-    return PreferencePair(*split)
-
-
-# ---------------------------------------------------------------------------------------------
-# Multi-record formats
-
-
-def from_oasst(tree: dict[str, Any]) -> Converted:
-    """An OpenAssistant message tree.
-
-    Every prompter message (not deleted, reached through messages that are not deleted) with ranked
-    assistant replies gives: preference pairs of ADJACENT ranks (rank i chosen over rank i + 1) and one
-    SFT example from the rank-0 reply. The prompt is the conversation from the root to that prompter
-    message. Deleted messages (with their subtrees) and assistant replies without a rank are skipped
-    and counted.
-    """
-    out = Converted()
-    root = tree.get("prompt")
-    if not isinstance(root, dict):
-        out.issues.append(
-            _issue(MISSING_FIELD if root is None else WRONG_TYPE, "'prompt' must be the tree's root message")
-        )
-        return out
-    tree_id = tree.get("message_tree_id")
-
-    def walk(node: dict[str, Any], history: Messages, path: str) -> None:
-        if node.get("deleted"):
-            out.skipped["deleted messages"] += 1
-            return
-        text, role = node.get("text"), node.get("role")
-        if not isinstance(text, str) or role not in ("prompter", "assistant"):
-            out.issues.append(
-                _issue(
-                    MALFORMED_ROW,
-                    f"OASST message {path} needs a string 'text' and a role "
-                    f"prompter or assistant (role {role!r})",
-                )
-            )
-            return
-        expected = "prompter" if len(history) % 2 == 0 else "assistant"
-        if role != expected:
-            out.issues.append(
-                _issue(MALFORMED_ROW, f"OASST message {path} is a {role} reply to a {role} message")
-            )
-            return
-        history = [*history, {"role": "user" if role == "prompter" else "assistant", "content": text}]
-        replies = [r for r in node.get("replies") or [] if isinstance(r, dict)]
-        if role == "prompter":
-            _rank_replies(replies, history, path, tree_id, out)
-        for i, reply in enumerate(replies):
-            walk(reply, history, f"{path}.{i}")
-
-    walk(root, [], "0")
-    return out
-
-
-def _rank_replies(
-    replies: list[dict[str, Any]], prompt: Messages, path: str, tree_id: Any, out: Converted
-) -> None:
-    live = [r for r in replies if not r.get("deleted") and r.get("role") == "assistant"]
-    ranked = [r for r in live if r.get("rank") is not None]
-    if len(ranked) < len(live):
-        out.skipped["replies without a rank"] += len(live) - len(ranked)
-    if any(not isinstance(r["rank"], int) or not isinstance(r.get("text"), str) for r in ranked):
-        out.issues.append(
-            _issue(MALFORMED_ROW, f"OASST message {path} has a reply with a non-integer rank or no text")
-        )
-        return
-    ranked.sort(key=lambda r: r["rank"])
-    if not ranked:
-        return
-    meta = {"message_tree_id": tree_id, "parent_id": ranked[0].get("parent_id")}
-    out.records.append(SFTExample(list(prompt), ranked[0]["text"], meta={**meta, "rank": ranked[0]["rank"]}))
-    for better, worse in pairwise(ranked):
-        if better["rank"] == worse["rank"]:
-            out.skipped["tied adjacent ranks"] += 1
-            continue
-        out.records.append(
-            PreferencePair(
-                list(prompt),
-                better["text"],
-                worse["text"],
-                meta={**meta, "chosen_rank": better["rank"], "rejected_rank": worse["rank"]},
-            )
-        )
-
-
-FINEGRAINED_PAIRS = ((1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4))
-"""The prediction pairs FineGrainedRLHF's `preference` list refers to, in its order."""
-
-
-def from_finegrained(row: dict[str, Any]) -> Converted:
-    """FineGrainedRLHF QA feedback: preference value 1 = first prediction better, 2 = second, 0 = tie
-    (skipped and counted). The prompt is the question alone (the retrieved passages are not included)."""
-    out = Converted()
-    try:
-        question = _text(row, "question")
-        predictions = [_text(row, f"prediction {i}") for i in range(1, 5)]
-    except _RowError as e:
-        out.issues.append(e.issue)
-        return out
-    prefs = row.get("preference")
-    if not (isinstance(prefs, list) and len(prefs) == 6 and all(p in (0, 1, 2) for p in prefs)):
-        out.issues.append(_issue(MALFORMED_ROW, "'preference' must be a list of 6 values in {0, 1, 2}"))
-        return out
-    for (a, b), pref in zip(FINEGRAINED_PAIRS, prefs):
-        if pref == 0:
-            out.skipped["ties"] += 1
-            continue
-        good, bad = (a, b) if pref == 1 else (b, a)
-        meta = {"chosen_prediction": good, "rejected_prediction": bad}
-        out.records.append(
-            PreferencePair(user_prompt(question), predictions[good - 1], predictions[bad - 1], meta=meta)
-        )
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
