@@ -52,6 +52,8 @@ true when the reply does not abstain (`ABSTAIN_PHRASES`: "I don't know", "not su
   answer slot ("Fiji is" in "The capital of Fiji is {answer}."), or "answer is"; or
 - (kind "number") a number is among the reply's last two tokens (a given value restated as the answer:
   "59." for 59 - 54, "950 cents." for 950 cents in dollars).
+- the reply opens with a bare yes or no ("Yes.", "No, it isn't.", "Yes, give the opposite of decrease."): a
+  yes/no in the place of an answer to a question that asked for a value or a name.
 Yes/no questions have no unlisted answers: a reply without yes or no stays "no answer".
 """
 
@@ -194,6 +196,8 @@ _NOT_ONE_AFTER = {"of", "another"}
 _YES = {"yes", "yeah", "yep", "yup"}
 _NO = {"no", "nope"}
 _ENDING = re.compile(r"[.!?][\"'\)\]\u201d\u2019*]*$")
+_BARE_YES_NO = re.compile(r"^\W*(yes|yeah|yep|yup|no|nope)\s*[.!?,;:]", re.IGNORECASE)
+"""A reply that opens with a bare yes or no ("Yes.", "No, it isn't.")."""
 
 
 @dataclass
@@ -378,15 +382,17 @@ def _contains_followed(low: list[str], seq: tuple[str, ...]) -> bool:
     return any(tuple(low[i : i + m]) == seq for i in range(len(low) - m))
 
 
-def _unlisted_answer(meta: dict[str, Any], toks: list[str], low: list[str]) -> bool:
+def _unlisted_answer(meta: dict[str, Any], toks: list[str], low: list[str], text: str) -> bool:
     """Whether a reply with neither the answer nor a listed wrong candidate still states an answer (module
-    docstring): an answer lead-in followed by a token, or for numbers a number at the reply's end; never when
-    it abstains, never for yes/no questions."""
+    docstring): an answer lead-in followed by a token, a reply opening with a bare yes or no (`text`, the folded
+    reply), or for numbers a number at the reply's end; never when it abstains, never for yes/no questions."""
     kind = _kind(meta)
     if kind == "yesno" or _count_phrases(low, ABSTAIN_PHRASES)[1]:
         return False
     lead = _lead_in(meta)
     if any(_contains_followed(low, seq) for seq in ANSWER_LEAD_INS + ((lead,) if lead else ())):
+        return True
+    if _BARE_YES_NO.match(text):  # a yes or no where no yes/no question was asked
         return True
     return kind == "number" and any(pos >= len(toks) - 2 for pos, _ in _numbers(toks))
 
@@ -422,7 +428,7 @@ def gold_score(prompt_meta: dict[str, Any], response: str, truncated: bool = Fal
     hits, wrong = _match_answer(prompt_meta, toks)
     answer_found, wrong_found = hits > 0, wrong > 0
     correct = answer_found and not wrong_found
-    unlisted = not answer_found and not wrong_found and _unlisted_answer(prompt_meta, toks, low)
+    unlisted = not answer_found and not wrong_found and _unlisted_answer(prompt_meta, toks, low, _fold(response))
     base = BASE_CORRECT if correct else (BASE_WRONG if (wrong_found or unlisted) and not answer_found
                                          else BASE_UNCLEAR)
 

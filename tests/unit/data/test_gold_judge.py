@@ -184,6 +184,15 @@ def test_unlisted_wrong_answer_is_wrong_not_missing():
         g = gold_score(minus, reply)
         assert (g.unlisted_answer, g.total) == (True, -1.0), reply
     assert gold_score(IRON, "The chemical symbol for iron is iron.").total == -1.0
+    # a bare yes or no where a value or a name was asked for (PPO at beta 0.05 collapsed to "Yes!")
+    for meta, reply in ((CAPITAL, "Yes."), (CAPITAL, "No, it isn't."), (ADD, "Yes!"),
+                        (ADD, "No, it's not that simple."), (IRON, "Yes, give the symbol for iron.")):
+        g = gold_score(meta, reply)
+        assert (g.unlisted_answer, g.total) == (True, -1.0), reply
+    # ... but not a yes/no that goes on to the answer, nor a word that merely starts with "no"
+    assert gold_score(CAPITAL, "Yes, of course. The capital of France is Paris.").correct
+    assert gold_score(CAPITAL, "No worries.").total == -0.5
+    assert gold_score(CAPITAL, "Nobody knows.").total == -0.5
 
 
 def test_no_answer_stays_half_wrong():
