@@ -11,7 +11,13 @@ from tether.data.demo_questions import _cap
 from tether.data.demo_tables import ASIDES, CLOSERS, OPENERS, VERBOSE_FLUFF, VOCABULARIES
 
 REJECTED_STYLES: tuple[str, ...] = ("padded", "hedging", "wrong", "repetition", "verbose", "missing_end")
-"""What `corrupt` can produce; preference pairs also use "longer" (correct, no filler, just more words)."""
+"""What `corrupt` can produce for any question; preference pairs also use "longer" (correct, no filler, just more
+words) and, for questions that are not yes/no, "off_question" (`OFF_QUESTION_REPLIES`)."""
+OFF_QUESTION_REPLIES: tuple[str, ...] = ("Yes.", "No.", "Yes!", "No, it isn't.", "Yes, it is.", "No, it's not.",
+                                         "Yes, that's right.", "No, that's not right.")
+"""A bare yes or no to a question that asked for a value or a name. PPO against the demo reward model found this
+hole twice ("Yes!" for every prompt at beta 0.05; "No." for 104 of 150 held-out prompts on another label draw):
+the templated pairs had never shown the reward model such a reply as the worse one."""
 
 
 def statement(meta: dict[str, Any], value: str | None = None) -> str:
@@ -109,10 +115,20 @@ def corrupt(prompt_meta: dict[str, Any], style: str, rng: random.Random) -> str:
         return " ".join(
             [fluff[0], fluff[1], st, meta["explain"], fluff[2], "In summary, " + st[0].lower() + st[1:]]
         )
+    if style == "off_question":
+        if meta["kind"] == "yesno" or not _off_question_is_wrong(meta):
+            raise ValueError(f"off_question needs a question whose answer is not a yes or no: {meta['id']}")
+        return rng.choice(OFF_QUESTION_REPLIES)
     if style == "missing_end":
         text = rng.choice([padded_answer(meta, rng), corrupt(meta, "verbose", rng), longer_answer(meta, rng)])
         words = text.split(" ")
         cuts = [k for k in range(3, len(words)) if not words[k - 1].endswith((".", "!", "?"))]
         k = rng.choice(cuts)
         return " ".join(words[:k]).rstrip(",;:")
-    raise ValueError(f"unknown rejected style {style!r}; expected one of {(*REJECTED_STYLES, 'longer')}")
+    raise ValueError(f"unknown rejected style {style!r}; expected one of "
+                     f"{(*REJECTED_STYLES, 'longer', 'off_question')}")
+
+
+def _off_question_is_wrong(meta: dict[str, Any]) -> bool:
+    """A bare yes/no is a wrong reply to this question: it is not yes/no and "yes"/"no" is not an answer."""
+    return meta["kind"] != "yesno" and not {a.lower() for a in meta["aliases"]} & {"yes", "no"}

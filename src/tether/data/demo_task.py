@@ -6,7 +6,7 @@ prompts in ten families and splits them by prompt into four disjoint sets:
 | split | rows | what it is for |
 |---|---|---|
 | `sft` | 1,000 | demonstrations: correct answers, half concise, half padded (as human demonstrators write) |
-| `preference` | 800 | pairs: chosen = concise and correct; rejected = padded / hedging / wrong / repetition / verbose / missing_end / longer |
+| `preference` | 800 | pairs: chosen = concise and correct; rejected = padded / hedging / wrong / repetition / verbose / missing_end / longer / off_question |
 | `rl_prompts` | 600 | prompts for PPO / best-of-N rollouts |
 | `eval_prompts` | 300 | held out, 30 per family; no prompt text is shared with any training split |
 
@@ -37,7 +37,9 @@ from tether.data.demo_questions import _arithmetic, _ordering, _unit_conversion,
 
 # The replies live in demo_replies.py; they are importable from here too (`tether.data.demo_task.corrupt`).
 from tether.data.demo_replies import (
+    OFF_QUESTION_REPLIES,  # noqa: F401  (re-exported)
     REJECTED_STYLES,
+    _off_question_is_wrong,
     _short,
     _wrong_value,
     concise_answer,
@@ -83,9 +85,9 @@ SYSTEM_PROMPT = "You are a helpful assistant."
 ("You are a helpful AI assistant named SmolLM, trained by Hugging Face"): 39 prompt tokens on average against
 29 with this one, and the prompt is most of each training sequence. Greedy on 100 held-out prompts the base
 model scores about the same with it (docs/demo-task.md, "Prompt format")."""
-TASK_VERSION = 2
-"""Bumped when the task's rows change for the same seed (2: the system turn above); the pipeline regenerates
-a data dir written by another version."""
+TASK_VERSION = 3
+"""Bumped when the task's rows change for the same seed (2: the system turn above; 3: the off-question preference
+pairs, `_pair`); the pipeline regenerates a data dir written by another version."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -203,6 +205,10 @@ def _pair(meta: dict[str, Any], rng: random.Random) -> tuple[str, str, dict[str,
             if rng.random() < 0.5
             else statement(meta, _wrong_value(meta, rng))
         )
+    elif r < 0.40 and _off_question_is_wrong(meta):
+        # A bare yes/no to a question that asked for a value or a name (OFF_QUESTION_REPLIES): PPO's exploit.
+        pair_type, style = "off_question", "off_question"
+        rejected = corrupt(meta, style, rng)
     else:
         style = rng.choice(REJECTED_STYLES)
         pair_type = "both_correct" if style == "padded" else "quality"

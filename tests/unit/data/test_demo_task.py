@@ -12,6 +12,7 @@ import pytest
 from tether.data.demo_task import (
     EVAL_PER_FAMILY,
     FAMILIES,
+    OFF_QUESTION_REPLIES,
     REJECTED_STYLES,
     SPLIT_SIZES,
     SYSTEM_PROMPT,
@@ -114,9 +115,16 @@ def test_sft_is_a_mix_of_concise_and_padded(task):
 
 def test_preference_styles_and_pair_types(task):
     styles = Counter(p.meta["rejected_style"] for p in task.preference)
-    assert set(styles) == set(REJECTED_STYLES) | {"longer"}
+    assert set(styles) == set(REJECTED_STYLES) | {"longer", "off_question"}
     types = Counter(p.meta["pair_type"] for p in task.preference)
-    assert set(types) == {"quality", "both_correct", "both_concise", "correct_over_short_wrong"}
+    assert set(types) == {"quality", "both_correct", "both_concise", "correct_over_short_wrong", "off_question"}
+    # PPO's exploit as a negative: a bare yes/no, only to questions that are not yes/no, judged wrong
+    off = [p for p in task.preference if p.meta["pair_type"] == "off_question"]
+    assert len(off) >= 0.05 * len(task.preference)
+    for p in off:
+        assert p.meta["kind"] != "yesno" and p.rejected in OFF_QUESTION_REPLIES
+        g = gold_score(p.meta, p.rejected)
+        assert (g.unlisted_answer, g.total) == (True, -1.0)
     for p in task.preference:
         assert p.chosen != p.rejected
         if p.meta["pair_type"] == "both_concise":
@@ -145,6 +153,9 @@ def test_corrupt_styles_have_their_defect(task):
         cut = corrupt(meta, "missing_end", rng)
         assert not cut.rstrip().endswith((".", "!", "?"))
         assert len(corrupt(meta, "verbose", rng).split()) > 40
+    yes_no = next(r.meta for r in task.eval_prompts if r.meta["kind"] == "yesno")
+    with pytest.raises(ValueError, match="off_question needs"):
+        corrupt(yes_no, "off_question", rng)
     with pytest.raises(ValueError, match="unknown rejected style"):
         corrupt(task.eval_prompts[0].meta, "sarcastic", rng)
 
