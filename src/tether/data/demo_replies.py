@@ -76,7 +76,8 @@ def longer_answer(meta: dict[str, Any], rng: random.Random) -> str:
 
 
 def corrupt(prompt_meta: dict[str, Any], style: str, rng: random.Random) -> str:
-    """A dispreferred reply in one of `REJECTED_STYLES` (or "longer") for the question in `prompt_meta`."""
+    """A dispreferred reply in one of `REJECTED_STYLES` (or "longer", or "off_question") for the question in
+    `prompt_meta`."""
     meta = prompt_meta
     ans = meta["answer"]
     if style == "padded":
@@ -116,7 +117,7 @@ def corrupt(prompt_meta: dict[str, Any], style: str, rng: random.Random) -> str:
             [fluff[0], fluff[1], st, meta["explain"], fluff[2], "In summary, " + st[0].lower() + st[1:]]
         )
     if style == "off_question":
-        if meta["kind"] == "yesno" or not _off_question_is_wrong(meta):
+        if not _off_question_is_wrong(meta):
             raise ValueError(f"off_question needs a question whose answer is not a yes or no: {meta['id']}")
         return rng.choice(OFF_QUESTION_REPLIES)
     if style == "missing_end":

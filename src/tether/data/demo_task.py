@@ -6,7 +6,7 @@ prompts in ten families and splits them by prompt into four disjoint sets:
 | split | rows | what it is for |
 |---|---|---|
 | `sft` | 1,000 | demonstrations: correct answers, half concise, half padded (as human demonstrators write) |
-| `preference` | 800 | pairs: chosen = concise and correct; rejected = padded / hedging / wrong / repetition / verbose / missing_end / longer / off_question |
+| `preference` | 800 | pairs: chosen = correct (mostly concise); rejected = padded / hedging / wrong / repetition / verbose / missing_end / longer / off_question |
 | `rl_prompts` | 600 | prompts for PPO / best-of-N rollouts |
 | `eval_prompts` | 300 | held out, 30 per family; no prompt text is shared with any training split |
 
