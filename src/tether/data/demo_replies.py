@@ -16,7 +16,7 @@ words) and, for questions that are not yes/no, "off_question" (`OFF_QUESTION_REP
 OFF_QUESTION_REPLIES: tuple[str, ...] = ("Yes.", "No.", "Yes!", "No, it isn't.", "Yes, it is.", "No, it's not.",
                                          "Yes, that's right.", "No, that's not right.")
 """A bare yes or no to a question that asked for a value or a name. PPO against the demo reward model found this
-hole twice ("Yes!" for every prompt at beta 0.05; "No." for 104 of 150 held-out prompts on another label draw):
+hole twice ("Yes!" in its last rollouts at beta 0.05; "No." for 104 of 150 held-out prompts on another label draw):
 the templated pairs had never shown the reward model such a reply as the worse one."""
 
 
