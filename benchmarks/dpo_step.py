@@ -7,7 +7,10 @@ Work per step: `--pairs` preference pairs, every chosen and rejected sequence ex
 tokens (half prompt, half response; synthetic ids), full fine-tuning of SmolLM2-135M, sigmoid DPO
 loss, AdamW, one optimizer step. Both sides use reference logprobs computed before training
 (tether's cache; TRL's `precompute_ref_log_probs=True`), so a step is one policy forward + backward
-over 2 × pairs rows. TRL is also timed with its default (reference forward every step) for context.
+over 2 × pairs rows. tether forwards each pair's prompt once and continues both replies from its KV cache
+(`train.share_prompts`, its default; same loss and gradients); it is also timed one row per prompt+reply
+(`tether_rows`), as TRL runs it, to show what the sharing buys. TRL is also timed with its default
+(reference forward every step) for context.
 Reports seconds/step, tokens/s (2 × pairs × seq-len per step) and the ratio. Writes
 benchmarks/results/dpo_step.json.
 """
@@ -20,7 +23,7 @@ import time
 import torch
 from common import make_pairs, mean_after_warmup, trl_step_timer, write_result
 
-from tether.data.collators import collate_pairs
+from tether.data.collators import collate_pair_batch
 from tether.data.tokenization import EncodedPair
 from tether.losses.preference import dpo
 from tether.models.loading import load_causal_lm, load_tokenizer, resolve_model_path
@@ -28,10 +31,10 @@ from tether.train.dpo import pair_logps
 from tether.train.loop import TrainConfig, build_optimizer
 
 
-def bench_tether(model_spec: str, pairs: list[EncodedPair], steps: int) -> float:
+def bench_tether(model_spec: str, pairs: list[EncodedPair], steps: int, share_prompts: bool = True) -> float:
     tok = load_tokenizer(model_spec)
     model = load_causal_lm(model_spec, tok)
-    batch = collate_pairs(pairs, tok.pad_token_id)
+    batch = collate_pair_batch(pairs, tok.pad_token_id, share_prompts)  # tether's default: each prompt once
     with torch.no_grad():  # the cached reference, as `tether dpo` computes it before step 1
         ref = pair_logps(model.eval(), batch, "cpu")
     model.train()
@@ -88,6 +91,9 @@ def main() -> None:
     t = bench_tether(args.model, pairs, args.steps)
     result["tether"] = {"seconds_per_step": round(t, 3), "tokens_per_s": round(tokens / t, 1)}
     print(f"tether                    {t:7.2f} s/step  {tokens / t:7.1f} tok/s")
+    rows_t = bench_tether(args.model, pairs, args.steps, share_prompts=False)
+    result["tether_rows"] = {"seconds_per_step": round(rows_t, 3), "tokens_per_s": round(tokens / rows_t, 1)}
+    print(f"tether, row by row        {rows_t:7.2f} s/step  {tokens / rows_t:7.1f} tok/s")
     for precompute, key in ((True, "trl"), (False, "trl_reference_each_step")):
         trl_t = bench_trl(args.model, pairs, args.steps, precompute)
         if trl_t is None:
@@ -98,7 +104,9 @@ def main() -> None:
         result[key] = {"version": trl.__version__, "seconds_per_step": round(trl_t, 3),
                        "tokens_per_s": round(tokens / trl_t, 1)}
         result[f"speedup_vs_{key}"] = round(trl_t / t, 3)
-        print(f"{key:25s} {trl_t:7.2f} s/step  {tokens / trl_t:7.1f} tok/s   (tether {trl_t / t:.2f}x faster)")
+        result[f"rows_speedup_vs_{key}"] = round(trl_t / rows_t, 3)
+        print(f"{key:25s} {trl_t:7.2f} s/step  {tokens / trl_t:7.1f} tok/s   (tether {trl_t / t:.2f}x faster; "
+              f"row by row {trl_t / rows_t:.2f}x)")
     write_result("dpo_step", result)
 
 

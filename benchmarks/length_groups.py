@@ -1,13 +1,16 @@
 """Pairwise forward+backward on the demo's preference pairs: one forward per microbatch vs forwards of a few rows
-of similar length (`train.forward_group_rows`, `ops.map_length_groups`).
+of similar length (`train.forward_group_rows`), in both layouts: one row per prompt+reply (`collate_pairs`,
+`ops.map_length_groups`) and each prompt forwarded once for both replies (`collate_pair_prompts`,
+the replies in length groups across pairs: `models.shared_prompt`; `train.share_prompts`).
 
-    .venv/bin/python benchmarks/length_groups.py [--microbatches 6] [--groups 0 8 4]
+    .venv/bin/python benchmarks/length_groups.py [--microbatches 6] [--groups 0 8 4] [--layouts rows shared]
 
 Work: microbatches of 8 demo-task pairs (templated, seed 0), drawn as the RM and DPO trainers draw them (each
 step's 16 pairs sorted by length into 2 microbatches); per microbatch the summed response logprobs of the 16
 rows (chosen and rejected) under SmolLM2-135M and a backward of their sum — the body of a DPO step. Each
-microbatch is timed under every grouping in turn (interleaved, so a busy machine slows all alike). Reports
-seconds, padded token slots per grouping and the largest logprob difference from one forward. Writes
+microbatch is timed under every layout and grouping in turn (interleaved, so a busy machine slows all alike).
+Reports seconds, token slots forwarded (padding included) per setting and the largest logprob difference from
+the first setting. Writes
 benchmarks/results/length_groups.json.
 """
 
@@ -20,22 +23,33 @@ import time
 import torch
 from common import write_result
 
-from tether.data.collators import collate_pairs
+from tether.data.collators import collate_pair_prompts, collate_pairs
 from tether.data.demo_task import make_demo_task
 from tether.data.tokenization import encode_pairs
 from tether.models.loading import load_causal_lm, load_tokenizer
 from tether.models.logprobs import sequence_logprobs
+from tether.models.shared_prompt import reply_groups, shared_prompt_logprobs
 from tether.ops import map_length_groups
 
 KEYS = ("input_ids", "attention_mask", "position_ids", "response_mask")
 
 
-def padded_slots(lengths: list[int], group: int) -> int:
-    """Token slots a forward pays for: each group padded to its longest row (group 0: all rows together)."""
-    if not group:
-        return max(lengths) * len(lengths)
-    ordered = sorted(lengths, reverse=True)
-    return sum(ordered[i] * len(ordered[i : i + group]) for i in range(0, len(ordered), group))
+def run(model, micro, layout: str, group: int, pad_id: int, slots: list[int]) -> torch.Tensor:
+    """Summed reply logprobs of the microbatch's 16 rows (chosen first) in `layout`, counting forwarded slots."""
+    if layout == "rows":
+        batch = collate_pairs(micro, pad_id)
+        rows = {k: batch[k] for k in KEYS}
+
+        def fn(b):
+            slots.append(int(b["input_ids"].numel()))
+            return sequence_logprobs(model, b)
+
+        return (map_length_groups(fn, rows, group) if group else fn(rows))[0]
+    batch = collate_pair_prompts(micro, pad_id)
+    slots.append(int(batch["prompt_ids"].numel()))  # the prompts, once
+    slots.extend(int(batch["reply_mask"][rows].sum(-1).max()) * len(rows) for rows in reply_groups(
+        batch["reply_mask"], group))
+    return shared_prompt_logprobs(model, batch, group_rows=group)[0]
 
 
 def main() -> None:
@@ -43,6 +57,7 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--microbatches", type=int, default=6)
     ap.add_argument("--groups", type=int, nargs="+", default=[0, 8, 4])
+    ap.add_argument("--layouts", nargs="+", default=["rows", "shared"], choices=["rows", "shared"])
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
 
@@ -51,39 +66,36 @@ def main() -> None:
     model.train()
     pairs, _ = encode_pairs(tok, make_demo_task(seed=0).preference, 256)
     rng = random.Random(args.seed)
-    seconds = {g: 0.0 for g in args.groups}
-    slots = {g: 0 for g in args.groups}
+    settings = [(layout, g) for layout in args.layouts for g in args.groups]
+    seconds = {key: 0.0 for key in settings}
+    slots: dict[tuple[str, int], list[int]] = {key: [] for key in settings}
     real, max_diff = 0, 0.0
     for _ in range(args.microbatches // 2):
         step = sorted(rng.sample(pairs, 16), key=len)
         for micro in (step[:8], step[8:]):
-            batch = collate_pairs(micro, tok.pad_token_id)
-            rows = {k: batch[k] for k in KEYS}
-            lengths = batch["attention_mask"].sum(-1).tolist()
-            real += sum(lengths)
+            real += sum(2 * len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in micro)
             results = {}
-            for g in args.groups:
+            for key in settings:
                 model.zero_grad(set_to_none=True)
                 t0 = time.perf_counter()
-                fn = lambda b: sequence_logprobs(model, b)  # noqa: E731
-                total, _ = map_length_groups(fn, rows, g) if g else fn(rows)
+                total = run(model, micro, *key, tok.pad_token_id, slots[key])
                 total.sum().backward()
-                seconds[g] += time.perf_counter() - t0
-                slots[g] += padded_slots(lengths, g)
-                results[g] = total.detach()
-            max_diff = max(max_diff, *(float((results[g] - results[args.groups[0]]).abs().max()) for g in results))
-    base = args.groups[0]
+                seconds[key] += time.perf_counter() - t0
+                results[key] = total.detach()
+            max_diff = max(max_diff, *(float((r - results[settings[0]]).abs().max()) for r in results.values()))
+    base = settings[0]
     result = {
         "model": args.model, "microbatches": args.microbatches, "pairs_per_microbatch": 8,
-        "threads": torch.get_num_threads(), "real_tokens": real, "max_logprob_diff": max_diff,
-        "by_group_rows": {str(g): {"seconds": round(seconds[g], 2), "padded_slots": slots[g],
-                                   "speedup_vs_first": round(seconds[base] / seconds[g], 2)} for g in args.groups},
+        "threads": torch.get_num_threads(), "real_tokens_row_by_row": real, "max_logprob_diff": max_diff,
+        "by_setting": {f"{layout}/{g}": {"seconds": round(seconds[(layout, g)], 2),
+                                         "token_slots": sum(slots[(layout, g)]),
+                                         "speedup_vs_first": round(seconds[base] / seconds[(layout, g)], 2)}
+                       for layout, g in settings},
     }
-    for g in args.groups:
-        r = result["by_group_rows"][str(g)]
-        print(f"group_rows {g}: {r['seconds']:.1f} s, {r['padded_slots']} token slots for {real} real tokens, "
-              f"{r['speedup_vs_first']}× vs group_rows {base}")
-    print(f"largest logprob difference from group_rows {base}: {max_diff:.2e}")
+    for name, r in result["by_setting"].items():
+        print(f"{name:9s} (layout/group_rows): {r['seconds']:.1f} s, {r['token_slots']} token slots "
+              f"({real} real tokens row by row), {r['speedup_vs_first']}x vs {base[0]}/{base[1]}")
+    print(f"largest logprob difference from {base[0]}/{base[1]}: {max_diff:.2e}")
     print(write_result("length_groups", result))
 
 

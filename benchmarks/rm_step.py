@@ -5,8 +5,10 @@
 
 Work per step: `--pairs` preference pairs, every chosen and rejected sequence exactly `--seq-len`
 tokens (synthetic ids; cost depends on shapes only), full fine-tuning of SmolLM2-135M with a scalar
-head, AdamW, one optimizer step. Reports seconds/step and tokens/s (2 × pairs × seq-len tokens per
-step) and the ratio. Writes benchmarks/results/rm_step.json.
+head, AdamW, one optimizer step. tether forwards each pair's prompt (half of each sequence) once and scores
+both replies from its KV cache (`train.share_prompts`, its default; same scores and gradients); it is also
+timed one row per prompt+reply (`tether_rows`), as TRL runs it. Reports seconds/step and tokens/s
+(2 × pairs × seq-len tokens per step) and the ratio. Writes benchmarks/results/rm_step.json.
 """
 
 from __future__ import annotations
@@ -17,24 +19,25 @@ import time
 import torch
 from common import make_pairs, mean_after_warmup, trl_step_timer, write_result
 
-from tether.data.collators import collate_pairs
+from tether.data.collators import collate_pair_batch
 from tether.data.tokenization import EncodedPair
 from tether.losses.reward import bradley_terry_loss
 from tether.models.loading import load_tokenizer, resolve_model_path
 from tether.models.scalar_head import ScalarHeadModel
 from tether.train.loop import TrainConfig, build_optimizer
+from tether.train.reward import _score_pairs
 
 
-def bench_tether(model_spec: str, pairs: list[EncodedPair], steps: int) -> float:
+def bench_tether(model_spec: str, pairs: list[EncodedPair], steps: int, share_prompts: bool = True) -> float:
     tok = load_tokenizer(model_spec)
     model = ScalarHeadModel.from_pretrained_lm(model_spec, tok).train()
     opt = build_optimizer(model, TrainConfig(learning_rate=1e-6))  # tether's AdamW (fused on CPU)
-    batch = collate_pairs(pairs, tok.pad_token_id)
+    batch = collate_pair_batch(pairs, tok.pad_token_id, share_prompts)  # tether's default: each prompt once
     times = []
     for _ in range(steps + 1):  # the first step is warm-up
         t0 = time.perf_counter()
-        scores = model(batch["input_ids"], batch["attention_mask"], batch["position_ids"])  # (2B,)
-        loss, _ = bradley_terry_loss(scores[: len(pairs)], scores[len(pairs):])
+        chosen, rejected = _score_pairs(model, batch, "cpu")  # (B,), (B,)
+        loss, _ = bradley_terry_loss(chosen, rejected)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -79,6 +82,9 @@ def main() -> None:
     t = bench_tether(args.model, pairs, args.steps)
     result["tether"] = {"seconds_per_step": round(t, 3), "tokens_per_s": round(tokens / t, 1)}
     print(f"tether  {t:7.2f} s/step  {tokens / t:7.1f} tok/s")
+    rows_t = bench_tether(args.model, pairs, args.steps, share_prompts=False)
+    result["tether_rows"] = {"seconds_per_step": round(rows_t, 3), "tokens_per_s": round(tokens / rows_t, 1)}
+    print(f"rows    {rows_t:7.2f} s/step  {tokens / rows_t:7.1f} tok/s   (tether, one row per prompt+reply)")
     trl_t = bench_trl(args.model, pairs, args.steps)
     if trl_t is None:
         print("trl     not installed (pip install -e '.[bench]'); skipped")
@@ -88,7 +94,9 @@ def main() -> None:
         result["trl"] = {"version": trl.__version__, "seconds_per_step": round(trl_t, 3),
                          "tokens_per_s": round(tokens / trl_t, 1)}
         result["speedup_vs_trl"] = round(trl_t / t, 3)
-        print(f"trl     {trl_t:7.2f} s/step  {tokens / trl_t:7.1f} tok/s   (tether {trl_t / t:.2f}x faster)")
+        result["rows_speedup_vs_trl"] = round(trl_t / rows_t, 3)
+        print(f"trl     {trl_t:7.2f} s/step  {tokens / trl_t:7.1f} tok/s   (tether {trl_t / t:.2f}x faster; "
+              f"row by row {trl_t / rows_t:.2f}x)")
     write_result("rm_step", result)
 
 

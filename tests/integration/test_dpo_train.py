@@ -146,3 +146,17 @@ def test_two_processes_follow_the_one_process_loss_curve(tiny_model_dir, tmp_pat
     if loss == "kto":  # a z0 of 0 at every step would not tell a gathered z0 from a per-process one
         assert max(curve(tmp_path / "one", "kto/kl")) > 0
         assert curve(tmp_path / "two", "kto/kl") == pytest.approx(curve(tmp_path / "one", "kto/kl"), rel=1e-4)
+
+
+@pytest.mark.parametrize("loss", ["dpo", "kto"])
+def test_shared_prompt_forward_follows_the_row_by_row_loss_curve(tiny_model_dir, tmp_path, loss):
+    """`train.share_prompts` (each prompt forwarded once, replies continue from its KV cache) changes the work,
+    not the run: same reference cache, same loss curve, same held-out loss as one forward per prompt+reply."""
+    results = {share: train(dpo_cfg(tiny_model_dir, tmp_path, f"{loss}-{share}", loss, "--train.share_prompts", share))
+               for share in ("true", "false")}
+    assert curve(tmp_path / f"{loss}-true", f"loss/{loss}") == pytest.approx(
+        curve(tmp_path / f"{loss}-false", f"loss/{loss}"), rel=1e-4, abs=1e-6)
+    assert results["true"].eval["eval/loss"] == pytest.approx(results["false"].eval["eval/loss"], rel=1e-4)
+    shared, rows = (torch.load(tmp_path / f"{loss}-{s}" / REF_CACHE) for s in ("true", "false"))
+    for i, row in rows["train"].items():
+        torch.testing.assert_close(shared["train"][i], row, atol=1e-4, rtol=1e-5)

@@ -103,6 +103,63 @@ def collate_pairs(batch: list[EncodedPair], pad_id: int) -> dict[str, torch.Tens
             "margin": torch.tensor([p.margin for p in batch], dtype=torch.float32)}  # (B,)
 
 
+def collate_prompt_replies(prompts: list[list[int]], replies: list[list[int]], source: list[int],
+                           pad_id: int) -> dict[str, torch.Tensor]:
+    """Each prompt once, left-padded, and the replies right-padded: the layout of a forward that runs every
+    prompt once and reuses its KV cache for all of its replies (`models.shared_prompt`).
+
+    ``source[j]`` is the prompt row of reply j. Returns prompt_ids/prompt_mask ``(U,P)`` (the last column is
+    every prompt's last token), reply_ids/reply_mask ``(N,R)`` and source ``(N,)``. Every reply needs a token.
+    """
+    if len(source) != len(replies) or any(not 0 <= s < len(prompts) for s in source):
+        raise ValueError(f"source must give a prompt row in [0, {len(prompts)}) for each of {len(replies)} replies")
+    if any(not r for r in replies):
+        raise ValueError("every reply needs at least one token (its EOS)")
+    prompt = collate_prompts(prompts, pad_id)
+    width = max(len(r) for r in replies)
+    reply_ids = torch.full((len(replies), width), pad_id, dtype=torch.long)  # (N,R)
+    reply_mask = torch.zeros((len(replies), width), dtype=torch.long)  # (N,R)
+    for i, r in enumerate(replies):
+        reply_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        reply_mask[i, : len(r)] = 1
+    return {"prompt_ids": prompt["input_ids"], "prompt_mask": prompt["attention_mask"], "reply_ids": reply_ids,
+            "reply_mask": reply_mask, "source": torch.tensor(source, dtype=torch.long)}
+
+
+def collate_pair_prompts(batch: list[EncodedPair], pad_id: int) -> dict[str, torch.Tensor]:
+    """B pairs → B prompts (left-padded, each once) and 2B replies, chosen rows first (0..B-1), then rejected
+    (B..2B-1): `collate_pairs`' rows, laid out for a shared-prompt forward (`collate_prompt_replies`)."""
+    n = len(batch)
+    out = collate_prompt_replies([p.prompt_ids for p in batch], [p.chosen_ids for p in batch]
+                                 + [p.rejected_ids for p in batch], [*range(n), *range(n)], pad_id)
+    return {**out, "margin": torch.tensor([p.margin for p in batch], dtype=torch.float32)}  # margin (B,)
+
+
+def select_replies(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The shared-prompt batch of reply ``rows`` (in that order) and only their prompts, each cut to the
+    narrowest width that holds them (prompt padding is on the left, reply padding on the right)."""
+    used, source = torch.unique(batch["source"][rows], return_inverse=True)  # (U',), (n,)
+    prompt_mask = batch["prompt_mask"][used]  # (U',P)
+    reply_mask = batch["reply_mask"][rows]  # (n,R)
+    p_width, r_width = int(prompt_mask.sum(-1).max()), int(reply_mask.sum(-1).max())
+    return {"prompt_ids": batch["prompt_ids"][used, -p_width:], "prompt_mask": prompt_mask[:, -p_width:],
+            "reply_ids": batch["reply_ids"][rows, :r_width], "reply_mask": reply_mask[:, :r_width], "source": source}
+
+
+def collate_pair_batch(batch: list[EncodedPair], pad_id: int, share_prompts: bool) -> dict[str, torch.Tensor]:
+    """`collate_pair_prompts` (each prompt forwarded once for both replies) or `collate_pairs` (one row per
+    prompt+reply): the pairwise stages' `train.share_prompts`."""
+    return collate_pair_prompts(batch, pad_id) if share_prompts else collate_pairs(batch, pad_id)
+
+
+def forwarded_tokens(batch: dict[str, torch.Tensor]) -> int:
+    """Token slots (padding included) one forward of a pair batch runs, in either layout: the numerator of a
+    stage's tokens/s."""
+    if "reply_ids" in batch:
+        return int(batch["prompt_ids"].numel() + batch["reply_ids"].numel())
+    return int(batch["input_ids"].numel())
+
+
 def collate_rollout(prompts: list[list[int]], responses: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
     """PPO layout: left-padded prompts, then right-padded responses, so every response starts at column P.
 

@@ -30,6 +30,7 @@ from tether.data.collators import position_ids_from_mask
 from tether.errors import ModelLoadError
 from tether.models.loading import disable_dropout, load_pretrained
 from tether.models.lora import is_peft, merged_for_saving
+from tether.models.shared_prompt import shared_prompt_hidden
 from tether.models.spec import ModelConfig
 from tether.ops import masked_sum
 
@@ -73,13 +74,20 @@ class ScalarHeadModel(torch.nn.Module):
     def gradient_checkpointing_enable(self, **kwargs) -> None:
         self.backbone.gradient_checkpointing_enable(**kwargs)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                position_ids: torch.Tensor | None = None, per_token: bool = False) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, per_token: bool = False,
+                shared: dict[str, torch.Tensor] | None = None, group_rows: int = 0) -> torch.Tensor:
         """Scores ``(B,)`` float32 (or ``(B,T)`` head outputs at every position with ``per_token``).
 
         input_ids, attention_mask: ``(B,T)``, attention_mask 1 = real token, any padding side; position_ids
         default to counting real tokens only (``position_ids_from_mask``). Every row needs a real token.
+        Or ``shared``: a shared-prompt batch (`collate_prompt_replies`), one score per reply row, each prompt
+        forwarded once and the replies in groups of `group_rows` of similar length (`models.shared_prompt`; the
+        scores of the rows prompt+reply). One call either way, so DDP sees one forward.
         """
+        if shared is not None:
+            pooled = shared_prompt_hidden(self.backbone, shared, self.pooling, group_rows)  # (N,H)
+            return self.head(pooled.to(self.head.weight.dtype)).squeeze(-1).float() - self.bias_shift  # (N,)
         if position_ids is None:
             position_ids = position_ids_from_mask(attention_mask)  # (B,T)
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,

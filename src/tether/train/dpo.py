@@ -25,7 +25,7 @@ from typing import Literal
 
 import torch
 
-from tether.data.collators import collate_pairs
+from tether.data.collators import collate_pair_batch, forwarded_tokens, select_replies
 from tether.data.records import FeedbackRow, PreferencePair
 from tether.data.tokenization import EncodedPair, encode_pairs, split_by_prompt
 from tether.data.validate import load_many
@@ -34,6 +34,7 @@ from tether.losses.preference import PREFERENCE_LOSSES, kto_kl_estimate
 from tether.models.loading import load_causal_lm, load_tokenizer
 from tether.models.logprobs import sequence_logprobs
 from tether.models.lora import adapters_disabled, apply_lora, eval_mode
+from tether.models.shared_prompt import shared_prompt_logprobs
 from tether.models.spec import ModelConfig
 from tether.ops import map_length_groups
 from tether.runtime.checkpoint import save_checkpoint
@@ -146,18 +147,26 @@ def load_examples(cfg: DPOConfig, tokenizer) -> tuple[list[EncodedPair], list[En
 def pair_logps(model, batch: dict, device, group_rows: int = 0,
                sides: tuple[str, ...] = ("chosen", "rejected")) -> dict[str, torch.Tensor]:
     """Summed and mean response logprobs of chosen (first half) and rejected (second half) rows: one forward,
-    or forwards of `group_rows` rows of similar length (`ops.map_length_groups`; same values, less padding).
-    `sides` picks the halves to score: KTO trains on the chosen rows only (its rejected rows are the
-    mismatched completions, scored without gradients for z0)."""
-    n = batch["input_ids"].shape[0] // 2
+    or forwards of `group_rows` rows of similar length (same values, less padding). `batch` is
+    `collate_pair_prompts`' (the prompts forwarded once, then the replies in length groups continuing from
+    their prompt's cache: `models.shared_prompt`) or `collate_pairs`' (one row per prompt+reply;
+    `ops.map_length_groups`). `sides` picks the halves to score:
+    KTO trains on the chosen rows only (its rejected rows are the mismatched completions, scored without
+    gradients for z0)."""
+    shared = "reply_ids" in batch
+    n = (batch["reply_ids"] if shared else batch["input_ids"]).shape[0] // 2
     keep = torch.cat([torch.arange(n) + (0 if side == "chosen" else n) for side in sides])  # (S·B,)
-    width = int(batch["attention_mask"][keep].sum(dim=-1).max())  # right-padded: cut the other half's padding
-    rows = {k: batch[k][keep, :width].to(device)
-            for k in ("input_ids", "attention_mask", "position_ids", "response_mask")}
-    if group_rows:
-        total, count = map_length_groups(lambda b: sequence_logprobs(model, b), rows, group_rows)  # (S·B,), (S·B,)
+    if shared:
+        rows = {k: v.to(device) for k, v in select_replies(batch, keep).items()}
+        total, count = shared_prompt_logprobs(model, rows, group_rows=group_rows)  # (S·B,), (S·B,)
     else:
-        total, count = sequence_logprobs(model, rows)  # (S·B,), (S·B,)
+        width = int(batch["attention_mask"][keep].sum(dim=-1).max())  # right-padded: cut the other half's padding
+        rows = {k: batch[k][keep, :width].to(device)
+                for k in ("input_ids", "attention_mask", "position_ids", "response_mask")}
+        if group_rows:
+            total, count = map_length_groups(lambda b: sequence_logprobs(model, b), rows, group_rows)  # (S·B,) ×2
+        else:
+            total, count = sequence_logprobs(model, rows)  # (S·B,), (S·B,)
     mean = total / count.clamp(min=1)  # (S·B,)
     out = {}
     for j, side in enumerate(sides):
@@ -167,13 +176,14 @@ def pair_logps(model, batch: dict, device, group_rows: int = 0,
 
 @torch.no_grad()
 def reference_logps(model, examples: list[EncodedPair], indices: list[int], batch_size: int, pad_id: int,
-                    device, use_lora: bool, group_rows: int = 0) -> dict[int, torch.Tensor]:
+                    device, use_lora: bool, group_rows: int = 0, share_prompts: bool = True) -> dict[int, torch.Tensor]:
     """Reference logprobs (chosen, rejected, chosen_mean, rejected_mean) of the given examples, computed once."""
     out: dict[int, torch.Tensor] = {}
     with eval_mode(model), (adapters_disabled(model) if use_lora else nullcontext()):
         for start in range(0, len(indices), batch_size):
             idx = indices[start : start + batch_size]
-            lp = pair_logps(model, collate_pairs([examples[i] for i in idx], pad_id), device, group_rows)
+            lp = pair_logps(model, collate_pair_batch([examples[i] for i in idx], pad_id, share_prompts), device,
+                            group_rows)
             stacked = torch.stack([lp["chosen"], lp["rejected"], lp["chosen_mean"], lp["rejected_mean"]], -1)  # (b,4)
             for i, row in zip(idx, stacked.cpu()):
                 out[i] = row
@@ -219,8 +229,8 @@ def policy_sides(cfg: DPOConfig) -> tuple[str, ...]:
 
 @torch.no_grad()
 def kto_reference_point(model, examples: list[EncodedPair], chunks: list[list[int]], refs: list[torch.Tensor],
-                        pad_id: int, device, group_rows: int = 0,
-                        gather=lambda t: t) -> tuple[torch.Tensor, torch.Tensor]:
+                        pad_id: int, device, group_rows: int = 0, gather=lambda t: t,
+                        share_prompts: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """KTO's z0 for one optimizer step (Ethayarajh et al. 2024, §4): the policy's log π/π_ref of the mismatched
     completions of every example in `chunks`, gathered over processes by `gather` (so every process, and a
     1-process run, uses the same z0 for the whole global batch), averaged and clamped at 0. No gradients: the
@@ -231,7 +241,7 @@ def kto_reference_point(model, examples: list[EncodedPair], chunks: list[list[in
     Returns ``(z0, mean)``: z0 ≥ 0 and the mean before the clamp (logged as `kto/mismatched_logratio`)."""
     policy, ref = [], []
     for idx, chunk_ref in zip(chunks, refs):
-        batch = collate_pairs([examples[i] for i in idx], pad_id)
+        batch = collate_pair_batch([examples[i] for i in idx], pad_id, share_prompts)
         policy.append(pair_logps(model, batch, device, group_rows, sides=("rejected",))["rejected"])  # (b,)
         ref.append(chunk_ref[:, 1].to(device))  # (b,)
     policy, ref = gather(torch.cat(policy)), gather(torch.cat(ref))  # (M,), (M,) over processes
@@ -286,7 +296,7 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
                      for s in range(tcfg.max_steps)]
     ref_cache: dict[int, torch.Tensor] = {}
     eval_ref: dict[int, torch.Tensor] = {}
-    group_rows = tcfg.group_rows(accelerator.device)
+    group_rows, share = tcfg.group_rows(accelerator.device), tcfg.share_prompts
     if spec.needs_reference and not cfg.model.use_lora:
         cache_path = out / REF_CACHE
         if cache_path.is_file():
@@ -298,10 +308,10 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
                               "examples")
             visited.sort(key=lambda i: len(train_examples[i]))  # similar lengths batched together
             ref_cache = reference_logps(model, train_examples, visited, tcfg.micro_batch_size * 2,
-                                        tokenizer.pad_token_id, accelerator.device, False, group_rows)
+                                        tokenizer.pad_token_id, accelerator.device, False, group_rows, share)
             eval_ref = reference_logps(model, eval_examples, list(range(len(eval_examples))),
                                        tcfg.micro_batch_size * 2, tokenizer.pad_token_id, accelerator.device, False,
-                                       group_rows)
+                                       group_rows, share)
             if accelerator.is_main_process:
                 torch.save({"train": ref_cache, "eval": eval_ref}, cache_path)
     model.train()
@@ -316,7 +326,7 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
             return None
         if cfg.model.use_lora:  # the base with adapters off is the reference, computed on the fly
             return torch.stack(list(reference_logps(model, examples, idx, len(idx), tokenizer.pad_token_id,
-                                                    accelerator.device, True, group_rows).values()))
+                                                    accelerator.device, True, group_rows, share).values()))
         return torch.stack([cache[i] for i in idx])
 
     # 4. Loop: each optimizer step sees `batch_size` examples in total over processes and microbatches.
@@ -331,9 +341,9 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
         kto_point = None  # KTO: z0 over the whole global batch, before any update of this step
         if spec.data == "unpaired":
             kto_point = kto_reference_point(model, train_examples, chunks, refs, tokenizer.pad_token_id,
-                                            accelerator.device, group_rows, accelerator.gather)
+                                            accelerator.device, group_rows, accelerator.gather, share)
         for k, (idx, ref) in enumerate(zip(chunks, refs)):
-            batch = collate_pairs([train_examples[i] for i in idx], tokenizer.pad_token_id)
+            batch = collate_pair_batch([train_examples[i] for i in idx], tokenizer.pad_token_id, share)
             sync = nullcontext() if k == n_micro - 1 else accelerator.no_sync(model)
             with sync:
                 policy = pair_logps(model, batch, accelerator.device, group_rows, sides)
@@ -341,7 +351,7 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
                                            tcfg.batch_size, kto_point)
                 accelerator.backward(loss * accelerator.num_processes)  # DDP averages over processes
             acc.add(loss, stats, len(idx))
-            timer.tokens += int(batch["input_ids"].numel()) * len(sides) // 2  # the rows trained on (KTO: half)
+            timer.tokens += forwarded_tokens(batch) * len(sides) // 2  # the rows trained on (KTO: about half)
         grad_norm = clip_and_step(accelerator, model, optimizer, scheduler, tcfg.max_grad_norm)
         step_stats = acc.reduce(accelerator)
         check_finite(step + 1, **{f"loss/{cfg.loss}": step_stats[f"loss/{cfg.loss}"], "train/grad_norm": grad_norm})
@@ -357,7 +367,7 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
             window = []
         if eval_examples and ((tcfg.eval_steps and done % tcfg.eval_steps == 0) or done == tcfg.max_steps):
             eval_metrics = evaluate(cfg, accelerator, model, eval_examples, eval_ref, tokenizer.pad_token_id, ref_for,
-                                    group_rows)
+                                    group_rows, share)
             metrics.log(eval_metrics, step=done)
         if (tcfg.save_steps and done % tcfg.save_steps == 0) or done == tcfg.max_steps or done == interrupt_at_step:
             save_checkpoint(accelerator, out, done, {}, keep=tcfg.save_total_limit)
@@ -380,7 +390,7 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
 
 @torch.no_grad()
 def evaluate(cfg: DPOConfig, accelerator, model, examples, eval_ref, pad_id: int, ref_for,
-             group_rows: int = 0) -> dict[str, float]:
+             group_rows: int = 0, share_prompts: bool = True) -> dict[str, float]:
     """The loss and its stats on held-out examples (this process computes all of them)."""
     sums: dict[str, float] = {}
     size = cfg.train.micro_batch_size
@@ -389,9 +399,10 @@ def evaluate(cfg: DPOConfig, accelerator, model, examples, eval_ref, pad_id: int
         refs = [ref_for(examples, eval_ref, idx) for idx in chunks]  # (b,4) each, or None
         kto_point = None  # KTO: z0 over all held-out examples
         if PREFERENCE_LOSSES[cfg.loss].data == "unpaired":
-            kto_point = kto_reference_point(model, examples, chunks, refs, pad_id, accelerator.device, group_rows)
+            kto_point = kto_reference_point(model, examples, chunks, refs, pad_id, accelerator.device, group_rows,
+                                            share_prompts=share_prompts)
         for idx, ref in zip(chunks, refs):
-            batch = collate_pairs([examples[i] for i in idx], pad_id)
+            batch = collate_pair_batch([examples[i] for i in idx], pad_id, share_prompts)
             policy = pair_logps(model, batch, accelerator.device, group_rows, policy_sides(cfg))
             _, stats = compute_loss(cfg, policy, None if ref is None else ref.to(accelerator.device), batch, len(idx),
                                     kto_point)

@@ -19,7 +19,7 @@ from typing import Literal
 
 import torch
 
-from tether.data.collators import collate_pairs
+from tether.data.collators import collate_pair_batch, forwarded_tokens
 from tether.data.tokenization import EncodedPair, encode_pairs, encode_sft_examples, split_by_prompt
 from tether.data.validate import load_many, load_records
 from tether.errors import ConfigError
@@ -123,14 +123,19 @@ def _load_pairs(cfg: RMConfig, tokenizer) -> tuple[list[EncodedPair], list[Encod
 
 
 def _score_pairs(model, batch: dict, device, group_rows: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """2B rows → chosen (B,), rejected (B,) scores: one forward, or forwards of `group_rows` rows of similar
-    length (`ops.map_length_groups`)."""
-    rows = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids")}
+    """Chosen (B,) and rejected (B,) scores of a pair batch: `collate_pair_prompts`' (each prompt forwarded
+    once, the replies continuing from its cache: `models.shared_prompt`) or `collate_pairs`' (2B rows;
+    `ops.map_length_groups`). Replies (rows) in one forward, or in forwards of `group_rows` of similar length."""
+    if "reply_ids" in batch:
+        rows = {k: batch[k].to(device) for k in ("prompt_ids", "prompt_mask", "reply_ids", "reply_mask", "source")}
+        scores = model(shared=rows, group_rows=group_rows)  # (2B,)
+    else:
+        rows = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids")}
 
-    def score(b: dict) -> torch.Tensor:
-        return model(b["input_ids"], b["attention_mask"], b["position_ids"])  # (n,)
+        def score(b: dict) -> torch.Tensor:
+            return model(b["input_ids"], b["attention_mask"], b["position_ids"])  # (n,)
 
-    scores = map_length_groups(score, rows, group_rows)[0] if group_rows else score(rows)  # (2B,)
+        scores = map_length_groups(score, rows, group_rows)[0] if group_rows else score(rows)  # (2B,)
     n = scores.shape[0] // 2
     return scores[:n], scores[n:]
 
@@ -206,7 +211,7 @@ def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
     for step in range(start_step, tcfg.max_steps):
         indices = rank_slice(global_batch_indices(len(train_pairs), tcfg.batch_size, step, tcfg.seed),
                              accelerator.process_index, accelerator.num_processes)
-        micro = [collate_pairs([train_pairs[i] for i in chunk], tokenizer.pad_token_id)
+        micro = [collate_pair_batch([train_pairs[i] for i in chunk], tokenizer.pad_token_id, tcfg.share_prompts)
                  for chunk in length_grouped_microbatches(indices, n_micro, lambda i: len(train_pairs[i]))]
         acc = StepStats("loss/reward")
         for k, batch in enumerate(micro):
@@ -218,7 +223,7 @@ def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
                                                  center_coef=cfg.center_coef)
                 accelerator.backward(loss * accelerator.num_processes)  # DDP averages over processes
             acc.add(loss, stats, len(chosen))
-            timer.tokens += int(batch["input_ids"].numel())
+            timer.tokens += forwarded_tokens(batch)
         grad_norm = clip_and_step(accelerator, model, optimizer, scheduler, tcfg.max_grad_norm)
         step_stats = acc.reduce(accelerator)
         check_finite(step + 1, **{"loss/reward": step_stats["loss/reward"], "train/grad_norm": grad_norm})

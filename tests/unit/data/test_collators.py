@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from tether.data.collators import (
@@ -7,7 +8,7 @@ from tether.data.collators import (
     pack_examples,
     position_ids_from_mask,
 )
-from tether.data.tokenization import EncodedExample
+from tether.data.tokenization import EncodedExample, EncodedPair
 
 PAD = 0
 
@@ -64,3 +65,36 @@ def test_collate_pairs_chosen_first_one_batch():
     assert out["response_mask"].tolist()[2] == [False, False, True, True, True, True]
     assert out["response_mask"].tolist()[3] == [False, True, False, False, False, False]
     assert out["margin"].tolist() == [1.5, 0.0]
+
+
+def test_collate_pair_prompts_each_prompt_once_left_padded_replies_right_padded():
+    from tether.data.collators import collate_pair_prompts
+
+    out = collate_pair_prompts([EncodedPair([5, 6], [7, 2], [8, 8, 8, 2], margin=1.5), EncodedPair([5], [9, 2], [2])],
+                               PAD)
+    assert out["prompt_ids"].tolist() == [[5, 6], [PAD, 5]]
+    assert out["prompt_mask"].tolist() == [[1, 1], [0, 1]]
+    assert out["reply_ids"].tolist() == [[7, 2, PAD, PAD], [9, 2, PAD, PAD], [8, 8, 8, 2], [2, PAD, PAD, PAD]]
+    assert out["reply_mask"].tolist() == [[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
+    assert out["source"].tolist() == [0, 1, 0, 1]
+    assert out["margin"].tolist() == [1.5, 0.0]
+
+
+def test_select_replies_keeps_their_prompts_and_cuts_both_paddings():
+    from tether.data.collators import collate_prompt_replies, forwarded_tokens, select_replies
+
+    batch = collate_prompt_replies([[5, 6, 7], [5], [4, 4]], [[9, 2], [2], [8, 8, 8, 2], [3, 2]], [0, 1, 2, 1], PAD)
+    sub = select_replies(batch, torch.tensor([3, 1]))  # both replies of prompt 1 only
+    assert sub["prompt_ids"].tolist() == [[5]] and sub["prompt_mask"].tolist() == [[1]]
+    assert sub["reply_ids"].tolist() == [[3, 2], [2, PAD]]
+    assert sub["source"].tolist() == [0, 0]
+    assert forwarded_tokens(sub) == 1 + 4 and forwarded_tokens(batch) == 3 * 3 + 4 * 4
+
+
+def test_collate_prompt_replies_rejects_a_bad_source_or_an_empty_reply():
+    from tether.data.collators import collate_prompt_replies
+
+    with pytest.raises(ValueError, match="source"):
+        collate_prompt_replies([[5]], [[2], [2]], [0, 1], PAD)
+    with pytest.raises(ValueError, match="at least one token"):
+        collate_prompt_replies([[5]], [[]], [0], PAD)

@@ -1,0 +1,109 @@
+"""Forwarding each prompt once for all of its replies: a preference pair's chosen and rejected reply (or the
+k samples of one prompt) share the prompt, so the prompts run once, keeping their keys and values (the KV
+cache), and the replies continue from copies of their prompt's rows. Same results as one forward per
+prompt+reply row (up to float rounding), with the gradient of every reply flowing into its prompt's states.
+
+The replies run in groups of similar length whatever their prompt (each group takes the cache rows it needs),
+so a short reply does not pay for a long one's padding. Batches come from
+`data.collators.collate_prompt_replies` / `collate_pair_prompts`: prompts left-padded ``(U,P)``, replies
+right-padded ``(N,R)``, ``source (N,)`` naming each reply's prompt row. Under DDP every forward goes through
+the wrapped model and one backward follows, as in a plain step. A model whose forward takes no KV cache needs
+the row-by-row layout (`train.share_prompts false`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tether.data.collators import position_ids_from_mask
+from tether.ops import gather_logprobs, masked_sum
+
+
+def reply_groups(reply_mask: torch.Tensor, group_rows: int) -> list[torch.Tensor]:
+    """Reply rows longest first, in groups of `group_rows` (0: one group of all rows): index tensors ``(g,)``."""
+    if group_rows < 0:
+        raise ValueError(f"group_rows must be >= 0, got {group_rows}")
+    order = torch.argsort(reply_mask.sum(-1), descending=True, stable=True)  # (N,)
+    return list(order.split(group_rows)) if group_rows else [order]
+
+
+def run_prompts(model, batch: dict[str, torch.Tensor], **kwargs):
+    """``(output, kv)``: the prompts' forward through `model` (a transformers decoder, with or without an LM
+    head; ``kwargs`` such as ``logits_to_keep=1`` go to it) and each layer's ``(keys, values)``, ``(U,h,P,d)``."""
+    from transformers import DynamicCache
+
+    mask = batch["prompt_mask"]  # (U,P)
+    cache = DynamicCache()
+    out = model(input_ids=batch["prompt_ids"], attention_mask=mask, position_ids=position_ids_from_mask(mask),
+                cache=cache, use_cache=True, **kwargs)
+    return out, [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def run_replies(model, batch: dict[str, torch.Tensor], kv, rows: torch.Tensor, reply_ids: torch.Tensor,
+                reply_mask: torch.Tensor):
+    """The forward of ``reply_ids (g,R')`` (reply `rows`, or a leading column slice of them) continuing from
+    the cached states of their prompts."""
+    from transformers import DynamicCache
+
+    source = batch["source"][rows]  # (g,) prompt row of each reply
+    cache = DynamicCache(ddp_cache_data=[(keys[source], values[source]) for keys, values in kv])
+    prompt_mask = batch["prompt_mask"][source]  # (g,P)
+    mask = torch.cat([prompt_mask, reply_mask.to(prompt_mask.dtype)], dim=1)  # (g,P+R')
+    offsets = torch.arange(reply_ids.shape[1], device=reply_ids.device)  # (R',)
+    positions = prompt_mask.sum(-1, keepdim=True) + offsets  # (g,R') continuing each prompt's positions
+    return model(input_ids=reply_ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
+
+
+def _in_row_order(groups: list[torch.Tensor], parts: list[torch.Tensor]) -> torch.Tensor:
+    """Per-group results ``(g,...)`` back in reply-row order (autograd graphs kept)."""
+    order = torch.cat(groups)  # (N,)
+    return torch.cat(parts)[torch.argsort(order)]
+
+
+def shared_prompt_logprobs(model, batch: dict[str, torch.Tensor], temperature: float = 1.0,
+                           group_rows: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log π(reply | prompt) per reply row and its token count: ``(N,)``, ``(N,)`` — what
+    `models.logprobs.sequence_logprobs` gives on the row-by-row layout.
+
+    The prompt's last position predicts each reply's first token (the LM head runs there only); the replies,
+    in `reply_groups` of `group_rows`, predict the rest and skip their last column, which predicts nothing.
+    """
+    reply_ids, reply_mask = batch["reply_ids"], batch["reply_mask"].bool()  # (N,R)
+    prompt_out, kv = run_prompts(model, batch, logits_to_keep=1)
+    first = prompt_out.logits[:, -1]  # (U,V) predicts each prompt's first reply token
+    groups = reply_groups(reply_mask, group_rows)
+    parts = []
+    for rows in groups:
+        width = int(reply_mask[rows].sum(-1).max())
+        ids, mask = reply_ids[rows, :width], reply_mask[rows, :width]  # (g,w)
+        total = torch.where(mask[:, 0], gather_logprobs(first[batch["source"][rows]], ids[:, 0], temperature), 0.0)
+        if width > 1:
+            logits = run_replies(model, batch, kv, rows, ids[:, :-1], mask[:, :-1]).logits  # (g,w-1,V)
+            total = total + masked_sum(gather_logprobs(logits, ids[:, 1:], temperature), mask[:, 1:], dim=-1)
+        parts.append(total)  # (g,)
+    return _in_row_order(groups, parts), reply_mask.sum(-1)
+
+
+def shared_prompt_hidden(backbone, batch: dict[str, torch.Tensor], pooling: str,
+                         group_rows: int = 0) -> torch.Tensor:
+    """``(N,H)`` pooled last hidden states of each prompt+reply row of a decoder backbone: ``last`` at the
+    reply's last real token (its EOS), ``mean`` over the prompt's and the reply's real tokens."""
+    reply_ids, reply_mask = batch["reply_ids"], batch["reply_mask"].bool()  # (N,R)
+    lengths = reply_mask.sum(-1)  # (N,)
+    if bool((lengths == 0).any()):
+        raise ValueError("a reply has no token; cannot score an empty reply")
+    prompt_out, kv = run_prompts(backbone, batch)
+    prompt_mask, source = batch["prompt_mask"].bool(), batch["source"]  # (U,P), (N,)
+    prompt_sum = masked_sum(prompt_out.last_hidden_state, prompt_mask[..., None], dim=1)  # (U,H)
+    groups = reply_groups(reply_mask, group_rows)
+    parts = []
+    for rows in groups:
+        width = int(lengths[rows].max())
+        mask = reply_mask[rows, :width]  # (g,w)
+        hidden = run_replies(backbone, batch, kv, rows, reply_ids[rows, :width], mask).last_hidden_state  # (g,w,H)
+        if pooling == "last":
+            parts.append(hidden[torch.arange(len(rows), device=hidden.device), lengths[rows] - 1])  # (g,H)
+        else:
+            count = prompt_mask.sum(-1)[source[rows]] + lengths[rows]  # (g,)
+            parts.append((prompt_sum[source[rows]] + masked_sum(hidden, mask[..., None], dim=1)) / count[:, None])
+    return _in_row_order(groups, parts)
