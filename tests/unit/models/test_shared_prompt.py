@@ -85,3 +85,32 @@ def test_scalar_head_scores_equal_row_by_row_for_both_poolings(tiny_model_dir):
             grads = torch.autograd.grad((chosen - rejected).sum(), _params(rm))
             for g, r in zip(grads, grads_rows):
                 torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-4)
+
+
+def test_scoring_helpers_forward_distinct_prompts_once_and_keep_input_order(tiny, tiny_model_dir, monkeypatch):
+    from tether.data.collators import collate_sft
+    from tether.data.tokenization import EncodedExample
+    from tether.models import scoring
+    from tether.models.loading import load_tokenizer
+    from tether.models.scalar_head import ScalarHeadModel
+
+    model, tok = tiny
+    eos = tok.eos_token_id
+    prompts = [[1, 40, 41], [1, 42], [1, 40, 41], [1, 43, 44, 45], [1, 42], [1, 40, 41]]
+    replies = [[50, eos], [51, 52, 53, eos], [eos], [54, eos], [55, eos], [56, 57, eos]]
+    monkeypatch.setattr(scoring, "_PROMPTS_PER_BATCH", 2)  # 3 distinct prompts: two batches
+    rows = collate_sft([EncodedExample(p, r) for p, r in zip(prompts, replies)], tok.pad_token_id)
+    with torch.no_grad():
+        expected, expected_n = sequence_logprobs(model, rows | {"response_mask": rows["loss_mask"]})
+    logp, n = scoring.response_logprobs(model, prompts, replies, tok.pad_token_id, batch_size=2)
+    torch.testing.assert_close(torch.tensor(logp), expected, atol=1e-5, rtol=1e-5)
+    assert n == expected_n.tolist() == [2, 4, 1, 2, 2, 3]
+
+    rm = ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), load_tokenizer(str(tiny_model_dir)), seed=1)
+    with torch.no_grad():
+        expected_scores = rm(rows["input_ids"], rows["attention_mask"], rows["position_ids"])  # (6,)
+    scores = scoring.score_sequences(rm, prompts, replies, tok.pad_token_id, batch_size=2)
+    torch.testing.assert_close(torch.tensor(scores), expected_scores, atol=1e-5, rtol=1e-5)
+    # an empty response (a truncated reply that decoded to nothing) takes the row layout, same scores
+    with_empty = scoring.score_sequences(rm, [*prompts, [1, 42]], [*replies, []], tok.pad_token_id, batch_size=2)
+    torch.testing.assert_close(torch.tensor(with_empty[:6]), expected_scores, atol=1e-5, rtol=1e-5)
