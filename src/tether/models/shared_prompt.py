@@ -8,7 +8,8 @@ so a short reply does not pay for a long one's padding. Batches come from
 `data.collators.collate_prompt_replies` / `collate_pair_prompts`: prompts left-padded ``(U,P)``, replies
 right-padded ``(N,R)``, ``source (N,)`` naming each reply's prompt row. Under DDP every forward goes through
 the wrapped model and one backward follows, as in a plain step. A model whose forward takes no KV cache needs
-the row-by-row layout (`train.share_prompts false`).
+the row-by-row layout (`train.share_prompts false`), and so does one with sliding-window attention layers on
+sequences longer than its window: the copied caches are plain full-attention `DynamicLayer`s.
 """
 
 from __future__ import annotations
