@@ -4,14 +4,14 @@ of similar length (`train.forward_group_rows`), in both layouts: one row per pro
 the replies in length groups across pairs: `models.shared_prompt`; `train.share_prompts`).
 
     .venv/bin/python benchmarks/length_groups.py [--microbatches 6] [--groups 0 8 4] [--layouts rows shared]
+        [--dpo-config configs/demo/dpo.yaml]
 
-Work: microbatches of 8 demo-task pairs (templated, seed 0), drawn as the RM and DPO trainers draw them (each
-step's 16 pairs sorted by length into 2 microbatches); per microbatch the summed response logprobs of the 16
-rows (chosen and rejected) under SmolLM2-135M and a backward of their sum — the body of a DPO step. Each
-microbatch is timed under every layout and grouping in turn (interleaved, so a busy machine slows all alike).
-Reports seconds, token slots forwarded (padding included) per setting and the largest logprob difference from
-the first setting. Writes
-benchmarks/results/length_groups.json.
+Work: microbatches of 8 demo-task pairs (templated, seed 0; or a DPO config's training pairs), drawn as the RM
+and DPO trainers draw them (each step's 16 pairs sorted by length into 2 microbatches); per microbatch the summed
+response logprobs of the 16 rows (chosen and rejected) under SmolLM2-135M and a backward of their sum — the
+body of a DPO step. Each microbatch is timed under every layout and grouping in turn (interleaved, so a busy
+machine slows all alike). Reports seconds, token slots forwarded (padding included) per setting and the largest
+logprob difference from the first setting. Writes benchmarks/results/length_groups.json.
 """
 
 from __future__ import annotations
@@ -59,12 +59,25 @@ def main() -> None:
     ap.add_argument("--groups", type=int, nargs="+", default=[0, 8, 4])
     ap.add_argument("--layouts", nargs="+", default=["rows", "shared"], choices=["rows", "shared"])
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--dpo-config", default=None,
+                    help="draw the pairs (and the model) a DPO config trains on, e.g. configs/demo/dpo.yaml after "
+                         "`tether demo`: templated + on-policy pairs, the SFT policy (default: templated pairs only, "
+                         "--model)")
     args = ap.parse_args()
 
-    tok = load_tokenizer(args.model)
-    model = load_causal_lm(args.model, tok)
+    if args.dpo_config:
+        from tether.runtime.config import load_config
+        from tether.train.dpo import DPOConfig, load_examples
+
+        cfg = load_config(DPOConfig, args.dpo_config, [])
+        tok = load_tokenizer(cfg.model.name, cfg.model.max_length)
+        pairs, _ = load_examples(cfg, tok)
+        model = load_causal_lm(cfg.model.name, tok)
+    else:
+        tok = load_tokenizer(args.model)
+        pairs, _ = encode_pairs(tok, make_demo_task(seed=0).preference, 256)
+        model = load_causal_lm(args.model, tok)
     model.train()
-    pairs, _ = encode_pairs(tok, make_demo_task(seed=0).preference, 256)
     rng = random.Random(args.seed)
     settings = [(layout, g) for layout in args.layouts for g in args.groups]
     seconds = {key: 0.0 for key in settings}
@@ -85,7 +98,8 @@ def main() -> None:
             max_diff = max(max_diff, *(float((r - results[settings[0]]).abs().max()) for r in results.values()))
     base = settings[0]
     result = {
-        "model": args.model, "microbatches": args.microbatches, "pairs_per_microbatch": 8,
+        "model": cfg.model.name if args.dpo_config else args.model, "pairs": args.dpo_config or "templated",
+        "microbatches": args.microbatches, "pairs_per_microbatch": 8,
         "threads": torch.get_num_threads(), "real_tokens_row_by_row": real, "max_logprob_diff": max_diff,
         "by_setting": {f"{layout}/{g}": {"seconds": round(seconds[(layout, g)], 2),
                                          "token_slots": sum(slots[(layout, g)]),
