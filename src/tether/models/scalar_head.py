@@ -86,6 +86,8 @@ class ScalarHeadModel(torch.nn.Module):
         scores of the rows prompt+reply). One call either way, so DDP sees one forward.
         """
         if shared is not None:
+            if per_token:
+                raise ValueError("per_token scores need the row layout (input_ids, attention_mask), not shared")
             pooled = shared_prompt_hidden(self.backbone, shared, self.pooling, group_rows)  # (N,H)
             return self.head(pooled.to(self.head.weight.dtype)).squeeze(-1).float() - self.bias_shift  # (N,)
         if position_ids is None:
