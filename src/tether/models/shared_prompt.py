@@ -95,7 +95,8 @@ def shared_prompt_hidden(backbone, batch: dict[str, torch.Tensor], pooling: str,
         raise ValueError("a reply has no token; cannot score an empty reply")
     prompt_out, kv = run_prompts(backbone, batch)
     prompt_mask, source = batch["prompt_mask"].bool(), batch["source"]  # (U,P), (N,)
-    prompt_sum = masked_sum(prompt_out.last_hidden_state, prompt_mask[..., None], dim=1)  # (U,H)
+    if pooling == "mean":  # the prompt's share of each row's mean
+        prompt_sum = masked_sum(prompt_out.last_hidden_state, prompt_mask[..., None], dim=1)  # (U,H)
     groups = reply_groups(reply_mask, group_rows)
     parts = []
     for rows in groups:
