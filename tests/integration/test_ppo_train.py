@@ -136,3 +136,25 @@ def test_bad_config_is_one_line_naming_the_field(assets, tmp_path, overrides, fi
     with pytest.raises(ConfigError) as err:
         ppo_cfg(assets, tmp_path / "bad", *overrides)
     assert field in str(err.value) and "\n" not in str(err.value)
+
+
+def test_shared_prompt_layout_follows_the_row_layout(assets, tmp_path, monkeypatch):
+    """train.share_prompts (each prompt forwarded once for its 2 samples) against one row per sample: with the
+    whole rollout in one microbatch the two differ only in float rounding, iteration after iteration."""
+    import tether.train.ppo as ppo
+
+    layouts = []
+    for name in ("collate_rollout", "collate_rollout_shared"):
+        real = getattr(ppo, name)
+        monkeypatch.setattr(ppo, name, lambda *a, _real=real, _name=name: layouts.append(_name) or _real(*a))
+    one_batch = ("--train.batch_size", "8", "--train.micro_batch_size", "8", "--train.max_steps", "3")
+    train(ppo_cfg(assets, tmp_path / "shared", *one_batch))
+    assert set(layouts) == {"collate_rollout_shared"}
+    train(ppo_cfg(assets, tmp_path / "rows", *one_batch, "--train.share_prompts", "false"))
+    assert set(layouts[3:]) == {"collate_rollout"}
+    shared, rows = curves(tmp_path / "shared"), curves(tmp_path / "rows")
+    assert [m["step"] for m in shared] == [1, 2, 3] and shared[2]["kl/sequence"] != 0.0
+    for got, want in zip(shared, rows):
+        assert got.keys() == want.keys()
+        for name, value in want.items():
+            assert got[name] == (pytest.approx(value, rel=1e-4, abs=1e-5) if isinstance(value, float) else value), name

@@ -181,3 +181,15 @@ def collate_rollout(prompts: list[list[int]], responses: list[list[int]], pad_id
             "position_ids": position_ids_from_mask(attention_mask),
             "response_ids": input_ids[:, p_width:], "response_mask": response_mask,
             "prompt_width": torch.tensor(p_width)}
+
+
+def collate_rollout_shared(prompts: list[list[int]], responses: list[list[int]],
+                           pad_id: int) -> dict[str, torch.Tensor]:
+    """PPO rows in the shared-prompt layout (`collate_prompt_replies`): each distinct prompt once, the
+    responses right-padded, ``source`` naming each response's prompt; ``response_ids`` is ``reply_ids`` (so
+    column t is response token t, as in `collate_rollout`). Every response needs a token (its EOS, or the
+    cut); `models.shared_prompt.shared_prompt_per_token` runs it."""
+    distinct: dict[tuple[int, ...], int] = {}
+    source = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts]
+    batch = collate_prompt_replies([list(p) for p in distinct], responses, source, pad_id)
+    return {**batch, "response_ids": batch["reply_ids"], "response_mask": batch["reply_mask"].bool()}

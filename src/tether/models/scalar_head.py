@@ -13,8 +13,9 @@
   score of reference responses so that their mean score is 0 (PPO's rewards then start centred).
 - Dropout is off in the backbone (a value/reward model must be deterministic). With LoRA
   (``apply_lora_to_scalar``), peft's own ``lora_dropout`` follows the config (default 0).
-- ``forward(..., per_token=True)`` returns the head at every position ``(B,T)`` (a value model's values);
-  it goes through ``forward`` so DDP/FSDP wrappers see a normal call.
+- ``forward(..., per_token=True)`` returns the head at every position ``(B,T)`` (a value model's values), or
+  on a shared-prompt batch at the state before each reply token ``(N,R)``; it goes through ``forward`` so
+  DDP/FSDP wrappers see a normal call.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tether.data.collators import position_ids_from_mask
 from tether.errors import ModelLoadError
 from tether.models.loading import disable_dropout, load_pretrained
 from tether.models.lora import is_peft, merged_for_saving
-from tether.models.shared_prompt import shared_prompt_hidden
+from tether.models.shared_prompt import shared_prompt_hidden, shared_prompt_per_token
 from tether.models.spec import ModelConfig
 from tether.ops import masked_sum
 
@@ -83,11 +84,16 @@ class ScalarHeadModel(torch.nn.Module):
         default to counting real tokens only (``position_ids_from_mask``). Every row needs a real token.
         Or ``shared``: a shared-prompt batch (`collate_prompt_replies`), one score per reply row, each prompt
         forwarded once and the replies in groups of `group_rows` of similar length (`models.shared_prompt`; the
-        scores of the rows prompt+reply). One call either way, so DDP sees one forward.
+        scores of the rows prompt+reply); with ``per_token``, ``(N,R)`` head outputs at the state before each
+        reply token (the row layout's ``[:, P-1 : P-1+R]``). One call either way, so DDP sees one forward.
         """
         if shared is not None:
-            if per_token:
-                raise ValueError("per_token scores need the row layout (input_ids, attention_mask), not shared")
+            if per_token:  # (N,R): the head at the state before each reply token (a value model's V_t)
+                def head(_, hidden, rows):  # (g,w,H) → (g,w)
+                    return (self.head(hidden.to(self.head.weight.dtype)).squeeze(-1).float() - self.bias_shift,)
+
+                return shared_prompt_per_token(self.backbone, shared, head, logits=False, hidden=True,
+                                               group_rows=group_rows)[0]
             pooled = shared_prompt_hidden(self.backbone, shared, self.pooling, group_rows)  # (N,H)
             return self.head(pooled.to(self.head.weight.dtype)).squeeze(-1).float() - self.bias_shift  # (N,)
         if position_ids is None:

@@ -10,6 +10,9 @@ right-padded ``(N,R)``, ``source (N,)`` naming each reply's prompt row. Under DD
 the wrapped model and one backward follows, as in a plain step. A model whose forward takes no KV cache needs
 the row-by-row layout (`train.share_prompts false`), and so does one with sliding-window attention layers on
 sequences longer than its window: the copied caches are plain full-attention `DynamicLayer`s.
+
+Used by the pairwise stages (reward model, DPO family), the scorers (`models.scoring`) and PPO's k samples per
+prompt (`shared_prompt_per_token`: per-token logprobs, entropy and values).
 """
 
 from __future__ import annotations
@@ -41,9 +44,9 @@ def run_prompts(model, batch: dict[str, torch.Tensor], **kwargs):
 
 
 def run_replies(model, batch: dict[str, torch.Tensor], kv, rows: torch.Tensor, reply_ids: torch.Tensor,
-                reply_mask: torch.Tensor):
+                reply_mask: torch.Tensor, **kwargs):
     """The forward of ``reply_ids (g,R')`` (reply `rows`, or a leading column slice of them) continuing from
-    the cached states of their prompts."""
+    the cached states of their prompts (``kwargs`` go to the model)."""
     from transformers import DynamicCache
 
     source = batch["source"][rows]  # (g,) prompt row of each reply
@@ -52,7 +55,8 @@ def run_replies(model, batch: dict[str, torch.Tensor], kv, rows: torch.Tensor, r
     mask = torch.cat([prompt_mask, reply_mask.to(prompt_mask.dtype)], dim=1)  # (g,P+R')
     offsets = torch.arange(reply_ids.shape[1], device=reply_ids.device)  # (R',)
     positions = prompt_mask.sum(-1, keepdim=True) + offsets  # (g,R') continuing each prompt's positions
-    return model(input_ids=reply_ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
+    return model(input_ids=reply_ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
+                 **kwargs)
 
 
 def _in_row_order(groups: list[torch.Tensor], parts: list[torch.Tensor]) -> torch.Tensor:
@@ -83,6 +87,44 @@ def shared_prompt_logprobs(model, batch: dict[str, torch.Tensor], temperature: f
             total = total + masked_sum(gather_logprobs(logits, ids[:, 1:], temperature), mask[:, 1:], dim=-1)
         parts.append(total)  # (g,)
     return _in_row_order(groups, parts), reply_mask.sum(-1)
+
+
+def shared_prompt_per_token(model, batch: dict[str, torch.Tensor], fn, logits: bool = True, hidden: bool = False,
+                            group_rows: int = 0) -> tuple[torch.Tensor, ...]:
+    """Per-token results over the replies, ``(N,R)`` tensors in row order, 0 past each reply's end.
+
+    For reply token t the model's outputs at the position that predicts it (the prompt's last position for
+    t = 0, reply position t − 1 after) — the row layout's ``[:, P-1 : P-1+R]`` column slice — go to
+    ``fn(logits (g,w,V) or None, hidden (g,w,H) or None, rows (g,))``, which returns ``(g,w)`` tensors (PPO's
+    logprobs, entropy, values). ``logits``: a causal LM's; ``hidden``: its (or, with ``logits=False``, a
+    backbone's) last hidden states. The replies run in `reply_groups` of `group_rows` (0: one forward), each
+    cut to its longest reply; the LM head runs at the prompts' last position and on the replies only.
+    """
+    reply_ids, reply_mask, source = batch["reply_ids"], batch["reply_mask"].bool(), batch["source"]  # (N,R), (N,)
+    width_all, lengths = reply_ids.shape[1], reply_mask.sum(-1)  # R, (N,)
+
+    def outputs(out) -> list[torch.Tensor]:  # the requested tensors of one forward, (·,T,·) each
+        states = [out.hidden_states[-1] if logits else out.last_hidden_state] if hidden else []
+        return ([out.logits] if logits else []) + states
+
+    lm_kwargs = {"output_hidden_states": hidden} if logits else {}  # a backbone returns last_hidden_state anyway
+    prompt_out, kv = run_prompts(model, batch, **({**lm_kwargs, "logits_to_keep": 1} if logits else {}))
+    last = outputs(prompt_out)  # (U,·,·) each; position −1 predicts every reply's first token
+    groups = reply_groups(reply_mask, group_rows)
+    parts = []
+    for rows in groups:
+        width = max(1, int(lengths[rows].max()))
+        per_forward = [[t[source[rows], -1:] for t in last]]  # (g,1,·) each
+        if width > 1:  # the reply's last column predicts nothing
+            out = run_replies(model, batch, kv, rows, reply_ids[rows, : width - 1], reply_mask[rows, : width - 1],
+                              **lm_kwargs)
+            per_forward.append(outputs(out))  # (g,w-1,·) each
+        merged = [torch.cat(ts, dim=1) for ts in zip(*per_forward)]  # (g,w,·) each
+        group_logits, group_hidden = (merged.pop(0) if logits else None), (merged.pop(0) if hidden else None)
+        results = fn(group_logits, group_hidden, rows)  # (g,w) each
+        parts.append([torch.nn.functional.pad(torch.where(reply_mask[rows, :width], r, 0.0), (0, width_all - width))
+                      for r in results])  # (g,R) each
+    return tuple(_in_row_order(groups, list(column)) for column in zip(*parts))
 
 
 def shared_prompt_hidden(backbone, batch: dict[str, torch.Tensor], pooling: str,

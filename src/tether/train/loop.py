@@ -58,16 +58,18 @@ class TrainConfig:
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     """Autocast precision (GPU); keep `no` on CPU."""
     forward_group_rows: int | None = None
-    """Pairwise stages (reward model, DPO family): replies (or prompt+reply rows) per forward inside a
-    microbatch, grouped by length and each group cut to its longest, so a short chosen reply does not pay for
-    a long rejected one's padding; same results. 0: the whole microbatch in one forward. None: 4 on CPU (on the
-    demo's pairs 1.2–1.5× faster forward+backward than one forward: benchmarks/length_groups.py), 0 on GPUs,
-    where one large forward is the faster one."""
+    """Pairwise stages (reward model, DPO family) and PPO's shared-prompt microbatches: replies (or
+    prompt+reply rows) per forward inside a microbatch, grouped by length and each group cut to its longest,
+    so a short reply does not pay for a long one's padding; same results. 0: the whole microbatch in one
+    forward. None: 4 on CPU (on the demo's pairs 1.2–1.5× faster forward+backward than one forward:
+    benchmarks/length_groups.py), 0 on GPUs, where one large forward is the faster one."""
     share_prompts: bool = True
     """Pairwise stages: forward each pair's prompt once and continue both replies from its KV cache
     (`models.shared_prompt`; same results, fewer tokens: forward+backward 1.15× faster than the row layout on
     the demo's DPO pairs, benchmarks/length_groups.py, and 1.18–1.26× at 8 pairs × 256 tokens, dpo_step.py).
-    false: one forward per prompt+reply row, for a model whose forward takes no KV cache."""
+    PPO with k > 1 samples per prompt: each microbatch holds whole prompts' samples and forwards each prompt
+    once (benchmarks/ppo_layouts.py). false: one forward per prompt+reply row, for a model whose forward takes
+    no KV cache."""
 
     def validate(self) -> None:
         if self.batch_size % self.micro_batch_size:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from tether.data.collators import collate_rollout, collate_sft
+from tether.data.collators import collate_rollout, collate_rollout_shared, collate_sft
 from tether.data.gold_judge import gold_reward
 from tether.data.records import PromptRow
 from tether.data.tokenization import EncodedExample, encode_prompt, encode_response
@@ -45,6 +45,7 @@ from tether.losses.ppo import clipped_policy_loss, clipped_value_loss
 from tether.models.loading import freeze, load_causal_lm, load_tokenizer
 from tether.models.lora import adapters_disabled, apply_lora
 from tether.models.scalar_head import HEAD_CONFIG_FILE, ScalarHeadModel, apply_lora_to_scalar
+from tether.models.shared_prompt import shared_prompt_per_token
 from tether.ops import entropy_from_logits, exact_div, gather_logprobs, masked_sum, masked_whiten
 from tether.rl.advantages import SEQUENCE_ADVANTAGES, gae, whiten_advantages
 from tether.rl.kl import AdaptiveKLController, FixedKLController, per_token_kl
@@ -99,9 +100,11 @@ class PolicyAndValue(torch.nn.Module):
     normal call. The policy's LM head runs only at the R + 1 positions that predict response tokens.
     """
 
-    def __init__(self, policy, critic: ScalarHeadModel | None = None, value_head: torch.nn.Linear | None = None):
+    def __init__(self, policy, critic: ScalarHeadModel | None = None, value_head: torch.nn.Linear | None = None,
+                 group_rows: int = 0):
         super().__init__()
         self.policy, self.critic, self.value_head = policy, critic, value_head
+        self.group_rows = group_rows  # shared-prompt batches: responses per forward (train.forward_group_rows)
 
     @property
     def has_values(self) -> bool:
@@ -109,26 +112,41 @@ class PolicyAndValue(torch.nn.Module):
 
     def forward(self, batch: dict, temperature: float, entropy_grad: bool = False, with_values: bool = True):
         """Per response token: logprobs (B,R) of logits / temperature, entropy (B,R), values (B,R) or None
-        (None also when not `with_values`: the reference pass needs no critic)."""
-        p_width, r_width = int(batch["prompt_width"]), batch["response_ids"].shape[1]
+        (None also when not `with_values`: the reference pass needs no critic). `batch` is a `collate_rollout`
+        microbatch, or a `collate_rollout_shared` one (each prompt forwarded once for its k samples)."""
         shared_values = with_values and self.value_head is not None
-        out = self.policy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                          position_ids=batch["position_ids"], use_cache=False, logits_to_keep=r_width + 1,
-                          output_hidden_states=shared_values)
-        logits = out.logits[:, :-1].float()  # (B,R,V) column t predicts response token t
-        if temperature != 1.0:  # a (B,R,V) copy: only when it changes anything
-            logits = logits / temperature
-        logprobs = gather_logprobs(logits, batch["response_ids"])  # (B,R)
-        with nullcontext() if entropy_grad else torch.no_grad():
-            entropy = entropy_from_logits(logits)  # (B,R)
-        values = None
-        if shared_values:
-            hidden = out.hidden_states[-1][:, p_width - 1 : p_width - 1 + r_width]  # (B,R,H)
-            values = self.value_head(hidden.float()).squeeze(-1)  # (B,R)
-        elif with_values and self.critic is not None:
-            values = self.critic(batch["input_ids"], batch["attention_mask"], batch["position_ids"],
-                                 per_token=True)[:, p_width - 1 : p_width - 1 + r_width]  # (B,R)
-        return logprobs, entropy, values
+
+        def per_token(logits, hidden, ids):  # (b,w,V), (b,w,H) or None, (b,w) → (b,w) each
+            logits = logits.float()
+            if temperature != 1.0:  # a (b,w,V) copy: only when it changes anything
+                logits = logits / temperature
+            logprobs = gather_logprobs(logits, ids)
+            with nullcontext() if entropy_grad else torch.no_grad():
+                entropy = entropy_from_logits(logits)
+            if shared_values:
+                return logprobs, entropy, self.value_head(hidden.float()).squeeze(-1)
+            return logprobs, entropy
+
+        def length_group(logits, hidden, rows):  # one group of responses of the shared-prompt layout
+            return per_token(logits, hidden, batch["reply_ids"][rows, : logits.shape[1]])
+
+        shared = "reply_ids" in batch
+        if shared:  # each prompt once; the responses continue from its KV cache in length groups
+            out = shared_prompt_per_token(self.policy, batch, length_group, hidden=shared_values,
+                                          group_rows=self.group_rows)
+        else:  # the LM head only at the R + 1 positions that predict response tokens
+            p_width, r_width = int(batch["prompt_width"]), batch["response_ids"].shape[1]
+            lm = self.policy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                             position_ids=batch["position_ids"], use_cache=False, logits_to_keep=r_width + 1,
+                             output_hidden_states=shared_values)
+            hidden = lm.hidden_states[-1][:, p_width - 1 : p_width - 1 + r_width] if shared_values else None
+            out = per_token(lm.logits[:, :-1], hidden, batch["response_ids"])  # column t predicts token t
+        values = out[2] if shared_values else None
+        if with_values and self.critic is not None:
+            values = (self.critic(shared=batch, per_token=True, group_rows=self.group_rows) if shared else
+                      self.critic(batch["input_ids"], batch["attention_mask"], batch["position_ids"],
+                                  per_token=True)[:, p_width - 1 : p_width - 1 + r_width])  # (B,R)
+        return out[0], out[1], values
 
 
 def load_models(cfg: PPOConfig, tokenizer, reward_fn: RewardFn | None, reference=None, reward_model=None):
@@ -176,7 +194,7 @@ def reference_forward(model: PolicyAndValue, reference, batch: dict, temperature
     if reference is None:
         with adapters_disabled(model.policy):
             return model(batch, temperature, with_values=False)[0]
-    return PolicyAndValue(reference)(batch, temperature)[0]
+    return PolicyAndValue(reference, group_rows=model.group_rows)(batch, temperature)[0]
 
 
 def policy_from_checkpoint(cfg: PPOConfig, checkpoint: Path, tokenizer):
@@ -266,6 +284,20 @@ def plan_microbatches(lengths: list[int], micro_batch_size: int) -> list[list[in
     return [order[i : i + micro_batch_size] for i in range(0, len(order), micro_batch_size)]
 
 
+def plan_prompt_microbatches(prompt_ids: list[list[int]], lengths: list[int],
+                             micro_batch_size: int) -> list[list[int]]:
+    """Rows kept together by prompt (its k samples side by side), the prompts sorted by prompt + longest
+    response length, cut into microbatches of `micro_batch_size`: for the shared-prompt layout, where a
+    microbatch forwards each of its prompts once."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, p in enumerate(prompt_ids):
+        groups.setdefault(tuple(p), []).append(i)
+    ordered = sorted(groups.values(), key=lambda rows: (len(prompt_ids[rows[0]]) + max(lengths[i] for i in rows),
+                                                        rows[0]))
+    order = [i for rows in ordered for i in rows]
+    return [order[i : i + micro_batch_size] for i in range(0, len(order), micro_batch_size)]
+
+
 @torch.no_grad()
 def score_and_evaluate(accelerator, model: PolicyAndValue, reference, reward_model, reward_tokenizer,
                        reward_fn: RewardFn | None, rollout: Rollout, cfg: PPOConfig) -> None:
@@ -294,7 +326,7 @@ def score_and_evaluate(accelerator, model: PolicyAndValue, reference, reward_mod
         if values is not None:
             out[2, idx, :r_width] = values.float().cpu()
         if reward_model is not None:
-            score[idx] = rm_scores(reward_model, reward_tokenizer, batch, rollout, idx, device)
+            score[idx] = rm_scores(reward_model, reward_tokenizer, batch, rollout, idx, device, model.group_rows)
     if accelerator.num_processes > 1:
         out = accelerator.reduce(out.to(device), reduction="sum").cpu()
         if reward_model is not None:
@@ -304,8 +336,11 @@ def score_and_evaluate(accelerator, model: PolicyAndValue, reference, reward_mod
     rollout.raw_score = score
 
 
-def rm_scores(reward_model, reward_tokenizer, batch: dict, rollout: Rollout, idx: list[int], device) -> torch.Tensor:
+def rm_scores(reward_model, reward_tokenizer, batch: dict, rollout: Rollout, idx: list[int], device,
+              group_rows: int = 0) -> torch.Tensor:
     """(b,) reward-model scores of a microbatch, read at each row's last real token (EOS, or the cut)."""
+    if reward_tokenizer is None and "reply_ids" in batch:  # same vocabulary, each prompt once for its samples
+        return reward_model(shared=batch, group_rows=group_rows).float().cpu()
     if reward_tokenizer is None:  # same vocabulary: score the policy's own token ids
         return reward_model(batch["input_ids"], batch["attention_mask"], batch["position_ids"]).float().cpu()
     examples = [EncodedExample(encode_prompt(reward_tokenizer, rollout.rows[i].prompt),
@@ -454,6 +489,7 @@ def train(cfg: PPOConfig, *, reward_fn: RewardFn | None = None, reference=None, 
     model, optimizer, scheduler, start_step, metrics = (run.model, run.optimizer, run.scheduler, run.start_step,
                                                         run.metrics)
     unwrapped = accelerator.unwrap_model(model)
+    unwrapped.group_rows = tcfg.group_rows(accelerator.device)  # shared-prompt microbatches: replies per forward
     controller = (AdaptiveKLController(hp.kl_coef, hp.kl_target, hp.kl_horizon) if hp.adaptive_kl
                   else FixedKLController(hp.kl_coef))
     if "kl_controller" in run.state:
@@ -483,10 +519,13 @@ def train(cfg: PPOConfig, *, reward_fn: RewardFn | None = None, reference=None, 
         response_ids, response_mask, has_eos = truncate_at_eos(padded, tokenizer.eos_token_id, tokenizer.pad_token_id)
         prompt_ids = [s[1] for s in samples]
         lengths = response_mask.sum(1).tolist()
-        micro = plan_microbatches([len(p) + n for p, n in zip(prompt_ids, lengths)], tcfg.micro_batch_size)
-        batches = {m: collate_rollout([prompt_ids[i] for i in idx],
-                                      [response_ids[i, : lengths[i]].tolist() for i in idx], tokenizer.pad_token_id)
-                   for m, idx in enumerate(micro)}
+        # k samples per prompt: each microbatch forwards each of its prompts once (train.share_prompts).
+        share = tcfg.share_prompts and k > 1 and min(lengths) > 0
+        micro = (plan_prompt_microbatches(prompt_ids, lengths, tcfg.micro_batch_size) if share else
+                 plan_microbatches([len(p) + n for p, n in zip(prompt_ids, lengths)], tcfg.micro_batch_size))
+        collate = collate_rollout_shared if share else collate_rollout
+        batches = {m: collate([prompt_ids[i] for i in idx], [response_ids[i, : lengths[i]].tolist() for i in idx],
+                              tokenizer.pad_token_id) for m, idx in enumerate(micro)}
         rollout = Rollout(rows, prompt_ids, [s[3] for s in samples], response_ids, response_mask, has_eos, micro,
                           batches)
 

@@ -85,8 +85,7 @@ def test_scalar_head_scores_equal_row_by_row_for_both_poolings(tiny_model_dir):
             grads = torch.autograd.grad((chosen - rejected).sum(), _params(rm))
             for g, r in zip(grads, grads_rows):
                 torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-4)
-    with pytest.raises(ValueError, match="per_token"):
-        rm(shared=collate_pair_prompts(pairs, tok.pad_token_id), per_token=True)
+    # per_token on a shared batch (a value model's V_t): tests/unit/train/test_ppo_shared_prompts.py
 
 
 def test_scoring_helpers_forward_distinct_prompts_once_and_keep_input_order(tiny, tiny_model_dir, monkeypatch):

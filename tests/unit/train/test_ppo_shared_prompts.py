@@ -1,0 +1,104 @@
+"""PPO's shared-prompt layout (each prompt forwarded once for its k samples) gives the row layout's per-token
+logprobs, entropy, values, reference logprobs and RM scores, with the same gradients; the microbatch plan keeps
+a prompt's samples together."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from tether.data.collators import collate_rollout, collate_rollout_shared
+from tether.models.scalar_head import ScalarHeadModel
+from tether.train.ppo import PolicyAndValue, plan_prompt_microbatches, reference_forward, rm_scores
+
+# three samples of a 3-token prompt, two of a 1-token prompt, one of a 4-token prompt; responses of 1-5 tokens
+PROMPTS = [[1, 40, 41]] * 3 + [[1]] * 2 + [[1, 43, 44, 45]]
+
+
+def _responses(eos: int) -> list[list[int]]:
+    return [[50, 51, eos], [eos], [52, 53, 54, 55, eos], [56, eos], [57, 58, 59], [60, 61, eos]]
+
+
+def _params(module):
+    return [p for p in module.parameters() if p.requires_grad]
+
+
+def _check_same(shared: torch.Tensor, rows: torch.Tensor, mask: torch.Tensor) -> None:
+    torch.testing.assert_close(torch.where(mask, shared, 0.0), torch.where(mask, rows, 0.0), atol=1e-5, rtol=1e-5)
+
+
+def test_collate_rollout_shared_forwards_each_prompt_once(tiny):
+    _, tok = tiny
+    batch = collate_rollout_shared(PROMPTS, _responses(tok.eos_token_id), tok.pad_token_id)
+    assert batch["prompt_ids"].shape == (3, 4) and batch["source"].tolist() == [0, 0, 0, 1, 1, 2]
+    assert batch["response_ids"] is batch["reply_ids"] and batch["response_ids"].shape == (6, 5)
+    assert batch["response_mask"].sum(-1).tolist() == [3, 1, 5, 2, 3, 3]
+
+
+@pytest.mark.parametrize("critic", ["shared", "separate"])
+@pytest.mark.parametrize("group_rows", [0, 2])  # responses in one forward, or in length groups of 2
+def test_forward_and_gradients_equal_the_row_layout(tiny, tiny_model_dir, critic, group_rows):
+    model, tok = tiny
+    if critic == "shared":
+        head = torch.nn.Linear(model.config.hidden_size, 1)
+        module = PolicyAndValue(model, value_head=head, group_rows=group_rows)
+    else:
+        critic_model = ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok, seed=2)
+        module = PolicyAndValue(model, critic=critic_model, group_rows=group_rows)
+    responses = _responses(tok.eos_token_id)
+    rows = collate_rollout(PROMPTS, responses, tok.pad_token_id)
+    shared = collate_rollout_shared(PROMPTS, responses, tok.pad_token_id)
+    mask = rows["response_mask"]  # (6,5)
+    results = []
+    for batch in (rows, shared):
+        logprobs, entropy, values = module(batch, temperature=0.7, entropy_grad=True)  # (6,5) each
+        loss = (torch.where(mask, logprobs + 0.1 * entropy + values, 0.0)).sum()
+        results.append((logprobs, entropy, values, torch.autograd.grad(loss, _params(module), allow_unused=True)))
+    for got, want in zip(results[1][:3], results[0][:3]):
+        _check_same(got, want, mask)
+    for g, r in zip(results[1][3], results[0][3]):
+        assert (g is None) == (r is None)
+        if g is not None:
+            torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-4)
+
+
+def test_one_token_responses_need_no_reply_pass(tiny):
+    model, tok = tiny
+    prompts, responses = [[1, 40]] * 2 + [[1, 41, 42]] * 2, [[tok.eos_token_id]] * 4
+    with torch.no_grad():
+        want = PolicyAndValue(model)(collate_rollout(prompts, responses, tok.pad_token_id), 1.0)[0]  # (4,1)
+        got = PolicyAndValue(model)(collate_rollout_shared(prompts, responses, tok.pad_token_id), 1.0)[0]
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_lora_reference_and_reward_model_scores_equal_the_row_layout(tiny, tiny_model_dir):
+    from tether.models.lora import apply_lora
+    from tether.models.spec import ModelConfig
+
+    model, tok = tiny
+    policy = apply_lora(copy.deepcopy(model), ModelConfig(name=str(tiny_model_dir), use_lora=True, lora_r=4))
+    for name, p in policy.named_parameters():
+        if "lora_B" in name:  # B = 0 at init would hide the adapters: give them weight
+            torch.nn.init.normal_(p, std=0.2)
+    module = PolicyAndValue(policy, group_rows=4)
+    rm = ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok, seed=4).eval()
+    responses = _responses(tok.eos_token_id)
+    rows = collate_rollout(PROMPTS, responses, tok.pad_token_id)
+    shared = collate_rollout_shared(PROMPTS, responses, tok.pad_token_id)
+    with torch.no_grad():
+        ref_rows, ref_shared = (reference_forward(module, None, b, 1.0) for b in (rows, shared))  # (6,5)
+        policy_rows = module(rows, 1.0)[0]
+        scores = [rm_scores(rm, None, b, None, list(range(6)), "cpu", 4) for b in (rows, shared)]  # (6,)
+    _check_same(ref_shared, ref_rows, rows["response_mask"])
+    assert not torch.allclose(ref_rows, policy_rows)  # the adapters were off for the reference
+    torch.testing.assert_close(scores[1], scores[0], atol=1e-5, rtol=1e-5)
+
+
+def test_plan_keeps_each_prompts_samples_together():
+    prompts = [[1, 2], [1, 2], [3], [3], [4, 5, 6], [4, 5, 6]]
+    lengths = [9, 1, 2, 3, 1, 1]
+    # sort keys (prompt + longest sample): [1, 2] → 11, [3] → 4, [4, 5, 6] → 4 (tie: first row decides)
+    assert plan_prompt_microbatches(prompts, lengths, 4) == [[2, 3, 4, 5], [0, 1]]
+    assert plan_prompt_microbatches(prompts, lengths, 2) == [[2, 3], [4, 5], [0, 1]]
