@@ -9,8 +9,9 @@ starting policy with the seed's generator in both layouts, so both score and tra
 phases after generation (RM, reference, old logprobs and values; the PPO epochs) are the same work in the
 two layouts. `-- --model.name runs/demo/ppo` starts from the trained PPO policy, whose answers are short
 (the regime of a run's later iterations, where the prompt is most of each row). Reports the seconds of each
-phase, the rollout's response length and the first iteration's metrics side by side (they agree up to float
-rounding). Writes benchmarks/results/ppo_layouts.json (`--out NAME` for another name).
+phase, the rollout's response length and the first iteration's metrics side by side: the rollout's (score,
+KL) are the same in both layouts; the update metrics are not, since prompt-grouped microbatches put other rows
+together in the shuffled minibatches. Writes benchmarks/results/ppo_layouts.json (`--out NAME` for another name).
 """
 
 from __future__ import annotations

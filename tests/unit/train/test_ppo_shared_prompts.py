@@ -37,15 +37,20 @@ def test_collate_rollout_shared_forwards_each_prompt_once(tiny):
     assert batch["response_mask"].sum(-1).tolist() == [3, 1, 5, 2, 3, 3]
 
 
-@pytest.mark.parametrize("critic", ["shared", "separate"])
+@pytest.mark.parametrize("critic", ["shared", "separate", "separate-lora"])
 @pytest.mark.parametrize("group_rows", [0, 2])  # responses in one forward, or in length groups of 2
 def test_forward_and_gradients_equal_the_row_layout(tiny, tiny_model_dir, critic, group_rows):
+    from tether.models.scalar_head import apply_lora_to_scalar
+    from tether.models.spec import ModelConfig
+
     model, tok = tiny
     if critic == "shared":
         head = torch.nn.Linear(model.config.hidden_size, 1)
         module = PolicyAndValue(model, value_head=head, group_rows=group_rows)
     else:
         critic_model = ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok, seed=2)
+        if critic == "separate-lora":  # a peft-wrapped backbone (FEATURE_EXTRACTION) takes the KV cache too
+            critic_model = apply_lora_to_scalar(critic_model, ModelConfig(name=str(tiny_model_dir), lora_r=4))
         module = PolicyAndValue(model, critic=critic_model, group_rows=group_rows)
     responses = _responses(tok.eos_token_id)
     rows = collate_rollout(PROMPTS, responses, tok.pad_token_id)
