@@ -1,7 +1,7 @@
 """PPO on a tiny offline model: the ratio is exactly 1 before the first update and KL starts at 0; resume and
 2 processes reproduce the uninterrupted single-process trajectory; NaN stops the run naming the step and the
 quantity and keeps the last good checkpoint; RLOO/GRPO load no value model; reference and reward model stay
-bit-identical while the policy changes."""
+bit-identical while the policy changes; forwarding each prompt once for its samples follows the row layout."""
 
 from __future__ import annotations
 

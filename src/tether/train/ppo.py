@@ -97,7 +97,8 @@ class PolicyAndValue(torch.nn.Module):
     """The trained models in one module, so one optimizer, one DDP wrapper and one checkpoint hold them.
 
     `forward` goes through the policy's own forward (and the critic's), so DDP and PEFT wrappers see a
-    normal call. The policy's LM head runs only at the R + 1 positions that predict response tokens.
+    normal call. The policy's LM head runs only at the positions that predict response tokens (the R + 1 last
+    columns of a row; in the shared-prompt layout each prompt's last position and the responses).
     """
 
     def __init__(self, policy, critic: ScalarHeadModel | None = None, value_head: torch.nn.Linear | None = None,
