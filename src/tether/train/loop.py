@@ -141,6 +141,26 @@ def length_grouped_microbatches(indices: list[int], n_micro: int, length) -> lis
     return [ordered[k * size : (k + 1) * size] for k in range(n_micro)]
 
 
+def plan_microbatches(lengths: list[int], micro_batch_size: int) -> list[list[int]]:
+    """Rows sorted by length, cut into microbatches of `micro_batch_size` (less padding per forward)."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    return [order[i : i + micro_batch_size] for i in range(0, len(order), micro_batch_size)]
+
+
+def plan_prompt_microbatches(prompt_ids: list[list[int]], lengths: list[int],
+                             micro_batch_size: int) -> list[list[int]]:
+    """Rows kept together by prompt (its k samples side by side), the prompts sorted by prompt + longest
+    response length, cut into microbatches of `micro_batch_size`: for the shared-prompt layout, where a
+    microbatch forwards each of its prompts once."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, p in enumerate(prompt_ids):
+        groups.setdefault(tuple(p), []).append(i)
+    ordered = sorted(groups.values(), key=lambda rows: (len(prompt_ids[rows[0]]) + max(lengths[i] for i in rows),
+                                                        rows[0]))
+    order = [i for rows in ordered for i in rows]
+    return [order[i : i + micro_batch_size] for i in range(0, len(order), micro_batch_size)]
+
+
 def build_optimizer(model, cfg: TrainConfig, eps: float | None = None):
     """AdamW over trainable parameters; no weight decay on biases and norm weights.
 

@@ -60,6 +60,8 @@ from tether.train.loop import (
     clip_and_step,
     global_sum,
     make_accelerator,
+    plan_microbatches,
+    plan_prompt_microbatches,
     prepare_training,
     progress,
     save_model,
@@ -277,26 +279,6 @@ def generate_rollout(accelerator, policy, tokenizer, rows: list[PromptRow], cfg:
     from accelerate.utils import gather_object
 
     return sorted(gather_object(mine) if accelerator.num_processes > 1 else mine)
-
-
-def plan_microbatches(lengths: list[int], micro_batch_size: int) -> list[list[int]]:
-    """Rows sorted by length, cut into microbatches of `micro_batch_size` (less padding per forward)."""
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    return [order[i : i + micro_batch_size] for i in range(0, len(order), micro_batch_size)]
-
-
-def plan_prompt_microbatches(prompt_ids: list[list[int]], lengths: list[int],
-                             micro_batch_size: int) -> list[list[int]]:
-    """Rows kept together by prompt (its k samples side by side), the prompts sorted by prompt + longest
-    response length, cut into microbatches of `micro_batch_size`: for the shared-prompt layout, where a
-    microbatch forwards each of its prompts once."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, p in enumerate(prompt_ids):
-        groups.setdefault(tuple(p), []).append(i)
-    ordered = sorted(groups.values(), key=lambda rows: (len(prompt_ids[rows[0]]) + max(lengths[i] for i in rows),
-                                                        rows[0]))
-    order = [i for rows in ordered for i in rows]
-    return [order[i : i + micro_batch_size] for i in range(0, len(order), micro_batch_size)]
 
 
 @torch.no_grad()

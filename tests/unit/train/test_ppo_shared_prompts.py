@@ -11,7 +11,8 @@ import torch
 
 from tether.data.collators import collate_rollout, collate_rollout_shared
 from tether.models.scalar_head import ScalarHeadModel
-from tether.train.ppo import PolicyAndValue, plan_prompt_microbatches, reference_forward, rm_scores
+from tether.train.loop import plan_prompt_microbatches
+from tether.train.ppo import PolicyAndValue, reference_forward, rm_scores
 
 # three samples of a 3-token prompt, two of a 1-token prompt, one of a 4-token prompt; responses of 1-5 tokens
 PROMPTS = [[1, 40, 41]] * 3 + [[1]] * 2 + [[1, 43, 44, 45]]
