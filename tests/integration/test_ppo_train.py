@@ -157,4 +157,6 @@ def test_shared_prompt_layout_follows_the_row_layout(assets, tmp_path, monkeypat
     for got, want in zip(shared, rows):
         assert got.keys() == want.keys()
         for name, value in want.items():
-            assert got[name] == (pytest.approx(value, rel=1e-4, abs=1e-5) if isinstance(value, float) else value), name
+            # a token's ratio (or value) on a clip boundary may fall either side under rounding: one token of 64
+            tolerance = {"abs": 1 / 64 + 1e-6} if name.endswith("clipfrac") else {"rel": 1e-4, "abs": 1e-5}
+            assert got[name] == (pytest.approx(value, **tolerance) if isinstance(value, float) else value), name

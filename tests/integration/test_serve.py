@@ -28,7 +28,7 @@ from tether.models.loading import load_causal_lm, load_tokenizer
 from tether.models.scalar_head import ScalarHeadModel
 from tether.models.scoring import score_sequences
 from tether.models.tiny import make_tiny_model, make_tiny_tokenizer
-from tether.sampling.generate import cut_at_eos
+from tether.sampling.generate import SamplingConfig, cut_at_eos, generate_tokens
 from tether.serve.engine import Engine, GenerationJob, ServeConfig
 from tether.serve.server import ServerThread
 
@@ -90,17 +90,15 @@ def greedy_reference(reference, messages, max_new_tokens: int) -> str:
 
 
 def seeded_candidates(reference, messages, samples: int, max_new_tokens: int, temperature: float, seed: int):
-    """Regenerate what the server samples for a seeded request (its own batch, torch seeded with the seed)
-    and score it with the reward model loaded here: [(text, score)] in sampling order."""
+    """Regenerate what the server samples for a seeded request (its own batch, torch seeded with the seed) with
+    tether's decode loop outside the server (its sampler is tested against hand arithmetic and frequencies in
+    tests/unit/sampling), and score it with the reward model loaded here: [(text, score)] in sampling order."""
     policy, tokenizer, rm = reference
     prompt_ids = encode_prompt(tokenizer, messages)
-    ids = torch.tensor([prompt_ids] * samples)
     torch.manual_seed(seed)
-    with torch.no_grad():
-        out = policy.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=True,
-                              temperature=temperature, top_p=1.0, top_k=None, pad_token_id=tokenizer.pad_token_id,
-                              eos_token_id=tokenizer.eos_token_id)
-    responses = [cut_at_eos(row, tokenizer.eos_token_id)[0] for row in out[:, ids.shape[1]:].tolist()]
+    cfg = SamplingConfig(max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature)
+    rows = generate_tokens(policy, [prompt_ids] * samples, cfg, tokenizer.pad_token_id, tokenizer.eos_token_id)
+    responses = [cut_at_eos(row, tokenizer.eos_token_id)[0] for row in rows]
     scores = score_sequences(rm, [prompt_ids] * samples, responses, tokenizer.pad_token_id)
     return [(tokenizer.decode(r, skip_special_tokens=True).strip(), s) for r, s in zip(responses, scores)]
 

@@ -142,3 +142,51 @@ def test_repeated_prompts_share_one_prefill_and_match_separate_calls(varied):
     torch.manual_seed(0)
     sampled = generate_tokens(model, [a] * 4, SamplingConfig(max_new_tokens=6), tok.pad_token_id, tok.eos_token_id)
     assert len({tuple(t) for t in sampled}) > 1
+
+
+def test_sample_categorical_inverse_cdf_by_hand():
+    from tether.sampling.generate import sample_categorical
+
+    def draw(weights, u, block):
+        return sample_categorical(torch.tensor([weights]), block=block, u=torch.tensor([u], dtype=torch.float64)).item()
+
+    # cumulative mass 0.125 | 0.125 | 0.5 | 1 (exact in binary): token i is drawn for u in [cdf[i-1], cdf[i]),
+    # token 1 never
+    us = (0.0, 0.1249, 0.125, 0.4999, 0.5, 0.99)
+    for block in (1, 2, 3, 4, 256):  # 3 and 256 pad the row with zero-weight tokens
+        assert [draw([0.125, 0.0, 0.375, 0.5], u, block) for u in us] == [0, 0, 2, 2, 3, 3]
+        assert draw([1.0, 0.0, 3.0, 4.0], 0.125, block) == 2  # weights need not sum to 1
+    assert draw([0.0, 0.0, 0.5, 0.5], 0.0, 2) == 2  # a zero-mass first block is skipped
+    last = torch.nextafter(torch.tensor(1.0, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64)).item()
+    assert draw([0.5, 0.5, 0.0, 0.0], last, 2) == 1  # u just below 1 never lands on the zero-weight tail
+
+
+def test_sample_categorical_keeps_tiny_probabilities():
+    """A token of probability 1e-9 after half the mass: a float32 running sum over the row would round it away
+    (0.5 + 1e-9 == 0.5 in float32); the two-level float64 sum keeps its interval."""
+    from tether.sampling.generate import sample_categorical
+
+    probs = torch.zeros(1, 512)
+    probs[0, 0], probs[0, 300], probs[0, 301] = 0.5, 1e-9, 0.5 - 1e-9
+    assert probs[0, :301].cumsum(0)[-1].item() == 0.5  # float32: the token's mass is gone
+    hits = [sample_categorical(probs, u=torch.tensor([u], dtype=torch.float64)).item()
+            for u in (0.5 - 1e-12, 0.5 + 5e-10, 0.5 + 2e-9)]
+    assert hits == [0, 300, 301]
+
+
+def test_sample_categorical_frequencies_and_bad_rows():
+    from tether.sampling.generate import sample_categorical
+
+    g = torch.Generator().manual_seed(1)
+    weights = torch.zeros(700)
+    where = torch.randperm(700, generator=g)[:10]
+    weights[where] = torch.rand(10, generator=g) + 0.05
+    torch.manual_seed(0)
+    drawn = sample_categorical(weights.repeat(100_000, 1))  # 700 = 2 full blocks of 256 + a padded one
+    freq = torch.bincount(drawn, minlength=700).float() / len(drawn)
+    assert freq.sum().item() == pytest.approx(1.0) and set(drawn.unique().tolist()) <= set(where.tolist())
+    assert torch.allclose(freq[where], weights[where] / weights.sum(), atol=0.005)
+    with pytest.raises(ValueError, match="NaN"):
+        sample_categorical(torch.tensor([[0.5, float("nan")]]))
+    with pytest.raises(ValueError, match="all zero"):
+        sample_categorical(torch.zeros(1, 4))
