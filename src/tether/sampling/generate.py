@@ -121,8 +121,9 @@ def next_tokens(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
 LEAVE_AT = 8
 """Rows that have emitted EOS leave the batch once they number at least 1/LEAVE_AT of the rows still writing
 (until then they are carried along, their tokens ignored): dropping them copies every layer's cache, and doing
-it at each EOS was 15 % of a 128-row T = 1 generation on 2 CPU cores. 150 of the demo's prompts × 2 samples,
-the base model: 2.15 ms per generated token leaving at every EOS, 1.97 at 1/8 (1.93 at 1/4, 1.89 at 1/16)."""
+it at each EOS was 15 % of a 128-row T = 1 generation on 2 CPU cores. 64 of the demo's prompts × 2 samples,
+the base model, one 128-row call: 2.15 ms per generated token leaving at every EOS, 1.97 at 1/8 (1.93 at 1/4,
+1.89 at 1/16; single runs). benchmarks/decode.py: 2.29 → 2.11 ms on 150 prompts × 2."""
 
 
 @torch.no_grad()
@@ -133,9 +134,8 @@ def generate_tokens(model, prompt_ids: list[list[int]], cfg: SamplingConfig, pad
     One left-padded prefill of the distinct prompts (k samples of one prompt share it: its cache rows are
     copied k times), then one KV-cached forward per token. Rows that have emitted EOS leave the batch (their
     cache rows are dropped, `batch_select_indices`) once they are 1/`LEAVE_AT` of the rows still writing, so
-    the later steps run mostly the rows still writing. With T = 1
-    most replies end long before the longest, and HF `generate` would keep forwarding the finished rows as
-    padding (benchmarks/generation.py). The cache (`models.kv_cache.ReservedCache`) reserves room for
+    the later steps run mostly the rows still writing. With T = 1 most replies end long before the longest,
+    and HF `generate` would keep forwarding the finished rows as padding (benchmarks/generation.py). The cache (`models.kv_cache.ReservedCache`) reserves room for
     `max_new_tokens` at the prefill, so a step writes its keys/values in place instead of copying the whole
     cache, as `DynamicCache`'s concatenation does. The LM head runs at the last position only.
     The caller seeds torch's RNG and batches."""

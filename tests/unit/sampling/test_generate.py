@@ -190,3 +190,30 @@ def test_sample_categorical_frequencies_and_bad_rows():
         sample_categorical(torch.tensor([[0.5, float("nan")]]))
     with pytest.raises(ValueError, match="all zero"):
         sample_categorical(torch.zeros(1, 4))
+
+
+@pytest.mark.parametrize("leave_at", [1, 8, 10**9])
+def test_finished_rows_carried_along_change_no_reply(varied, monkeypatch, leave_at):
+    """Finished rows stay in the batch until they are 1/LEAVE_AT of the rows still writing (LEAVE_AT 1: as many
+    as the rest; 10**9: each leaves at its EOS): their tokens are ignored, and every reply is still its own
+    single-prompt `model.generate`'s."""
+    import tether.sampling.generate as gen_module
+
+    model, tok = varied
+    texts = ["What is 12 plus 7?", "Capital?", "The opposite of hot?", "Name a colour.", "Count to three."]
+    ids = [encode_prompt(tok, [{"role": "user", "content": t}]) for t in texts]
+    cfg = SamplingConfig(do_sample=False, max_new_tokens=10)
+    eos = generate_tokens(model, ids, cfg, tok.pad_token_id, eos_id=-1)[0][2]
+    monkeypatch.setattr(gen_module, "LEAVE_AT", leave_at)
+    rows_per_step: list[int] = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: rows_per_step.append(kw["input_ids"].shape[0]),
+                                           with_kwargs=True)
+    try:
+        got = generate_tokens(model, ids, cfg, tok.pad_token_id, eos_id=eos)
+    finally:
+        hook.remove()
+    assert got == [_hf_new_tokens(model, tok, p, eos, max_new_tokens=10) for p in ids]
+    writing = [sum(len(t) > step for t in got) for step in range(1, len(rows_per_step))]  # rows still writing
+    carried = [rows - live for rows, live in zip(rows_per_step[1:], writing)]  # finished rows forwarded anyway
+    assert min(carried) >= 0
+    assert (max(carried) > 0) == (leave_at == 1)  # 5 rows: at 1/8 one finished row already leaves
