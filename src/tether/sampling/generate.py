@@ -135,9 +135,10 @@ def generate_tokens(model, prompt_ids: list[list[int]], cfg: SamplingConfig, pad
     copied k times), then one KV-cached forward per token. Rows that have emitted EOS leave the batch (their
     cache rows are dropped, `batch_select_indices`) once they are 1/`LEAVE_AT` of the rows still writing, so
     the later steps run mostly the rows still writing. With T = 1 most replies end long before the longest,
-    and HF `generate` would keep forwarding the finished rows as padding (benchmarks/generation.py). The cache (`models.kv_cache.ReservedCache`) reserves room for
-    `max_new_tokens` at the prefill, so a step writes its keys/values in place instead of copying the whole
-    cache, as `DynamicCache`'s concatenation does. The LM head runs at the last position only.
+    and HF `generate` would keep forwarding the finished rows as padding (benchmarks/generation.py). The cache
+    (`models.kv_cache.ReservedCache`) reserves room for `max_new_tokens` at the prefill, so a step writes its
+    keys/values in place instead of copying the whole cache, as `DynamicCache`'s concatenation does. The LM
+    head runs at the last position only.
     The caller seeds torch's RNG and batches."""
     device = next(model.parameters()).device
     distinct: dict[tuple[int, ...], int] = {}
