@@ -113,15 +113,16 @@ def evaluate_policy(name: str, model, tokenizer, rows: list[PromptRow], sampling
 
 
 def generate_and_evaluate(name: str, model, tokenizer, rows: list[PromptRow], sampling: SamplingConfig | None = None,
-                          seed: int = 0, show_progress: bool = True,
-                          samples_per_prompt: int = 1) -> tuple[PolicyEval, list]:
-    """`evaluate_policy` and the Generations it scored (token ids kept: e.g. for the KL on the same samples)."""
+                          seed: int = 0, show_progress: bool = True, samples_per_prompt: int = 1,
+                          logprobs: bool = False) -> tuple[PolicyEval, list]:
+    """`evaluate_policy` and the Generations it scored (token ids kept: e.g. for the KL on the same samples;
+    `logprobs`: with their sampler log-probabilities, `Generation.logprobs`)."""
     sampling = sampling or SamplingConfig(do_sample=False, max_new_tokens=64)
     if samples_per_prompt < 1 or (samples_per_prompt > 1 and not sampling.do_sample):
         raise ValueError(f"samples_per_prompt={samples_per_prompt} needs >= 1, and sampling when > 1")
     rows = [r for r in rows for _ in range(samples_per_prompt)]
     generations = generate(model, tokenizer, [r.prompt for r in rows], sampling, seed=seed,
-                           show_progress=show_progress)
+                           show_progress=show_progress, logprobs=logprobs)
     return summarise(name, score_generations(rows, generations)), generations
 
 
@@ -184,17 +185,27 @@ def kl_to_reference(policy, reference, tokenizer, rows: list[PromptRow], max_new
     Per-sample values can be negative; their mean is the estimate (with a 95 % CI).
     """
     sampling = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=max_new_tokens)
-    gens = generate(policy, tokenizer, [r.prompt for r in rows], sampling, seed=seed)
-    return kl_of_generations(policy, reference, tokenizer, gens, batch_size)
+    gens = generate(policy, tokenizer, [r.prompt for r in rows], sampling, seed=seed, logprobs=True)
+    return kl_of_generations(policy, reference, tokenizer, gens, batch_size, sampler_logprobs=True)
 
 
 @torch.no_grad()
-def kl_of_generations(policy, reference, tokenizer, gens, batch_size: int = 16) -> dict[str, float]:
+def kl_of_generations(policy, reference, tokenizer, gens, batch_size: int = 16,
+                      sampler_logprobs: bool = False) -> dict[str, float]:
     """The k1 estimate of KL(π ‖ π_ref) on responses `gens` that π sampled at temperature 1 (see
     `kl_to_reference`): mean and 95 % CI of Σ_t [log π(y_t|·) − log π_ref(y_t|·)] per response. With several
-    responses to a prompt the interval is that of the per-prompt means (prompts are the independent units)."""
+    responses to a prompt the interval is that of the per-prompt means (prompts are the independent units).
+
+    `sampler_logprobs`: log π is read from the Generations (`generate(..., logprobs=True)` at T = 1, no top-k /
+    top-p: the distribution the tokens were drawn from), so only the reference runs a forward; the decode
+    step's logits match a full forward's to float rounding (tested). Otherwise π runs a forward too."""
     prompts, responses = [g.prompt_ids for g in gens], [g.response_ids for g in gens]
-    logp, _ = response_logprobs(policy, prompts, responses, tokenizer.pad_token_id, batch_size)
+    if sampler_logprobs:
+        if any(g.logprobs is None or len(g.logprobs) != len(g.response_ids) for g in gens):
+            raise ValueError("sampler_logprobs: every Generation needs its logprobs (generate(..., logprobs=True))")
+        logp = [sum(g.logprobs) for g in gens]
+    else:
+        logp, _ = response_logprobs(policy, prompts, responses, tokenizer.pad_token_id, batch_size)
     ref_logp, _ = response_logprobs(reference, prompts, responses, tokenizer.pad_token_id, batch_size)
     values = [a - b for a, b in zip(logp, ref_logp)]
     by_prompt: dict[tuple, list[float]] = defaultdict(list)

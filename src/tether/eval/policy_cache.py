@@ -107,9 +107,9 @@ def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, s
         evaluation, gens = generate_and_evaluate(
             name, model, tokenizer, rows, SamplingConfig(do_sample=True, temperature=temperature,
                                                          max_new_tokens=max_new_tokens),
-            seed=seed, show_progress=False, samples_per_prompt=k)
-        if sampled_kl:
-            kl_value = kl_of_generations(model, sft_model, tokenizer, gens)
+            seed=seed, show_progress=False, samples_per_prompt=k, logprobs=sampled_kl)
+        if sampled_kl:  # T = 1, no top-k / top-p: the sampler's log-probabilities are log π
+            kl_value = kl_of_generations(model, sft_model, tokenizer, gens, sampler_logprobs=True)
     else:
         evaluation = evaluate_policy(name, model, tokenizer, rows,
                                      SamplingConfig(do_sample=False, max_new_tokens=max_new_tokens))

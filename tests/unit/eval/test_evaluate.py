@@ -119,3 +119,13 @@ def test_rejudge_rescores_stored_responses_and_keeps_the_proxy():
     assert none == 0 and same is fresh
     with pytest.raises(ValueError, match="do not match"):
         rejudge(fresh, rows[:1])
+
+
+def test_kl_from_sampler_logprobs_needs_them(tiny):
+    from tether.eval.evaluate import kl_of_generations
+    from tether.sampling.generate import SamplingConfig, generate
+
+    model, tok = tiny
+    gens = generate(model, tok, [r.prompt for r in ROWS[:3]], SamplingConfig(max_new_tokens=4), seed=1)
+    with pytest.raises(ValueError, match="logprobs=True"):
+        kl_of_generations(model, model, tok, gens, sampler_logprobs=True)

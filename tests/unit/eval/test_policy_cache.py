@@ -117,9 +117,11 @@ def test_sampled_evaluation_measures_the_kl_on_its_own_samples(tiny, policy_dir,
     assert evaluation.n == 6 and kl["n"] == 6  # every sample, not the one kl_rows prompt
     rows = [r for r in ROWS for _ in range(3)]
     gens = generate(model, tok, [r.prompt for r in rows], SamplingConfig(do_sample=True, temperature=1.0,
-                    max_new_tokens=6, batch_size=32), seed=SAMPLED_EVAL_SEED_OFFSET, show_progress=False)
+                    max_new_tokens=6, batch_size=32), seed=SAMPLED_EVAL_SEED_OFFSET, show_progress=False,
+                    logprobs=True)
     assert [g.text for g in gens] == [s.response for s in evaluation.samples]  # the same draw
-    assert kl == kl_of_generations(model, model, tok, gens)
+    assert kl == kl_of_generations(model, model, tok, gens, sampler_logprobs=True)  # log π from the sampler
+    assert kl["kl"] == pytest.approx(kl_of_generations(model, model, tok, gens)["kl"], abs=1e-5)  # or a forward
     assert abs(kl["kl"]) < 1e-5  # the policy is its own reference here
     assert sampled("sft")[1] is None and sampled("dpo", temperature=0.7)[1] is None  # not a trained policy at T 1
     cache = run / "eval" / "policy-dpo-sampled.json"

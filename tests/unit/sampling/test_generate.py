@@ -217,3 +217,43 @@ def test_finished_rows_carried_along_change_no_reply(varied, monkeypatch, leave_
     carried = [rows - live for rows, live in zip(rows_per_step[1:], writing)]  # finished rows forwarded anyway
     assert min(carried) >= 0
     assert (max(carried) > 0) == (leave_at == 1)  # 5 rows: at 1/8 one finished row already leaves
+
+
+@pytest.mark.parametrize("temperature,top_k", [(1.0, 0), (0.7, 5)])
+def test_generation_logprobs_are_the_samplers(varied, monkeypatch, temperature, top_k):
+    """`generate(..., logprobs=True)`: each response token's log-probability under the distribution it was drawn
+    from (log_softmax of the tempered, filtered logits of that decode step); at T = 1 unfiltered, that is the
+    policy's own log π of the token, as a full forward computes it."""
+    import tether.sampling.generate as gen
+    from tether.models.scoring import response_logprobs
+
+    model, tok = varied
+    steps: list[tuple[list[int], list[float]]] = []
+    real = gen.next_tokens
+
+    def recording(logits, cfg):
+        token = real(logits, cfg)
+        lp = torch.log_softmax(gen.filter_logits(logits / cfg.temperature, cfg.top_k, cfg.top_p), -1)
+        steps.append((token.tolist(), lp.gather(-1, token[:, None]).squeeze(-1).tolist()))
+        return token
+
+    monkeypatch.setattr(gen, "next_tokens", recording)
+    monkeypatch.setattr(gen, "LEAVE_AT", 10**9)  # a finished row leaves at once: step s holds the rows still writing
+    prompts = [[{"role": "user", "content": t}] for t in ("What is 12 plus 7?", "Capital?", "Hi")]
+    cfg = SamplingConfig(max_new_tokens=8, temperature=temperature, top_k=top_k)
+    gens = generate(model, tok, prompts, cfg, seed=2, logprobs=True)
+    assert [len(g.logprobs) for g in gens] == [len(g.response_ids) for g in gens]
+    order = sorted(range(3), key=lambda i: len(gens[i].prompt_ids))  # one call of 3 rows, sorted by prompt length
+    by_row: dict[int, list[float]] = {}
+    for s, (tokens, lps) in enumerate(steps):
+        live = [i for i in order if len(gens[i].response_ids) > s]
+        assert tokens == [gens[i].response_ids[s] for i in live]
+        for i, lp in zip(live, lps):
+            by_row.setdefault(i, []).append(lp)
+    assert [by_row[i] for i in range(3)] == [g.logprobs for g in gens]
+    if temperature == 1.0 and not top_k:
+        total, _ = response_logprobs(model, [g.prompt_ids for g in gens], [g.response_ids for g in gens],
+                                     tok.pad_token_id)
+        assert [sum(g.logprobs) for g in gens] == pytest.approx(list(total), abs=1e-4)
+    plain = generate(model, tok, prompts, cfg, seed=2)
+    assert [g.response_ids for g in plain] == [g.response_ids for g in gens] and plain[0].logprobs is None
