@@ -2,12 +2,14 @@
 
 transformers' `DynamicCache` grows every layer's keys and values with `torch.cat` at every decode step, which
 copies the whole cache each time: per step O(batch × length) bytes per layer, twice per layer. On the 2-core
-CPU, at 128 rows of the embedded 135M model, those copies were a quarter of a decode step (238 ms → 179 ms
-mean over 64 steps with this cache; `benchmarks/decode.py` measures whole generations).
+CPU, one decode step of the embedded 135M model at 128 rows took 220 ms with `DynamicCache` and 185 ms with
+this cache (mean over 64 steps after a 40-token prompt; `benchmarks/decode.py`). On whole generations the gain
+is smaller (2.29 → 2.29 ms per token there), because dropping finished rows copies this cache's whole buffer,
+room included; rows leave the batch in groups for that reason (`sampling.generate.LEAVE_AT`).
 `ReservedCache(reserve)` is a `DynamicCache` whose layers keep a buffer with room for `reserve` more positions
 than they hold: an update writes the new keys/values in place and returns views of the filled part, so
 nothing is copied until the room runs out (then the buffer is reallocated with `reserve` more room again).
-Dropping finished rows (`batch_select_indices`) copies the kept rows once, as `DynamicCache` does.
+Dropping rows (`batch_select_indices`) copies the kept rows' buffers, room included.
 The attention reads the same numbers as with `DynamicCache` (tested bit-equal).
 """
 
