@@ -135,7 +135,7 @@ def generate_tokens(model, prompt_ids: list[list[int]], cfg: SamplingConfig, pad
                     return_logprobs: bool = False):
     """New tokens of each prompt, up to and including its EOS (or `max_new_tokens` without one); with
     `return_logprobs`, (tokens, logprobs): each token's log-probability under the distribution it was drawn from
-    (`Generation.logprobs`; one more log-softmax per step, ~2 % of a 128-row step on 2 CPU cores).
+    (`Generation.logprobs`; it costs one more log-softmax over the vocabulary per step).
 
     One left-padded prefill of the distinct prompts (k samples of one prompt share it: its cache rows are
     copied k times), then one KV-cached forward per token. Rows that have emitted EOS leave the batch (their
