@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -47,3 +48,23 @@ def write_result(name: str, result: dict) -> Path:
     out = RESULTS / f"{name}.json"
     out.write_text(json.dumps(result, indent=2))
     return out
+
+
+@torch.no_grad()
+def decode_step_ms(model, rows: int, make_cache=None, prompt_len: int = 40, steps: int = 12,
+                   summary=statistics.median) -> float:
+    """Wall time of one KV-cached decode step (one new token for each of `rows` rows) after a `prompt_len`-token
+    prefill, in ms: `summary` (median by default) of `steps` steps, the first two dropped. `make_cache(steps)`
+    builds the cache (default: transformers' DynamicCache)."""
+    from transformers import DynamicCache
+
+    cache = make_cache(steps) if make_cache else DynamicCache()
+    model(input_ids=torch.randint(100, 1000, (rows, prompt_len)), cache=cache, use_cache=True, logits_to_keep=1)
+    token, mask, times = torch.randint(100, 1000, (rows, 1)), torch.ones(rows, prompt_len, dtype=torch.long), []
+    for _ in range(steps):
+        mask = torch.cat([mask, mask.new_ones(rows, 1)], dim=1)
+        t0 = time.perf_counter()
+        model(input_ids=token, attention_mask=mask, position_ids=mask.sum(-1, keepdim=True) - 1, cache=cache,
+              use_cache=True, logits_to_keep=1)
+        times.append(time.perf_counter() - t0)
+    return round(1000 * summary(times[2:]), 1)

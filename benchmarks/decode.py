@@ -28,7 +28,7 @@ import statistics
 import time
 
 import torch
-from common import write_result
+from common import decode_step_ms, write_result
 from transformers import DynamicCache
 
 import tether.sampling.generate as gen_module
@@ -58,21 +58,6 @@ def use(arm: str) -> None:
     gen_module.sample_categorical, gen_module.ReservedCache, gen_module.LEAVE_AT = ARMS[arm]
 
 
-@torch.no_grad()
-def decode_step_ms(model, make_cache, rows: int, prompt_len: int = 40, steps: int = 64) -> float:
-    """Mean wall time of one KV-cached decode step (one new token for each of `rows` rows) over `steps` steps."""
-    cache = make_cache(steps)
-    model(input_ids=torch.randint(100, 1000, (rows, prompt_len)), cache=cache, use_cache=True, logits_to_keep=1)
-    token, mask, times = torch.randint(100, 1000, (rows, 1)), torch.ones(rows, prompt_len, dtype=torch.long), []
-    for _ in range(steps):
-        mask = torch.cat([mask, mask.new_ones(rows, 1)], dim=1)
-        t0 = time.perf_counter()
-        model(input_ids=token, attention_mask=mask, position_ids=mask.sum(-1, keepdim=True) - 1, cache=cache,
-              use_cache=True, logits_to_keep=1)
-        times.append(time.perf_counter() - t0)
-    return round(1000 * statistics.mean(times[2:]), 1)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m-instruct", help="Model dir or embedded name.")
@@ -89,7 +74,8 @@ def main() -> None:
     result = {"model": args.model, "prompts": len(rows), "new_tokens": 64, "threads": torch.get_num_threads(),
               "leave_at": gen_module.LEAVE_AT, "step_ms": {}, "modes": {}}
     for name, make in (("dynamic", _dynamic), ("reserved", ReservedCache)):
-        result["step_ms"][name] = {str(b): decode_step_ms(model, make, b) for b in (16, 64, 128)}
+        result["step_ms"][name] = {str(b): decode_step_ms(model, b, make, steps=64, summary=statistics.mean)
+                                  for b in (16, 64, 128)}
         print("decode step ms by rows", name, result["step_ms"][name], flush=True)
     for mode, (prompts, sample) in work.items():
         for b in args.batches:

@@ -15,32 +15,13 @@ Writes benchmarks/results/generation_batch.json.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
-import torch
-from common import write_result
+from common import decode_step_ms, write_result
 
 from tether.data.demo_task import make_demo_task
 from tether.models.loading import load_causal_lm, load_tokenizer
 from tether.sampling.generate import SamplingConfig, generate
-
-
-@torch.no_grad()
-def decode_step_ms(model, rows: int, prompt_len: int = 40, steps: int = 12) -> float:
-    """Median wall time of one KV-cached decode step (one new token for each of `rows` rows), in ms."""
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
-    model(input_ids=torch.randint(100, 1000, (rows, prompt_len)), cache=cache, use_cache=True, logits_to_keep=1)
-    token, mask, times = torch.randint(100, 1000, (rows, 1)), torch.ones(rows, prompt_len, dtype=torch.long), []
-    for _ in range(steps):
-        mask = torch.cat([mask, mask.new_ones(rows, 1)], dim=1)
-        t0 = time.perf_counter()
-        model(input_ids=token, attention_mask=mask, position_ids=mask.sum(-1, keepdim=True) - 1, cache=cache,
-              use_cache=True)
-        times.append(time.perf_counter() - t0)
-    return round(1000 * statistics.median(times[2:]), 1)
 
 
 def main() -> None:

@@ -184,7 +184,7 @@ def test_sample_categorical_frequencies_and_bad_rows():
     torch.manual_seed(0)
     drawn = sample_categorical(weights.repeat(100_000, 1))  # 700 = 2 full blocks of 256 + a padded one
     freq = torch.bincount(drawn, minlength=700).float() / len(drawn)
-    assert freq.sum().item() == pytest.approx(1.0) and set(drawn.unique().tolist()) <= set(where.tolist())
+    assert set(drawn.unique().tolist()) <= set(where.tolist())  # zero-weight tokens (and the padding) never drawn
     assert torch.allclose(freq[where], weights[where] / weights.sum(), atol=0.005)
     with pytest.raises(ValueError, match="NaN"):
         sample_categorical(torch.tensor([[0.5, float("nan")]]))
