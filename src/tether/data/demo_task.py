@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -85,9 +86,14 @@ SYSTEM_PROMPT = "You are a helpful assistant."
 ("You are a helpful AI assistant named SmolLM, trained by Hugging Face"): 39 prompt tokens on average against
 29 with this one, and the prompt is most of each training sequence. Greedy on 100 held-out prompts the base
 model scores about the same with it (docs/demo-task.md, "Prompt format")."""
-TASK_VERSION = 3
+TASK_VERSION = 4
 """Bumped when the task's rows change for the same seed (2: the system turn above; 3: the off-question preference
-pairs, `_pair`); the pipeline regenerates a data dir written by another version."""
+pairs, `_pair`; 4: the notes in each prompt, `_with_notes`, and three padded demonstrations in four,
+`SFT_PADDED_SHARE`); the pipeline regenerates a data dir written by another version."""
+SFT_PADDED_SHARE = 0.75
+"""The share of SFT demonstrations that are padded (correct, wrapped in chat). Most people who write
+demonstrations write the chatty kind, so the SFT policy learns to pad its answers; that is the habit the
+preference stages must remove (docs/demo-task.md, "Why most SFT demonstrations are padded")."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -216,6 +222,48 @@ def _pair(meta: dict[str, Any], rng: random.Random) -> tuple[str, str, dict[str,
     return concise_answer(meta, rng), rejected, {"pair_type": pair_type, "rejected_style": style}
 
 
+def _fact(meta: dict[str, Any]) -> str:
+    """The question's answer as a sentence of notes: the statement ("The capital of Fiji is Suva."), or for a
+    yes/no question the true claim without its yes or no ("143 is not a prime number.")."""
+    text = statement(meta)
+    if meta["kind"] == "yesno":
+        text = text.split(", ", 1)[1]
+        text = text[0].upper() + text[1:]
+    return text
+
+
+def _mentions(text: str, word: str) -> bool:
+    return re.search(rf"(?<![\w.]){re.escape(word)}(?![\w]|\.\d)", text) is not None
+
+
+def _with_notes(qs: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
+    """Each question with notes before it: its own fact and the fact of another question of the same family
+    in the same split, in random order ("Notes: The capital of Peru is Lima. The capital of Fiji is Suva."
+    then the question). The other fact's answer joins the question's distractors, so a reply that reads the
+    wrong note is a wrong answer."""
+    by_family: dict[str, list[dict[str, Any]]] = {}
+    for q in qs:
+        by_family.setdefault(q["meta"]["family"], []).append(q)
+    out = []
+    for q in qs:
+        meta = q["meta"]
+        def unrelated(o: dict[str, Any]) -> bool:  # neither note may answer the other's question
+            if meta["kind"] == "yesno":
+                return True
+            return not (_mentions(_fact(o["meta"]), meta["answer"]) or _mentions(_fact(meta), o["meta"]["answer"]))
+
+        others = [o for o in by_family[meta["family"]] if unrelated(o)]
+        other = rng.choice(others or [o for o in qs if unrelated(o)])["meta"]
+        facts = [_fact(meta), _fact(other)]
+        rng.shuffle(facts)
+        distractors = list(meta["distractors"])
+        if meta["kind"] != "yesno" and other["answer"] not in distractors + meta["aliases"]:
+            distractors.append(other["answer"])
+        text = f"Notes: {' '.join(facts)}\n{q['text']}"
+        out.append({"text": text, "meta": meta | {"distractors": distractors, "notes": facts}})
+    return out
+
+
 def make_demo_task(seed: int = 0) -> DemoTask:
     """Build the demo task deterministically from `seed` (see the module docstring for the splits)."""
     rng = random.Random(seed)
@@ -227,6 +275,7 @@ def make_demo_task(seed: int = 0) -> DemoTask:
     rng.shuffle(rest)
     n_sft, n_pref = SPLIT_SIZES["sft"], SPLIT_SIZES["preference"]
     sft_qs, pref_qs, rl_qs = rest[:n_sft], rest[n_sft : n_sft + n_pref], rest[n_sft + n_pref :]
+    sft_qs, pref_qs, rl_qs, eval_qs = (_with_notes(qs, rng) for qs in (sft_qs, pref_qs, rl_qs, eval_qs))
 
     texts = {
         name: {q["text"] for q in qs}
@@ -243,7 +292,7 @@ def make_demo_task(seed: int = 0) -> DemoTask:
 
     task = DemoTask(seed=seed)
     for q in sft_qs:
-        padded = rng.random() < 0.5
+        padded = rng.random() < SFT_PADDED_SHARE
         completion = padded_answer(q["meta"], rng) if padded else concise_answer(q["meta"], rng)
         task.sft.append(
             SFTExample(

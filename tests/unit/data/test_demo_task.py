@@ -16,10 +16,12 @@ from tether.data.demo_task import (
     REJECTED_STYLES,
     SPLIT_SIZES,
     SYSTEM_PROMPT,
+    SFT_PADDED_SHARE,
     TASK_VERSION,
     concise_answer,
     corrupt,
     make_demo_task,
+    statement,
 )
 from tether.data.gold_judge import FILLER_PHRASES, HEDGE_PHRASES, gold_score
 from tether.data.records import FeedbackRow, PreferencePair, PromptRow, SFTExample, prompt_text
@@ -102,10 +104,34 @@ def test_files_hold_exactly_the_record_fields_and_manifest_counts(tmp_path, task
     assert on_disk["families"]["eval_prompts"] == {f: EVAL_PER_FAMILY for f in sorted(FAMILIES)}
 
 
+def test_every_prompt_carries_its_fact_and_one_other_whose_answer_is_wrong(task):
+    rows = task.sft + task.preference + task.rl_prompts + task.eval_prompts
+    for row in rows:
+        meta, text = row.meta, prompt_text(row.prompt)
+        notes, question = text.split("\n", 1)
+        assert notes == "Notes: " + " ".join(meta["notes"])
+        assert len(meta["notes"]) == 2 and question and "Notes" not in question
+        fact = statement(meta)
+        if meta["kind"] == "yesno":  # the true claim without its yes or no: "143 is not a prime number."
+            fact = fact.split(", ", 1)[1]
+            assert fact[0].upper() + fact[1:] in meta["notes"], text
+        else:  # exactly one note answers the question
+            assert fact in meta["notes"], text
+            assert sum(gold_score(meta, n).correct for n in meta["notes"]) == 1, text
+    # Reading the other note is a wrong answer: its answer is among the question's distractors.
+    non_yesno = [r for r in task.eval_prompts if r.meta["kind"] != "yesno"]
+    for row in non_yesno:
+        meta = row.meta
+        other = next(n for n in meta["notes"] if not gold_score(meta, n).correct)
+        misread = statement(meta, meta["distractors"][-1])
+        assert gold_score(meta, misread).total == -1.0, (other, misread)
+    assert len(non_yesno) == 270
+
+
 def test_sft_is_a_mix_of_concise_and_padded(task):
     styles = Counter(r.meta["style"] for r in task.sft)
     assert set(styles) == {"concise", "padded"}
-    assert 0.4 <= styles["padded"] / len(task.sft) <= 0.6
+    assert abs(styles["padded"] / len(task.sft) - SFT_PADDED_SHARE) <= 0.05
     padded = [r.completion for r in task.sft if r.meta["style"] == "padded"]
     concise = [r.completion for r in task.sft if r.meta["style"] == "concise"]
     assert sum(len(c.split()) for c in padded) / len(padded) > 2.5 * sum(
