@@ -1,11 +1,13 @@
-"""The embedded demo task: short factual questions with checkable answers (docs/demo-task.md).
+"""The embedded demo task: short questions answered from the notes in the prompt, with checkable answers
+(docs/demo-task.md).
 
 `make_demo_task(seed)` builds, from the tables in `demo_tables` and nothing downloaded, 2,700 distinct
-prompts in ten families and splits them by prompt into four disjoint sets:
+prompts in ten families, puts two notes before each question (its own fact and another question's,
+`_with_notes`), and splits them by prompt into four disjoint sets:
 
 | split | rows | what it is for |
 |---|---|---|
-| `sft` | 1,000 | demonstrations: correct answers, half concise, half padded (as human demonstrators write) |
+| `sft` | 1,000 | demonstrations: correct answers, a quarter concise, three quarters padded (as human demonstrators write) |
 | `preference` | 800 | pairs: chosen = correct (mostly concise); rejected = padded / hedging / wrong / repetition / verbose / missing_end / longer / off_question |
 | `rl_prompts` | 600 | prompts for PPO / best-of-N rollouts |
 | `eval_prompts` | 300 | held out, 30 per family; no prompt text is shared with any training split |
