@@ -238,6 +238,13 @@ def _mentions(text: str, word: str) -> bool:
     return re.search(rf"(?<![\w.]){re.escape(word)}(?![\w]|\.\d)", text) is not None
 
 
+def _unrelated(meta: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Neither question's note answers the other question (yes/no notes never state the yes or no)."""
+    if meta["kind"] == "yesno":
+        return True
+    return not (_mentions(_fact(other), meta["answer"]) or _mentions(_fact(meta), other["answer"]))
+
+
 def _with_notes(qs: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
     """Each question with notes before it: its own fact and the fact of another question of the same family
     in the same split, in random order ("Notes: The capital of Peru is Lima. The capital of Fiji is Suva."
@@ -249,13 +256,8 @@ def _with_notes(qs: list[dict[str, Any]], rng: random.Random) -> list[dict[str, 
     out = []
     for q in qs:
         meta = q["meta"]
-        def unrelated(o: dict[str, Any]) -> bool:  # neither note may answer the other's question
-            if meta["kind"] == "yesno":
-                return True
-            return not (_mentions(_fact(o["meta"]), meta["answer"]) or _mentions(_fact(meta), o["meta"]["answer"]))
-
-        others = [o for o in by_family[meta["family"]] if unrelated(o)]
-        other = rng.choice(others or [o for o in qs if unrelated(o)])["meta"]
+        others = [o for o in by_family[meta["family"]] if _unrelated(meta, o["meta"])]
+        other = rng.choice(others or [o for o in qs if _unrelated(meta, o["meta"])])["meta"]
         facts = [_fact(meta), _fact(other)]
         rng.shuffle(facts)
         distractors = list(meta["distractors"])
