@@ -18,6 +18,7 @@ from tether.data.demo_task import (
     SPLIT_SIZES,
     SYSTEM_PROMPT,
     TASK_VERSION,
+    _mentions,
     concise_answer,
     corrupt,
     make_demo_task,
@@ -118,13 +119,14 @@ def test_every_prompt_carries_its_fact_and_one_other_whose_answer_is_wrong(task)
         else:  # exactly one note answers the question
             assert fact in meta["notes"], text
             assert sum(gold_score(meta, n).correct for n in meta["notes"]) == 1, text
-    # Reading the other note is a wrong answer: its answer is among the question's distractors.
+    # Reading the other note is a wrong answer: the answer it states is among the question's distractors.
     non_yesno = [r for r in task.eval_prompts if r.meta["kind"] != "yesno"]
     for row in non_yesno:
         meta = row.meta
         other = next(n for n in meta["notes"] if not gold_score(meta, n).correct)
-        misread = statement(meta, meta["distractors"][-1])
-        assert gold_score(meta, misread).total == -1.0, (other, misread)
+        misread = [d for d in meta["distractors"] if _mentions(other, d)]
+        assert misread, (other, meta["distractors"])
+        assert gold_score(meta, statement(meta, misread[0])).total == -1.0, (other, misread)
     assert len(non_yesno) == 270
 
 
