@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tether.data.demo_questions import _arithmetic, _ordering, _unit_conversion, _yes_no
+from tether.data.demo_questions import _arithmetic, _cap, _ordering, _unit_conversion, _yes_no
 
 # The replies live in demo_replies.py; they are importable from here too (`tether.data.demo_task.corrupt`).
 from tether.data.demo_replies import (
@@ -228,21 +228,13 @@ def _fact(meta: dict[str, Any]) -> str:
     """The question's answer as a sentence of notes: the statement ("The capital of Fiji is Suva."), or for a
     yes/no question the true claim without its yes or no ("143 is not a prime number.")."""
     text = statement(meta)
-    if meta["kind"] == "yesno":
-        text = text.split(", ", 1)[1]
-        text = text[0].upper() + text[1:]
-    return text
+    return _cap(text.split(", ", 1)[1]) if meta["kind"] == "yesno" else text
 
 
-def _mentions(text: str, word: str) -> bool:
-    return re.search(rf"(?<![\w.]){re.escape(word)}(?![\w]|\.\d)", text) is not None
-
-
-def _unrelated(meta: dict[str, Any], other: dict[str, Any]) -> bool:
-    """Neither question's note answers the other question (yes/no notes never state the yes or no)."""
-    if meta["kind"] == "yesno":
-        return True
-    return not (_mentions(_fact(other), meta["answer"]) or _mentions(_fact(meta), other["answer"]))
+def _words(text: str) -> str:
+    """The text's words and numbers ("7.5" and "5th" are one each), space-separated with a space at each end,
+    for whole-word containment tests: `_words("Lima") in _words("The capital of Peru is Lima.")`."""
+    return " " + " ".join(re.findall(r"\d+(?:\.\d+)?\w*|\w+", text)) + " "
 
 
 def _with_notes(qs: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
@@ -250,15 +242,23 @@ def _with_notes(qs: list[dict[str, Any]], rng: random.Random) -> list[dict[str, 
     in the same split, in random order ("Notes: The capital of Peru is Lima. The capital of Fiji is Suva."
     then the question). The other fact's answer joins the question's distractors, so a reply that reads the
     wrong note is a wrong answer."""
-    by_family: dict[str, list[dict[str, Any]]] = {}
-    for q in qs:
-        by_family.setdefault(q["meta"]["family"], []).append(q)
+    facts_of = [_fact(q["meta"]) for q in qs]
+    fact_words = [_words(f) for f in facts_of]
+    answer_words = [_words(q["meta"]["answer"]) for q in qs]
+    by_family: dict[str, list[int]] = {}
+    for i, q in enumerate(qs):
+        by_family.setdefault(q["meta"]["family"], []).append(i)
     out = []
-    for q in qs:
-        meta = q["meta"]
-        others = [o for o in by_family[meta["family"]] if _unrelated(meta, o["meta"])]
-        other = rng.choice(others or [o for o in qs if _unrelated(meta, o["meta"])])["meta"]
-        facts = [_fact(meta), _fact(other)]
+    for i, q in enumerate(qs):
+        meta, fact = q["meta"], facts_of[i]
+        # The other question: one whose note does not answer this question, nor this note it (yes/no notes
+        # never state the yes or no).
+        others = [j for j in by_family[meta["family"]] if meta["kind"] == "yesno"
+                  or not (answer_words[i] in fact_words[j] or answer_words[j] in fact_words[i])]
+        j = rng.choice(others or [k for k in range(len(qs)) if answer_words[i] not in fact_words[k]
+                                  and answer_words[k] not in fact_words[i]])
+        other = qs[j]["meta"]
+        facts = [fact, facts_of[j]]
         rng.shuffle(facts)
         distractors = list(meta["distractors"])
         if meta["kind"] != "yesno" and other["answer"] not in distractors + meta["aliases"]:

@@ -18,7 +18,8 @@ from tether.data.demo_task import (
     SPLIT_SIZES,
     SYSTEM_PROMPT,
     TASK_VERSION,
-    _mentions,
+    _fact,
+    _words,
     concise_answer,
     corrupt,
     make_demo_task,
@@ -112,22 +113,30 @@ def test_every_prompt_carries_its_fact_and_one_other_whose_answer_is_wrong(task)
         notes, question = text.split("\n", 1)
         assert notes == "Notes: " + " ".join(meta["notes"])
         assert len(meta["notes"]) == 2 and question and "Notes" not in question
-        fact = statement(meta)
-        if meta["kind"] == "yesno":  # the true claim without its yes or no: "143 is not a prime number."
-            fact = fact.split(", ", 1)[1]
-            assert fact[0].upper() + fact[1:] in meta["notes"], text
-        else:  # exactly one note answers the question
-            assert fact in meta["notes"], text
+        assert _fact(meta) in meta["notes"], text
+        if meta["kind"] != "yesno":  # exactly one note answers the question
             assert sum(gold_score(meta, n).correct for n in meta["notes"]) == 1, text
     # Reading the other note is a wrong answer: the answer it states is among the question's distractors.
     non_yesno = [r for r in task.eval_prompts if r.meta["kind"] != "yesno"]
     for row in non_yesno:
         meta = row.meta
         other = next(n for n in meta["notes"] if not gold_score(meta, n).correct)
-        misread = [d for d in meta["distractors"] if _mentions(other, d)]
+        misread = [d for d in meta["distractors"] if _words(d) in _words(other)]
         assert misread, (other, meta["distractors"])
         assert gold_score(meta, statement(meta, misread[0])).total == -1.0, (other, misread)
     assert len(non_yesno) == 270
+
+
+def test_notes_by_hand():
+    prime = {"kind": "yesno", "answer": "no",
+             "statement": {"yes": "Yes, 143 is a prime number.", "no": "No, 143 is not a prime number."}}
+    assert _fact(prime) == "143 is not a prime number."
+    assert _fact({"kind": "text", "answer": "Suva", "statement": "The capital of Fiji is {answer}."}) == (
+        "The capital of Fiji is Suva.")
+    assert _words("12") not in _words("The 12th month is December.")
+    assert _words("5") not in _words("7500 milliliters is 7.5 liters.")
+    assert _words("7.5") in _words("7500 milliliters is 7.5 liters.")
+    assert _words("Buenos Aires") in _words("The capital of Argentina is Buenos Aires.")
 
 
 def test_sft_is_a_mix_of_concise_and_padded(task):
