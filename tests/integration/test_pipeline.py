@@ -37,7 +37,7 @@ def first_run(tiny_configs, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     lines: list[str] = []
     opts = DemoOptions(name="t", runs_dir=str(runs), quick=True, config_dir=str(tiny_configs),
-                       preference_losses=["dpo", "simpo"])
+                       preference_losses=["dpo", "simpo"], eval_samples=2)  # K > 1: the i-th sample meets the i-th
     summary = run_demo(opts, log=lines.append)
     return runs / "t", summary, lines, opts
 
@@ -114,7 +114,7 @@ def test_bad_options_name_the_field(tiny_configs, tmp_path):
     bad = [({"bon_n": -3}, "bon_n must be >= 1, got -3"), ({"eval_prompts": 0}, "eval_prompts must be >= 1"),
            ({"samples_per_prompt": 1}, "samples_per_prompt must be >= 2"),
            ({"eval_temperature": 0.0}, "eval_temperature must be > 0"),
-           ({"bon_prompts": 200}, r"bon_prompts \(200\) must be <= eval_prompts \(150\)"),
+           ({"bon_prompts": 400}, r"bon_prompts \(400\) must be <= eval_prompts \(300\)"),
            ({"config_dir": str(tmp_path / "none")}, "config_dir: .* has no sft.yaml, rm.yaml, ppo.yaml")]
     for fields, message in bad:
         with pytest.raises(ConfigError, match=message):
