@@ -375,7 +375,8 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     sampled: dict = {}
     sampled_cmp: dict = {}
     if opts.eval_samples:
-        stage("eval", f"sampled: SFT and {len(trained)} trained policies, {opts.eval_samples} samples per prompt at "
+        k = opts.eval_samples
+        stage("eval", f"sampled: SFT and {len(trained)} trained policies, {k} sample{'s' * (k != 1)} per prompt at "
                       f"temperature {opts.eval_temperature} on {len(rows)} prompts")
         for name in ["sft", *trained]:
             sampled[name], kl_value = evaluate_cached(

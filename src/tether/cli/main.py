@@ -379,7 +379,8 @@ def _print_demo_summary(summary: dict, run_name: str) -> None:
         typer.echo(line)
     sampled = summary.get("sampled")
     if sampled:
-        typer.echo(f"sampled evaluation ({sampled['samples_per_prompt']} samples per prompt at temperature "
+        k = sampled["samples_per_prompt"]
+        typer.echo(f"sampled evaluation ({k} sample{'s' * (k != 1)} per prompt at temperature "
                    f"{sampled['temperature']}; CI by prompt):")
         cmps = dict(sampled["comparisons"])
         if bon and bon.get("vs_sft_sampled"):

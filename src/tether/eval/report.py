@@ -475,7 +475,8 @@ def render_html(report: dict, figures: dict[str, str]) -> str:
     sampled = report.get("sampled")
     if sampled:
         parts.append("<h2 id='sampled'>Sampled evaluation</h2>")
-        parts.append(f"<p class='note'>Each policy sampled {e(str(sampled['samples_per_prompt']))} responses per "
+        k = sampled["samples_per_prompt"]
+        parts.append(f"<p class='note'>Each policy sampled {e(str(k))} response{'s' * (k != 1)} per "
                      f"prompt at temperature {e(str(sampled['temperature']))} on the same held-out prompts; the i-th "
                      "sample of a policy meets the i-th of SFT, and the interval treats prompts as the units. "
                      "Best-of-N's pick meets each of SFT's samples. This is the policy PPO optimised (its rollout "
