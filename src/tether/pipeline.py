@@ -60,7 +60,7 @@ class DemoOptions:
     """Direct preference losses trained from the SFT policy and evaluated (any of dpo, ipo, kto, orpo, simpo)."""
     eval_prompts: int = 300
     """Held-out prompts every policy is evaluated on (greedy, gold judge); the first ones of eval_prompts.jsonl
-    (all 300 of the demo task by default: PPO's and DPO's bars ask for >= 200 prompts, or 2 samples per prompt)."""
+    (all 300 of the demo task by default: the PPO bar asks for >= 200 prompts, or 2 samples per prompt)."""
     eval_samples: int = 1
     """Responses per prompt of the sampled evaluation: SFT and each trained policy sampled at `eval_temperature`
     on the eval prompts, win rates vs SFT's samples (the i-th sample meets the i-th; prompts are the CI's units)
