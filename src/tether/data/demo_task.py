@@ -248,15 +248,17 @@ def _with_notes(qs: list[dict[str, Any]], rng: random.Random) -> list[dict[str, 
     by_family: dict[str, list[int]] = {}
     for i, q in enumerate(qs):
         by_family.setdefault(q["meta"]["family"], []).append(i)
+
+    def unrelated(i: int, j: int) -> bool:
+        """Neither note answers the other's question (yes/no notes never state the yes or no)."""
+        return qs[i]["meta"]["kind"] == "yesno" or not (answer_words[i] in fact_words[j]
+                                                         or answer_words[j] in fact_words[i])
+
     out = []
     for i, q in enumerate(qs):
         meta, fact = q["meta"], facts_of[i]
-        # The other question: one whose note does not answer this question, nor this note it (yes/no notes
-        # never state the yes or no).
-        others = [j for j in by_family[meta["family"]] if meta["kind"] == "yesno"
-                  or not (answer_words[i] in fact_words[j] or answer_words[j] in fact_words[i])]
-        j = rng.choice(others or [k for k in range(len(qs)) if answer_words[i] not in fact_words[k]
-                                  and answer_words[k] not in fact_words[i]])
+        others = [j for j in by_family[meta["family"]] if unrelated(i, j)]
+        j = rng.choice(others or [k for k in range(len(qs)) if unrelated(i, k)])
         other = qs[j]["meta"]
         facts = [fact, facts_of[j]]
         rng.shuffle(facts)
