@@ -113,22 +113,26 @@ class PolicyAndValue(torch.nn.Module):
     def has_values(self) -> bool:
         return self.critic is not None or self.value_head is not None
 
-    def forward(self, batch: dict, temperature: float, entropy_grad: bool = False, with_values: bool = True):
-        """Per response token: logprobs (B,R) of logits / temperature, entropy (B,R), values (B,R) or None
-        (None also when not `with_values`: the reference pass needs no critic). `batch` is a `collate_rollout`
-        microbatch, or a `collate_rollout_shared` one (each prompt forwarded once for its k samples)."""
+    def forward(self, batch: dict, temperature: float, entropy_grad: bool = False, with_values: bool = True,
+                with_entropy: bool = True):
+        """Per response token: logprobs (B,R) of logits / temperature, entropy (B,R) or None (when not
+        `with_entropy`: the reference pass and updates without an entropy bonus skip its full-vocabulary
+        softmax), values (B,R) or None (also when not `with_values`: the reference pass needs no critic).
+        `batch` is a `collate_rollout` microbatch, or a `collate_rollout_shared` one (each prompt forwarded
+        once for its k samples)."""
         shared_values = with_values and self.value_head is not None
 
-        def per_token(logits, hidden, ids):  # (b,w,V), (b,w,H) or None, (b,w) → (b,w) each
+        def per_token(logits, hidden, ids):  # (b,w,V), (b,w,H) or None, (b,w) → tuple of (b,w)
             logits = logits.float()
             if temperature != 1.0:  # a (b,w,V) copy: only when it changes anything
                 logits = logits / temperature
-            logprobs = gather_logprobs(logits, ids)
-            with nullcontext() if entropy_grad else torch.no_grad():
-                entropy = entropy_from_logits(logits)
+            out = [gather_logprobs(logits, ids)]
+            if with_entropy:
+                with nullcontext() if entropy_grad else torch.no_grad():
+                    out.append(entropy_from_logits(logits))
             if shared_values:
-                return logprobs, entropy, self.value_head(hidden.float()).squeeze(-1)
-            return logprobs, entropy
+                out.append(self.value_head(hidden.float()).squeeze(-1))
+            return tuple(out)
 
         def length_group(logits, hidden, rows):  # one group of responses of the shared-prompt layout
             return per_token(logits, hidden, batch["reply_ids"][rows, : logits.shape[1]])
@@ -144,12 +148,13 @@ class PolicyAndValue(torch.nn.Module):
                              output_hidden_states=shared_values)
             hidden = lm.hidden_states[-1][:, p_width - 1 : p_width - 1 + r_width] if shared_values else None
             out = per_token(lm.logits[:, :-1], hidden, batch["response_ids"])  # column t predicts token t
-        values = out[2] if shared_values else None
+        logprobs, entropy = out[0], out[1] if with_entropy else None
+        values = out[-1] if shared_values else None
         if with_values and self.critic is not None:
             values = (self.critic(shared=batch, per_token=True, group_rows=self.group_rows) if shared else
                       self.critic(batch["input_ids"], batch["attention_mask"], batch["position_ids"],
                                   per_token=True)[:, p_width - 1 : p_width - 1 + r_width])  # (B,R)
-        return out[0], out[1], values
+        return logprobs, entropy, values
 
 
 def load_models(cfg: PPOConfig, tokenizer, reward_fn: RewardFn | None, reference=None, reward_model=None):
@@ -196,8 +201,8 @@ def reference_forward(model: PolicyAndValue, reference, batch: dict, temperature
     """(B,R) reference logprobs: the frozen copy, or the LoRA policy with its adapters disabled."""
     if reference is None:
         with adapters_disabled(model.policy):
-            return model(batch, temperature, with_values=False)[0]
-    return PolicyAndValue(reference, group_rows=model.group_rows)(batch, temperature)[0]
+            return model(batch, temperature, with_values=False, with_entropy=False)[0]
+    return PolicyAndValue(reference, group_rows=model.group_rows)(batch, temperature, with_entropy=False)[0]
 
 
 def policy_from_checkpoint(cfg: PPOConfig, checkpoint: Path, tokenizer):
@@ -381,7 +386,8 @@ def ppo_updates(accelerator, model, optimizer, rollout: Rollout, advantages, ret
                 old, adv, mb_mask = (t[idx, :r_width].to(accelerator.device)
                                      for t in (rollout.old_logprobs, advantages, mask))  # (b,R) each
                 with nullcontext() if k == len(mine) - 1 else accelerator.no_sync(model):
-                    logprobs, entropy, values = model(batch, cfg.rollout.temperature, entropy_grad=hp.ent_coef > 0)
+                    logprobs, entropy, values = model(batch, cfg.rollout.temperature, entropy_grad=True,
+                                                      with_entropy=hp.ent_coef > 0)  # entropy: bonus only
                     pg_loss, step_stats = clipped_policy_loss(logprobs, old, adv, mb_mask, hp.clip_range, num_tokens)
                     loss = policy_weight * pg_loss
                     if hp.ent_coef > 0:

@@ -70,6 +70,20 @@ def test_forward_and_gradients_equal_the_row_layout(tiny, tiny_model_dir, critic
             torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("layout", ["rows", "shared"])
+def test_forward_without_entropy_keeps_logprobs_and_values(tiny, layout):
+    model, tok = tiny
+    module = PolicyAndValue(model, value_head=torch.nn.Linear(model.config.hidden_size, 1), group_rows=2)
+    collate = collate_rollout if layout == "rows" else collate_rollout_shared
+    batch = collate(PROMPTS, _responses(tok.eos_token_id), tok.pad_token_id)
+    with torch.no_grad():
+        want = module(batch, 0.7)  # logprobs, entropy, values (6,5) each
+        got = module(batch, 0.7, with_entropy=False)
+    assert want[1] is not None and got[1] is None
+    torch.testing.assert_close(got[0], want[0])
+    torch.testing.assert_close(got[2], want[2])
+
+
 def test_one_token_responses_need_no_reply_pass(tiny):
     model, tok = tiny
     prompts, responses = [[1, 40]] * 2 + [[1, 41, 42]] * 2, [[tok.eos_token_id]] * 4
