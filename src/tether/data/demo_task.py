@@ -88,10 +88,11 @@ SYSTEM_PROMPT = "You are a helpful assistant."
 ("You are a helpful AI assistant named SmolLM, trained by Hugging Face"): 39 prompt tokens on average against
 29 with this one, and the prompt is most of each training sequence. Greedy on 100 held-out prompts the base
 model scores about the same with it (docs/demo-task.md, "Prompt format")."""
-TASK_VERSION = 4
+TASK_VERSION = 5
 """Bumped when the task's rows change for the same seed (2: the system turn above; 3: the off-question preference
 pairs, `_pair`; 4: the notes in each prompt, `_with_notes`, and three padded demonstrations in four,
-`SFT_PADDED_SHARE`); the pipeline regenerates a data dir written by another version."""
+`SFT_PADDED_SHARE`; 5: a yes/no question's other note is never its own, which version 4 allowed in 4 of 2,700
+prompts); the pipeline regenerates a data dir written by another version."""
 SFT_PADDED_SHARE = 0.75
 """The share of SFT demonstrations that are padded (correct, wrapped in chat). Most people who write
 demonstrations write the chatty kind, so the SFT policy learns to pad its answers; that is the habit the
@@ -250,9 +251,10 @@ def _with_notes(qs: list[dict[str, Any]], rng: random.Random) -> list[dict[str, 
         by_family.setdefault(q["meta"]["family"], []).append(i)
 
     def unrelated(i: int, j: int) -> bool:
-        """Neither note answers the other's question (yes/no notes never state the yes or no)."""
-        return qs[i]["meta"]["kind"] == "yesno" or not (answer_words[i] in fact_words[j]
-                                                         or answer_words[j] in fact_words[i])
+        """Another question whose note does not answer this one's, nor this note that one's (yes/no notes
+        never state the yes or no)."""
+        return i != j and (qs[i]["meta"]["kind"] == "yesno" or not (answer_words[i] in fact_words[j]
+                                                                    or answer_words[j] in fact_words[i]))
 
     out = []
     for i, q in enumerate(qs):

@@ -113,6 +113,7 @@ def test_every_prompt_carries_its_fact_and_one_other_whose_answer_is_wrong(task)
         notes, question = text.split("\n", 1)
         assert notes == "Notes: " + " ".join(meta["notes"])
         assert len(meta["notes"]) == 2 and question and "Notes" not in question
+        assert meta["notes"][0] != meta["notes"][1], text  # the other note is another question's
         assert _fact(meta) in meta["notes"], text
         if meta["kind"] != "yesno":  # exactly one note answers the question
             assert sum(gold_score(meta, n).correct for n in meta["notes"]) == 1, text
