@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -56,6 +57,11 @@ class DemoOptions:
     """Held-out eval prompts whose SFT samples make the RM's held-out pairs."""
     samples_per_prompt: int = 4
     """Responses sampled per prompt for labelling."""
+    rm_templated_pairs: int = 200
+    """Templated pairs (a seeded sample of the demo task's 800, `data/rm_templated.jsonl`) in the reward model's
+    training mix; the rest is the on-policy pairs. The templated pairs teach style (concise over padded) but
+    they are not what the policy writes: on one clone (docs/reward-model.md) all 800 gave 68.9 % held-out
+    accuracy, 200 gave 72.7 %, none 74.4 % with right-over-right falling. DPO trains on all of them."""
     preference_losses: list[str] = field(default_factory=lambda: ["dpo"])
     """Direct preference losses trained from the SFT policy and evaluated (any of dpo, ipo, kto, orpo, simpo)."""
     eval_prompts: int = 300
@@ -103,6 +109,8 @@ class DemoOptions:
         for name in ("label_prompts", "eval_label_prompts", "eval_prompts", "kl_prompts", "bon_n", "bon_prompts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.rm_templated_pairs < 0:
+            raise ConfigError(f"rm_templated_pairs must be >= 0, got {self.rm_templated_pairs}")
         if self.samples_per_prompt < 2:
             raise ConfigError(f"samples_per_prompt must be >= 2 (pairs are made from one prompt's samples), "
                               f"got {self.samples_per_prompt}")
@@ -141,6 +149,17 @@ QUICK_SIZES = {"label_prompts": (8, 8), "label_tokens": 32, "eval_prompts": 8, "
                "bon": (4, 4)}
 """Prompts sampled for on-policy labels (train, held-out) and their response tokens; prompts evaluated (greedy,
 and sampled for KL) and their response tokens; best-of-N (N, prompts)."""
+
+
+def write_templated_sample(source: Path, dest: Path, n: int, seed: int) -> Path:
+    """`n` rows of `source` drawn without replacement (seeded), in file order, written to `dest` byte for byte
+    (rewritten only when they differ); all of them when `n` is at least the file's row count."""
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    keep = sorted(random.Random(seed).sample(range(len(lines)), n)) if n < len(lines) else range(len(lines))
+    text = "".join(lines[i] for i in keep)
+    if not dest.exists() or dest.read_text(encoding="utf-8") != text:
+        dest.write_text(text, encoding="utf-8")
+    return dest
 
 
 def demo_data_record(seed: int) -> dict:
@@ -284,14 +303,17 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     # 4. Reward model: from the SFT backbone, on templated + on-policy pairs; held out: eval-prompt pairs.
     t0 = time.perf_counter()
     rm_dir = run / "rm"
+    templated = write_templated_sample(data_dir / "preference.jsonl", data_dir / "rm_templated.jsonl",
+                                       opts.rm_templated_pairs, opts.seed + 3)
     overrides = ["--output_dir", str(rm_dir), "--model.name", str(sft_dir), "--train.seed", str(opts.seed),
-                 "--data.train_files", f"[{data_dir / 'preference.jsonl'}, {data_dir / 'onpolicy_pairs.jsonl'}]",
+                 "--data.train_files", f"[{f'{templated}, ' if opts.rm_templated_pairs else ''}"
+                                       f"{data_dir / 'onpolicy_pairs.jsonl'}]",
                  "--data.eval_file", str(data_dir / "eval_pairs.jsonl"),
                  "--data.norm_file", str(data_dir / "sft.jsonl")]
     if quick:
         overrides += QUICK_OVERRIDES["rm"]
     rm_cfg = load_config(reward.RMConfig, str(Path(opts.config_dir) / "rm.yaml"), overrides)
-    rm_inputs = stage_inputs(rm_cfg, root=run, policy=sft_dir, templated=data_dir / "preference.jsonl",
+    rm_inputs = stage_inputs(rm_cfg, root=run, policy=sft_dir, templated=templated,
                              onpolicy=data_dir / "onpolicy_pairs.jsonl", held_out=data_dir / "eval_pairs.jsonl",
                              norm=data_dir / "sft.jsonl")
     if _reusable(rm_dir, rm_inputs, log):

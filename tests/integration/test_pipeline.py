@@ -113,6 +113,7 @@ def test_bad_options_name_the_field(tiny_configs, tmp_path):
         run_demo(DemoOptions(runs_dir=str(tmp_path), preference_losses=["dpp"], config_dir=str(tiny_configs)))
     bad = [({"bon_n": -3}, "bon_n must be >= 1, got -3"), ({"eval_prompts": 0}, "eval_prompts must be >= 1"),
            ({"samples_per_prompt": 1}, "samples_per_prompt must be >= 2"),
+           ({"rm_templated_pairs": -1}, "rm_templated_pairs must be >= 0, got -1"),
            ({"eval_temperature": 0.0}, "eval_temperature must be > 0"),
            ({"bon_prompts": 400}, r"bon_prompts \(400\) must be <= eval_prompts \(300\)"),
            ({"config_dir": str(tmp_path / "none")}, "config_dir: .* has no sft.yaml, rm.yaml, ppo.yaml")]

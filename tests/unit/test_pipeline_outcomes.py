@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from tether.pipeline import _settle
+from tether.pipeline import _settle, write_templated_sample
 
 
 def test_a_stage_that_ran_saves_its_seconds_and_a_reused_one_reads_them_back(tmp_path):
@@ -40,3 +40,22 @@ def test_a_finished_stage_loses_its_resume_checkpoints_only_when_asked(tmp_path)
     assert ckpt.is_dir()
     _settle("sft_s", out, 0.0, [], {}, prune_checkpoints=True)
     assert not (out / "checkpoints").exists() and (out / "model.safetensors").read_bytes() == b"w"
+
+
+def test_the_templated_sample_is_seeded_in_file_order_and_byte_identical(tmp_path):
+    source, dest = tmp_path / "preference.jsonl", tmp_path / "rm_templated.jsonl"
+    lines = [json.dumps({"i": i}) + "\n" for i in range(10)]
+    source.write_text("".join(lines))
+    assert write_templated_sample(source, dest, 4, seed=3) == dest
+    kept = dest.read_text().splitlines(keepends=True)
+    order = [json.loads(line)["i"] for line in kept]
+    assert len(kept) == 4 and order == sorted(set(order)) and all(line in lines for line in kept)
+    first = dest.read_bytes()
+    write_templated_sample(source, dest, 4, seed=3)
+    assert dest.read_bytes() == first  # the same seed, the same rows
+    write_templated_sample(source, dest, 4, seed=4)
+    assert dest.read_bytes() != first  # another seed, other rows (4 of 10: 210 draws)
+    write_templated_sample(source, dest, 0, seed=3)
+    assert dest.read_text() == ""
+    write_templated_sample(source, dest, 50, seed=3)
+    assert dest.read_text() == source.read_text()  # more than there are: all of them
