@@ -37,7 +37,8 @@ def first_run(tiny_configs, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     lines: list[str] = []
     opts = DemoOptions(name="t", runs_dir=str(runs), quick=True, config_dir=str(tiny_configs),
-                       preference_losses=["dpo", "simpo"], eval_samples=2)  # K > 1: the i-th sample meets the i-th
+                       preference_losses=["dpo", "simpo"], eval_samples=2,  # K > 1: the i-th sample meets the i-th
+                       sampled_prompts=3)  # the sampled evaluation on the first 3 of the 8 evaluated prompts
     summary = run_demo(opts, log=lines.append)
     return runs / "t", summary, lines, opts
 
@@ -60,23 +61,28 @@ def test_every_stage_writes_its_outputs(first_run):
     assert set(summary["train_seconds"]) == {"ppo", "dpo", "simpo"}
     # Sampled evaluation: K samples per prompt for SFT and each trained policy, paired in order, best-of-N's pick
     # against each of SFT's samples on its prompts.
-    k, n = opts.eval_samples, QUICK_SIZES["eval_prompts"]
+    k, n = opts.eval_samples, opts.sampled_prompts
     sampled = summary["sampled"]
-    assert k == 2 and (sampled["samples_per_prompt"], sampled["temperature"]) == (2, 1.0)
+    assert k == 2 and n < QUICK_SIZES["eval_prompts"]
+    assert (sampled["samples_per_prompt"], sampled["temperature"], sampled["prompts"]) == (2, 1.0, n)
     assert set(sampled["policies"]) == {"sft", "ppo", "dpo", "simpo"}
     assert all(p["n"] == k * n for p in sampled["policies"].values())
     assert set(sampled["comparisons"]) == {"ppo_vs_sft", "dpo_vs_sft", "simpo_vs_sft"}
     for c in sampled["comparisons"].values():
         assert c["wins"] + c["ties"] + c["losses"] == k * n and c["ci_low"] <= c["win_rate"] <= c["ci_high"]
     c = bon["vs_sft_sampled"]
-    assert c["wins"] + c["ties"] + c["losses"] == k * QUICK_SIZES["bon"][1]
+    assert n < QUICK_SIZES["bon"][1]  # best-of-N's 4 prompts: compared with SFT's samples on the 3 both cover
+    assert c["wins"] + c["ties"] + c["losses"] == k * n
+    assert any(f"on the {n} of its {QUICK_SIZES['bon'][1]} prompts that the sampled evaluation covers" in line
+               for line in lines)
     sft_samples = [json.loads(line)["sft"]["response"]
                    for line in (run / "eval" / "sampled_samples.jsonl").read_text().splitlines()]
     assert len(sft_samples) == k * n
     report = json.loads((run / "report.json").read_text())
     assert {row["name"] for row in report["policies"]} >= {"sft", "ppo", "dpo", "simpo"}
     assert [row["name"] for row in report["sampled"]["policies"]] == ["sft", "ppo", "dpo", "simpo", "bon4"]
-    assert 'id="sampled-table"' in (run / "report.html").read_text()
+    page = (run / "report.html").read_text()
+    assert 'id="sampled-table"' in page and f"on the first {n} of the same held-out prompts" in page
     # Progress: one numbered line per stage, in pipeline order.
     numbered = [line.split("]")[0] for line in lines if line.startswith("[")]
     assert numbered[0] == "[1/9" and numbered[-1] == "[9/9"
@@ -116,6 +122,8 @@ def test_bad_options_name_the_field(tiny_configs, tmp_path):
            ({"rm_templated_pairs": -1}, "rm_templated_pairs must be >= 0, got -1"),
            ({"eval_temperature": 0.0}, "eval_temperature must be > 0"),
            ({"bon_prompts": 400}, r"bon_prompts \(400\) must be <= eval_prompts \(300\)"),
+           ({"sampled_prompts": 0}, "sampled_prompts must be >= 1, got 0"),
+           ({"sampled_prompts": 400}, r"sampled_prompts \(400\) must be <= eval_prompts \(300\)"),
            ({"config_dir": str(tmp_path / "none")}, "config_dir: .* has no sft.yaml, rm.yaml, ppo.yaml")]
     for fields, message in bad:
         with pytest.raises(ConfigError, match=message):
@@ -124,8 +132,10 @@ def test_bad_options_name_the_field(tiny_configs, tmp_path):
     with pytest.raises(ConfigError, match=r"kl_prompts \(50\) must be <= eval_prompts \(40\)"):
         run_demo(DemoOptions(runs_dir=str(tmp_path), eval_prompts=40, bon_prompts=10, eval_samples=0,
                              config_dir=str(tiny_configs)))
-    # unused there: KL comes from the temperature-1 sampled evaluation, best-of-N is skipped
-    DemoOptions(eval_prompts=40, skip=["bon"], config_dir=str(tiny_configs)).validate()
+    # kl_prompts (50) and bon_prompts (50) unused there: KL comes from the temperature-1 sampled evaluation, and
+    # best-of-N is skipped; without a sampled evaluation, sampled_prompts (100) is unused
+    DemoOptions(eval_prompts=40, sampled_prompts=40, skip=["bon"], config_dir=str(tiny_configs)).validate()
+    DemoOptions(eval_prompts=40, eval_samples=0, kl_prompts=40, skip=["bon"], config_dir=str(tiny_configs)).validate()
     with pytest.raises(ConfigError, match=r"eval_prompts: 900 asked, the demo task has 300 \("):
         run_demo(DemoOptions(runs_dir=str(tmp_path), eval_prompts=900, config_dir=str(tiny_configs)))
 

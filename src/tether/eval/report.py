@@ -247,7 +247,7 @@ def _sampled_section(run: Path, summary: dict) -> dict | None:
         rows.append({"name": f"bon{bon.get('n')}", "kind": "best-of-n",
                      "win_vs_sft": dict(bon["vs_sft_sampled"], baseline="sft samples")})
     return {"samples_per_prompt": settings.get("samples_per_prompt"), "temperature": settings.get("temperature"),
-            "policies": rows}
+            "prompts": settings.get("prompts"), "policies": rows}
 
 
 def _experiments(run: Path) -> list[dict]:
@@ -477,7 +477,9 @@ def render_html(report: dict, figures: dict[str, str]) -> str:
         parts.append("<h2 id='sampled'>Sampled evaluation</h2>")
         k = sampled["samples_per_prompt"]
         parts.append(f"<p class='note'>Each policy sampled {e(str(k))} response{'s' * (k != 1)} per "
-                     f"prompt at temperature {e(str(sampled['temperature']))} on the same held-out prompts; the i-th "
+                     f"prompt at temperature {e(str(sampled['temperature']))} on "
+                     f"{'the first ' + e(str(sampled['prompts'])) + ' of ' if sampled.get('prompts') else ''}the same "
+                     "held-out prompts; the i-th "
                      "sample of a policy meets the i-th of SFT, and the interval treats prompts as the units. "
                      "Best-of-N's pick meets each of SFT's samples. This is the policy PPO optimised (its rollout "
                      "temperature); the table above compares greedy answers, SFT's best single answer.</p>")
