@@ -156,8 +156,9 @@ def compare(a: PolicyEval, b: PolicyEval, tolerance: float = 1e-6) -> dict[str, 
 
 def align_to(single: PolicyEval, multi: PolicyEval) -> tuple[PolicyEval, PolicyEval]:
     """Pair a one-response-per-prompt evaluation with a K-samples-per-prompt one (e.g. best-of-N's picks with
-    the SFT policy's temperature-1 samples): `multi` cut to the prompts `single` covers, and `single`'s response
-    repeated for each of their samples, so `compare` sees K pairs per prompt (clustered by prompt)."""
+    the SFT policy's temperature-1 samples): both cut to the prompts both cover (`multi` may cover fewer), and
+    `single`'s response repeated for each of their samples, so `compare` sees K pairs per prompt (clustered by
+    prompt)."""
     by_prompt = {s.prompt: s for s in single.samples}
     kept = [s for s in multi.samples if s.prompt in by_prompt]
     if not kept:

@@ -95,6 +95,10 @@ def test_align_to_repeats_the_single_response_for_each_sample_of_shared_prompts(
     assert [s.gold for s in a.samples] == [1.0, 1.0, -1.0, -1.0]
     c = compare(a, b)  # tie, win | tie, loss
     assert (c["wins"], c["ties"], c["losses"], c["win_rate"]) == (1, 2, 1, 0.5)
+    # the single evaluation covers a prompt the samples do not (best-of-N beyond the sampled prompts): left out
+    wider = summarise("bon", [_sample("p", 1.0), _sample("q", -1.0), _sample("s", 1.0)])
+    a2, b2 = align_to(wider, summarise("sft", sft.samples[:4]))
+    assert [s.prompt for s in a2.samples] == [s.prompt for s in b2.samples] == list("ppqq")
     with pytest.raises(ValueError, match="share no prompt"):
         align_to(summarise("x", [_sample("z", 1.0)]), sft)
 
