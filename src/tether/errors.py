@@ -19,3 +19,7 @@ class ModelLoadError(TetherError):
 
 class TrainingError(TetherError):
     """A run must stop (NaN/inf loss, diverged KL); the message names the step and quantity."""
+
+
+class OutputError(TetherError):
+    """An output cannot be written (the disk is full); the message names the directory and the space left."""

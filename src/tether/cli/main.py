@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 
@@ -432,6 +433,12 @@ def main() -> None:
         app()
     except TetherError as err:
         typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except OSError as err:  # a write the stages do not guard (logs, reports, data files) on a full disk
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        typer.echo(f"error: {err.filename or 'an output file'}: {err.strerror}; free some space or write elsewhere",
+                   err=True)
         sys.exit(2)
 
 

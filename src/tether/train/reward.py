@@ -30,7 +30,7 @@ from tether.models.scalar_head import ScalarHeadModel, apply_lora_to_scalar
 from tether.models.scoring import score_pairs, score_sequences
 from tether.models.spec import ModelConfig
 from tether.ops import map_length_groups
-from tether.runtime.checkpoint import save_checkpoint
+from tether.runtime.checkpoint import disk_guard, save_checkpoint
 from tether.runtime.config import save_config, to_dict
 from tether.runtime.seeding import global_batch_indices, rank_slice, seed_everything
 from tether.train.loop import (
@@ -259,8 +259,9 @@ def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
                                                       tokenizer.pad_token_id))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        unwrapped.save_pretrained(out)
-        tokenizer.save_pretrained(out)
+        with disk_guard(out, "the reward model"):
+            unwrapped.save_pretrained(out)
+            tokenizer.save_pretrained(out)
         (out / RESULT_FILE).write_text(json.dumps(
             {"steps": tcfg.max_steps, "bias_shift": shift, "train_pairs": len(train_pairs),
              "eval_pairs": len(eval_pairs), "dropped": dropped, "num_processes": accelerator.num_processes,
