@@ -237,7 +237,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     from tether.eval.evaluate import ScoredSample, align_to, compare, summarise, write_eval
     from tether.eval.policy_cache import evaluate_cached
     from tether.eval.report import write_report as write_run_report
-    from tether.eval.reward_eval import evaluate_reward_model, write_report
+    from tether.eval.reward_eval import HELD_OUT_SCORES, evaluate_reward_model, write_report
     from tether.models.loading import freeze, load_causal_lm, load_tokenizer
     from tether.models.scalar_head import ScalarHeadModel
     from tether.train import dpo, ppo, reward, sft
@@ -420,7 +420,8 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
         sampled_cmp = {f"{name}_vs_sft": compare(sampled[name], sampled["sft"]) for name in trained}
         write_eval(run / "eval" / "sampled.json", list(sampled.values()), sampled_cmp)
     held_out, _ = load_records(data_dir / "eval_pairs.jsonl", "preference")
-    rm_report = evaluate_reward_model(rm, rm_tokenizer, held_out, rm_cfg.model.max_length, by=("family", "correctness"))
+    rm_report = evaluate_reward_model(rm, rm_tokenizer, held_out, rm_cfg.model.max_length, by=("family", "correctness"),
+                                      scores_file=rm_dir / HELD_OUT_SCORES)  # the RM stage's scores of these pairs
     write_report(run / "eval" / "rm.json", rm_report)
     del sft_model, rm
     timings["eval_s"] = time.perf_counter() - t0

@@ -63,6 +63,18 @@ def test_rm_learns_and_normalises(tiny_model_dir, tmp_path, norm_file):
     assert sum(scores) / len(scores) == pytest.approx(0.0, abs=1e-4)
     saved = json.loads((tmp_path / "rm" / "result.json").read_text())
     assert saved["eval/accuracy"] == 1.0 and saved["train_pairs"] == 64
+    # the final held-out scores saved beside the model are the saved model's own scores (bias shift included),
+    # so the pipeline's evaluation can read them instead of scoring the pairs again
+    from tether.data.validate import load_many
+    from tether.eval.reward_eval import HELD_OUT_SCORES, encode_within, load_held_out_scores
+    from tether.models.scoring import score_pairs
+
+    held_out, _ = load_many([str(tmp_path / "eval.jsonl")], "preference", "auto", False)
+    encoded, _ = encode_within(tok, held_out, 64)
+    chosen, rejected = load_held_out_scores(tmp_path / "rm" / HELD_OUT_SCORES, encoded)
+    fresh_c, fresh_r = score_pairs(rm, encoded, tok.pad_token_id)
+    assert chosen == pytest.approx(fresh_c, abs=1e-4) and rejected == pytest.approx(fresh_r, abs=1e-4)
+    assert abs(result.bias_shift) > 1e-3  # the shift is not trivially zero, so the check above can fail
 
 
 def test_rm_resume_reproduces_the_uninterrupted_run(tiny_model_dir, tmp_path, norm_file):

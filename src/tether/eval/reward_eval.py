@@ -16,6 +16,7 @@ log-likelihood of each response (summed, and per token) on the same pairs — no
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -85,13 +86,42 @@ def encode_within(tokenizer, pairs, max_length: int) -> tuple[list, list[int]]:
     return [encoded[i] for i in keep], keep
 
 
+HELD_OUT_SCORES = "held_out_scores.json"
+"""Written by the reward stage beside the model: its scores of the held-out pairs at the end of training."""
+
+
+def pairs_digest(encoded) -> str:
+    """What identifies a list of EncodedPairs: a hash of every pair's token ids, in order."""
+    h = hashlib.sha256()
+    for p in encoded:
+        h.update(json.dumps([p.prompt_ids, p.chosen_ids, p.rejected_ids]).encode())
+    return h.hexdigest()
+
+
+def save_held_out_scores(path: Path, encoded, chosen: list[float], rejected: list[float]) -> None:
+    """The reward model's final scores of the held-out pairs `encoded`, for `evaluate_reward_model` to reuse."""
+    path.write_text(json.dumps({"pairs_digest": pairs_digest(encoded), "chosen": chosen, "rejected": rejected}))
+
+
+def load_held_out_scores(path: Path, encoded) -> tuple[list[float], list[float]] | None:
+    """(chosen, rejected) saved by `save_held_out_scores` for exactly these pairs, else None."""
+    if not path.is_file():
+        return None
+    d = json.loads(path.read_text())
+    if d.get("pairs_digest") != pairs_digest(encoded) or len(d["chosen"]) != len(encoded):
+        return None
+    return d["chosen"], d["rejected"]
+
+
 def evaluate_reward_model(model, tokenizer, pairs, max_length: int, batch_size: int = 16,
-                          by: tuple[str, ...] = ()) -> dict:
+                          by: tuple[str, ...] = (), scores_file: Path | None = None) -> dict:
     """Score PreferencePairs with a scalar-head model and build the report (over-long pairs dropped, counted).
     `by`: meta keys (or "correctness", see `pair_group`) to also report the accuracy per group of, under
-    `report["by"][key]`."""
+    `report["by"][key]`. `scores_file`: the reward stage's `HELD_OUT_SCORES` of this model; when it holds
+    scores of exactly these pairs (same token ids, same order) they are used instead of scoring again."""
     encoded, keep = encode_within(tokenizer, pairs, max_length)
-    chosen, rejected = score_pairs(model, encoded, tokenizer.pad_token_id, batch_size)
+    saved = load_held_out_scores(scores_file, encoded) if scores_file is not None else None
+    chosen, rejected = saved or score_pairs(model, encoded, tokenizer.pad_token_id, batch_size)
     report = reward_model_report(chosen, rejected, [len(p.chosen_ids) for p in encoded],
                                  [len(p.rejected_ids) for p in encoded])
     report["dropped_over_long"] = len(pairs) - len(keep)

@@ -24,6 +24,7 @@ from tether.data.tokenization import EncodedPair, encode_pairs, encode_sft_examp
 from tether.data.validate import load_many, load_records
 from tether.errors import ConfigError
 from tether.eval.metrics import reward_model_report
+from tether.eval.reward_eval import HELD_OUT_SCORES, save_held_out_scores
 from tether.losses.reward import bradley_terry_loss
 from tether.models.loading import load_tokenizer
 from tether.models.scalar_head import ScalarHeadModel, apply_lora_to_scalar
@@ -250,13 +251,16 @@ def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
             return RMResult(out, done, eval_metrics, 0.0)
     bar.close()
 
-    # 5. Normalise (mean reference score → 0), save as a transformers dir + score head.
+    # 5. Normalise (mean reference score → 0), save as a transformers dir + score head, and the final held-out
+    #    scores (shifted) so that the pipeline's evaluation reads them instead of scoring the same pairs again.
     unwrapped = accelerator.unwrap_model(model)
     shift = mean_reference_score(model, tokenizer, cfg) if cfg.data.norm_file else 0.0
+    if eval_pairs and eval_metrics:  # scored at the last step, before the shift
+        eval_scores = tuple([s - shift for s in side] for side in eval_scores)
     unwrapped.bias_shift.fill_(shift)
     if eval_pairs and not eval_metrics:
-        eval_metrics = pair_metrics(eval_pairs, *score_eval_pairs(accelerator, model, eval_pairs, tcfg.micro_batch_size,
-                                                      tokenizer.pad_token_id))
+        eval_scores = score_eval_pairs(accelerator, model, eval_pairs, tcfg.micro_batch_size, tokenizer.pad_token_id)
+        eval_metrics = pair_metrics(eval_pairs, *eval_scores)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         with disk_guard(out, "the reward model"):
@@ -266,5 +270,7 @@ def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
             {"steps": tcfg.max_steps, "bias_shift": shift, "train_pairs": len(train_pairs),
              "eval_pairs": len(eval_pairs), "dropped": dropped, "num_processes": accelerator.num_processes,
              **eval_metrics}, indent=2))
+        if eval_pairs:
+            save_held_out_scores(out / HELD_OUT_SCORES, eval_pairs, *eval_scores)
     accelerator.end_training()
     return RMResult(out, tcfg.max_steps, eval_metrics, shift)

@@ -6,7 +6,8 @@ import pytest
 
 from tether.data.records import PreferencePair
 from tether.errors import DataError
-from tether.eval.reward_eval import accuracy_by, evaluate_reward_model, pair_group
+from tether.eval.reward_eval import (accuracy_by, encode_within, evaluate_reward_model, pair_group,
+                                     save_held_out_scores)
 
 META = {"family": "arithmetic", "kind": "number", "answer": "86", "aliases": ["86"], "given": ["10", "76"],
         "distractors": ["87", "84"], "vocab": None, "statement": "10 + 76 = {answer}."}
@@ -57,6 +58,33 @@ def test_groups_line_up_with_the_pairs_kept_after_dropping_over_long_ones(tiny_m
     assert report["by"]["family"] == {"short": {"n": 2, "accuracy": report["accuracy"]}}
     assert set(report["by"]["correctness"]) == {"right over wrong", "wrong over right"}
     assert all(d["n"] == 1 for d in report["by"]["correctness"].values())
+
+
+class _NoModel:
+    """Stands in for a reward model that must not be called."""
+
+    def __call__(self, *args, **kwargs):
+        raise AssertionError("the reward model was called")
+
+
+def test_saved_held_out_scores_are_used_only_for_the_same_pairs(tiny_model_dir, tmp_path):
+    from tether.models.loading import freeze, load_tokenizer
+    from tether.models.scalar_head import ScalarHeadModel
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    pairs = [_pair("10 + 76 = 86.", "10 + 76 = 96."), _pair("86.", "Sure! 86."), _pair("96.", "86.")]
+    encoded, _ = encode_within(tokenizer, pairs, 128)
+    save_held_out_scores(tmp_path / "scores.json", encoded, [1.0, 0.0, 2.0], [0.0, 1.0, 2.0])
+    # the same pairs: the saved scores, and no forward pass (win, loss, tie -> 1.5 / 3)
+    report = evaluate_reward_model(_NoModel(), tokenizer, pairs, 128, scores_file=tmp_path / "scores.json")
+    assert report["accuracy"] == 0.5 and report["margin"] == pytest.approx(0.0)
+    # other pairs (one response changed), or another order: scored again by the model
+    rm = freeze(ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tokenizer))
+    for other in ([*pairs[:2], _pair("96.", "87.")], pairs[::-1]):
+        fresh = evaluate_reward_model(rm, tokenizer, other, 128)
+        assert evaluate_reward_model(rm, tokenizer, other, 128, scores_file=tmp_path / "scores.json") == fresh
+    # no file: scored
+    assert evaluate_reward_model(rm, tokenizer, pairs, 128, scores_file=tmp_path / "absent.json")["n_pairs"] == 3
 
 
 def test_likelihood_baseline_ranks_pairs_by_the_policys_own_logprobs(tiny_model_dir):
