@@ -161,3 +161,21 @@ def test_data_label_with_gold_and_with_a_reward_model(tiny_model_dir, tmp_path):
             assert len(rows) >= 4
     assert_one_line_error(tether(*common, "--labeller", "rm", "--out", str(tmp_path / "x.jsonl")),
                           "--labeller rm needs --reward-model")
+
+
+def test_data_counterfactual_makes_gold_judged_minimal_pairs(tmp_path):
+    from tether.data.gold_judge import gold_score
+
+    assert tether("data", "make", "demo", "--out", str(tmp_path / "d")).returncode == 0
+    out = tmp_path / "cf.jsonl"
+    proc = tether("data", "counterfactual", "--pairs", str(tmp_path / "d" / "preference.jsonl"), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) > 100 and f"wrote {len(rows)} minimal pairs to {out}" in proc.stdout
+    for r in rows:
+        assert r["meta"]["pair_type"] == "counterfactual"
+        assert gold_score(r["meta"], r["chosen"]).correct and not gold_score(r["meta"], r["rejected"]).correct
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text(json.dumps({"prompt": "Hi?", "chosen": "Hello.", "rejected": "Go away."}) + "\n")
+    assert_one_line_error(tether("data", "counterfactual", "--pairs", str(plain), "--out", str(tmp_path / "x.jsonl")),
+                          "pair 1: counterfactual pairs need demo-task meta")

@@ -282,6 +282,22 @@ def data_label(prompts: Path = typer.Option(..., help="Prompt file (prompt-only 
                f"truncated candidates {stats.truncated_candidates})")
 
 
+@data_app.command("counterfactual")
+def data_counterfactual(pairs: Path = typer.Option(..., help="Demo-task preference pairs (e.g. labelled on-policy)."),
+                        out: Path = typer.Option(..., help="Output preference jsonl of minimal pairs."),
+                        seed: int = typer.Option(0, help="Seed of the wrong-answer draws.")) -> None:
+    """Minimal pairs: each right reply against itself with the answer swapped for a wrong one (gold-judged).
+    Evaluate a reward model on them (`tether eval rm --pairs OUT`) to see whether it checks facts or style."""
+    from tether.data.counterfactual import counterfactual_pairs
+    from tether.data.validate import load_records, save_records
+
+    rows, _ = load_records(pairs, "preference")
+    made, stats = counterfactual_pairs(rows, seed)
+    save_records(out, made)
+    typer.echo(f"wrote {stats.pairs} minimal pairs to {out} ({stats.replies} distinct replies, {stats.right} right; "
+               f"no answer to swap {stats.no_swap}, swapped reply not ranked lower {stats.not_worse})")
+
+
 def _print_policy_table(evals, comparison) -> None:
     from rich.console import Console
     from rich.table import Table
