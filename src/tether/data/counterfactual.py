@@ -48,10 +48,11 @@ class CounterfactualStats:
     """Swapped replies the gold judge did not rank below the original (dropped)."""
 
 
-def _alias_pattern(aliases: list[str], numeric: bool) -> re.Pattern:
+def _alias_pattern(aliases: list[str], numeric: bool, ignore_case: bool = False) -> re.Pattern:
     alts = "|".join(re.escape(a) for a in sorted(aliases, key=len, reverse=True))
     # not inside a word or a longer number: no letter/digit/underscore on either side, no "4" in "4.5" or "1,400"
-    return re.compile(rf"(?<![\w.,])({alts})(?![\w]|[.,]\d)" if numeric else rf"(?<!\w)({alts})(?!\w)")
+    pattern = rf"(?<![\w.,])({alts})(?![\w]|[.,]\d)" if numeric else rf"(?<!\w)({alts})(?!\w)"
+    return re.compile(pattern, re.IGNORECASE if ignore_case else 0)
 
 
 def swap_answer(meta: dict, reply: str, rng: random.Random) -> str | None:
@@ -78,12 +79,10 @@ def swap_answer(meta: dict, reply: str, rng: random.Random) -> str | None:
     loose = [a for a in aliases if a not in exact]
     choice = rng.choice(wrong)
     swapped, n = reply, 0
-    if exact:
-        swapped, k = _alias_pattern(exact, numeric).subn(choice, swapped)
-        n += k
-    if loose:
-        swapped, k = re.compile(_alias_pattern(loose, False).pattern, re.IGNORECASE).subn(choice, swapped)
-        n += k
+    for group, ignore_case in ((exact, False), (loose, True)):
+        if group:
+            swapped, k = _alias_pattern(group, numeric, ignore_case).subn(lambda _: choice, swapped)
+            n += k
     return swapped if n else None
 
 

@@ -6,8 +6,7 @@ import pytest
 
 from tether.data.records import PreferencePair
 from tether.errors import DataError
-from tether.eval.reward_eval import (accuracy_by, encode_within, evaluate_reward_model, pair_group,
-                                     save_held_out_scores)
+from tether.eval.reward_eval import accuracy_by, encode_within, evaluate_reward_model, pair_group, save_held_out_scores
 
 META = {"family": "arithmetic", "kind": "number", "answer": "86", "aliases": ["86"], "given": ["10", "76"],
         "distractors": ["87", "84"], "vocab": None, "statement": "10 + 76 = {answer}."}
