@@ -78,8 +78,13 @@ def test_rm_learns_and_normalises(tiny_model_dir, tmp_path, norm_file):
 
 
 def test_rm_resume_reproduces_the_uninterrupted_run(tiny_model_dir, tmp_path, norm_file):
+    from tether.eval.reward_eval import HELD_OUT_SCORES
+
     train(rm_cfg(tiny_model_dir, tmp_path, "straight"))
+    (tmp_path / "resumed").mkdir()
+    (tmp_path / "resumed" / HELD_OUT_SCORES).write_text("{}")  # an earlier run's scores in the same dir
     train(rm_cfg(tiny_model_dir, tmp_path, "resumed"), interrupt_at_step=2)
+    assert not (tmp_path / "resumed" / HELD_OUT_SCORES).exists()  # gone until this run's final scores are saved
     train(rm_cfg(tiny_model_dir, tmp_path, "resumed"))
 
     def losses(run):

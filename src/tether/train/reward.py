@@ -189,6 +189,7 @@ def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
     train_pairs, eval_pairs, dropped = _load_pairs(cfg, tokenizer)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
+        (out / HELD_OUT_SCORES).unlink(missing_ok=True)  # a previous run's scores never outlive its weights
         save_config(cfg, out / "config.yaml")
         accelerator.print(f"rm: {len(train_pairs)} training pairs, {len(eval_pairs)} held-out pairs; dropped "
                           f"{dropped['bad_rows']} bad rows and {dropped['over_long']} pairs over "
