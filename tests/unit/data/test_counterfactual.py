@@ -44,9 +44,10 @@ def test_yes_no_swaps_the_statement_or_flips_the_words():
 
 def test_text_answers_keep_case_rules():
     rng = random.Random(0)
-    # element symbols are case-sensitive: "ne" in "ne" words is not the symbol; "Ne" is
+    # element symbols match case-sensitively and as whole tokens: "Ne" is the symbol, the "Ne" of "Neon" is not
     assert swap_answer(ELEMENT, "The symbol for neon is Ne.", rng) == "The symbol for neon is Mg."
     assert swap_answer(ELEMENT, "Neon is a gas.", rng) is None
+    assert swap_answer(ELEMENT, "The symbol is ne.", rng) is None  # lower-case "ne" is not the symbol either
     # other names are matched in any case, as the gold judge matches them
     assert swap_answer(CAPITAL, "beirut is the capital of lebanon.", rng) == "beirut is the capital of Japan."
     assert swap_answer({**CAPITAL, "distractors": ["Lebanon"]}, "Lebanon.", rng) is None  # no wrong candidate
