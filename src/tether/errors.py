@@ -1,5 +1,10 @@
 """Errors a user can act on. The CLI prints them as one line (no traceback) and exits 2."""
 
+import errno
+
+FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+"""OSError numbers of a full disk or an exhausted quota: reported in one line, not as a traceback."""
+
 
 class TetherError(Exception):
     """Base class: a message that names the file/line/field at fault and what is wrong."""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import errno
 import sys
 from pathlib import Path
 
 import typer
 
-from tether.errors import TetherError
+from tether.errors import FULL_DISK_ERRNOS, TetherError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="tether: RLHF you can read and trust (SFT, reward models, PPO, DPO family, best-of-N).")
@@ -451,7 +450,7 @@ def main() -> None:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
     except OSError as err:  # a write the stages do not guard (logs, reports, data files) on a full disk
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if err.errno not in FULL_DISK_ERRNOS:
             raise
         typer.echo(f"error: {err.filename or 'an output file'}: {err.strerror}; free some space or write elsewhere",
                    err=True)

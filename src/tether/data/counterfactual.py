@@ -103,19 +103,20 @@ def counterfactual_pairs(pairs: list[PreferencePair], seed: int = 0) -> tuple[li
                 continue
             seen.add(key)
             stats.replies += 1
-            if not gold_score(prompt_meta, reply).correct:
+            right = gold_score(prompt_meta, reply)
+            if not right.correct:
                 continue
             stats.right += 1
             swapped = swap_answer(prompt_meta, reply, rng)
             if swapped is None:
                 stats.no_swap += 1
                 continue
-            if gold_score(prompt_meta, swapped).correct or judge_pair(prompt_meta, reply, swapped) != 1:
+            wrong = gold_score(prompt_meta, swapped)
+            if wrong.correct or judge_pair(prompt_meta, reply, swapped) != 1:  # the judge's own tie tolerance
                 stats.not_worse += 1
                 continue
             out.append(PreferencePair(pair.prompt, reply, swapped, meta=prompt_meta | {
-                "pair_type": "counterfactual", "labeller": "gold",
-                "chosen_score": gold_score(prompt_meta, reply).total,
-                "rejected_score": gold_score(prompt_meta, swapped).total}))
+                "pair_type": "counterfactual", "labeller": "gold", "chosen_score": right.total,
+                "rejected_score": wrong.total}))
             stats.pairs += 1
     return out, stats

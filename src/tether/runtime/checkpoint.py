@@ -7,7 +7,6 @@ written last and holds the step and whatever the stage needs (e.g. the KL coeffi
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -16,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tether.errors import OutputError
+from tether.errors import FULL_DISK_ERRNOS, OutputError
 
 STATE_FILE = "trainer_state.json"
 NEARLY_FULL_BYTES = 64 * 2**20
@@ -37,7 +36,7 @@ def out_of_space(exc: BaseException, directory: Path) -> bool:
     write while the disk has under `NEARLY_FULL_BYTES` free."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+        if isinstance(seen, OSError) and seen.errno in FULL_DISK_ERRNOS:
             return True
         if "no space left on device" in str(seen).lower() or "disk quota exceeded" in str(seen).lower():
             return True
