@@ -147,3 +147,75 @@ def test_shared_prompt_forward_follows_the_row_by_row_loss_curve(tiny_model_dir,
     assert runs["true"].eval["eval/accuracy"] == runs["false"].eval["eval/accuracy"]
     # 4 steps at lr 3e-3 amplify float rounding: the shifts agree to ~2e-4 relative
     assert runs["true"].bias_shift == pytest.approx(runs["false"].bias_shift, rel=1e-3)
+
+
+def write_ranked_replies(path: Path, n: int = 16) -> Path:
+    """Three replies per prompt ranked short > plain > padded: all three pairs for even i, one for odd i (so
+    prompts, microbatches and processes hold different pair counts)."""
+    with path.open("w") as f:
+        for i in range(n):
+            prompt = [{"role": "user", "content": f"What is {i} plus {i}?"}]
+            best, plain, padded = f"{2 * i}.", f"It is {2 * i}.", f"Great question! It might be {2 * i}, not sure."
+            for chosen, rejected in ([(best, plain), (best, padded), (plain, padded)] if i % 2 == 0
+                                     else [(best, padded)]):
+                f.write(json.dumps({"prompt": prompt, "chosen": chosen, "rejected": rejected}) + "\n")
+    return path
+
+
+def loss_curve(run: Path) -> list[float]:
+    return [m["loss/reward"] for m in read_metrics(run / "metrics.jsonl") if "loss/reward" in m]
+
+
+def test_grouping_prompts_with_one_pair_each_changes_nothing(tiny_model_dir, tmp_path, norm_file):
+    """With one pair per prompt a step draws the same pairs either way: the same loss curve."""
+    for run, grouped in (("pairs", "false"), ("grouped", "true")):
+        train(rm_cfg(tiny_model_dir, tmp_path, run, "--group_by_prompt", grouped))
+    assert len(loss_curve(tmp_path / "grouped")) == 4
+    assert loss_curve(tmp_path / "grouped") == pytest.approx(loss_curve(tmp_path / "pairs"), rel=1e-4)
+
+
+@pytest.mark.parametrize("share", ["true", "false"])
+def test_grouped_step_loss_is_the_mean_over_every_pair_of_its_prompts(tiny_model_dir, tmp_path, norm_file, share):
+    """Step 1 draws all 8 prompts (16 pairs, 24 distinct replies); its logged loss is the Bradley–Terry mean over
+    the 16 pairs, computed here from the untrained model's score of each (prompt, reply)."""
+    from tether.data.tokenization import encode_pairs, group_pairs
+    from tether.data.validate import load_records
+    from tether.losses.reward import bradley_terry_loss
+    from tether.models.loading import load_tokenizer
+    from tether.models.scalar_head import ScalarHeadModel
+    from tether.models.scoring import score_sequences
+
+    data = write_ranked_replies(tmp_path / "ranked.jsonl", n=8)
+    train(rm_cfg(tiny_model_dir, tmp_path, "grouped", "--group_by_prompt", "true", "--data.train_files",
+                 f"[{data}]", "--train.max_steps", "1", "--train.share_prompts", share))
+    tok = load_tokenizer(str(tiny_model_dir))
+    pairs, _ = encode_pairs(tok, load_records(data, "preference")[0], 64)
+    groups = group_pairs(pairs)
+    assert len(groups) == 8 and sum(len(g.pairs) for g in groups) == 16
+    model = ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok, pooling="last", seed=0).eval()
+    with torch.no_grad():
+        scores = [score_sequences(model, [g.prompt_ids] * len(g.replies), g.replies, tok.pad_token_id, 8)
+                  for g in groups]
+    chosen = torch.tensor([s[c] for g, s in zip(groups, scores) for c, _ in g.pairs])
+    rejected = torch.tensor([s[r] for g, s in zip(groups, scores) for _, r in g.pairs])
+    expected, _ = bradley_terry_loss(chosen, rejected)
+    assert loss_curve(tmp_path / "grouped")[0] == pytest.approx(float(expected), rel=1e-4)
+
+
+def test_grouped_two_processes_follow_the_one_process_loss_curve(tiny_model_dir, tmp_path, norm_file):
+    """Processes hold different pair counts each step; the loss is still the mean over the global step's pairs."""
+    from launch import launch_two_processes
+    from tether.runtime.config import save_config
+
+    data = write_ranked_replies(tmp_path / "ranked.jsonl")
+    extra = ("--group_by_prompt", "true", "--data.train_files", f"[{data}]")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each of the 2 processes below
+    try:
+        train(rm_cfg(tiny_model_dir, tmp_path, "one", *extra))
+    finally:
+        torch.set_num_threads(threads)
+    save_config(rm_cfg(tiny_model_dir, tmp_path, "two", *extra), tmp_path / "two.yaml")
+    launch_two_processes("rm", tmp_path / "two.yaml")
+    assert len(loss_curve(tmp_path / "one")) == 4
+    assert loss_curve(tmp_path / "two") == pytest.approx(loss_curve(tmp_path / "one"), rel=1e-4)

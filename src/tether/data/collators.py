@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from tether.data.tokenization import EncodedExample, EncodedPair
+from tether.data.tokenization import EncodedExample, EncodedPair, PairGroup
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -88,19 +88,10 @@ def collate_pairs(batch: list[EncodedPair], pad_id: int) -> dict[str, torch.Tens
     One batched forward scores both sides. `response_mask` marks response tokens (for mean pooling
     over the response, and lengths).
     """
-    seqs = [(p.prompt_ids, p.chosen_ids) for p in batch] + [(p.prompt_ids, p.rejected_ids) for p in batch]
-    width = max(len(a) + len(b) for a, b in seqs)
-    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)  # (2B,T)
-    attention_mask = torch.zeros((len(seqs), width), dtype=torch.long)  # (2B,T)
-    response_mask = torch.zeros((len(seqs), width), dtype=torch.bool)  # (2B,T)
-    for i, (prompt, response) in enumerate(seqs):
-        n = len(prompt) + len(response)
-        input_ids[i, :n] = torch.tensor(prompt + response)
-        attention_mask[i, :n] = 1
-        response_mask[i, len(prompt) : n] = True
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask,
-            "position_ids": position_ids_from_mask(attention_mask),
-            "margin": torch.tensor([p.margin for p in batch], dtype=torch.float32)}  # (B,)
+    n = len(batch)
+    out = collate_scored_rows([p.prompt_ids for p in batch], [p.chosen_ids for p in batch]
+                              + [p.rejected_ids for p in batch], [*range(n), *range(n)], pad_id)
+    return {**out, "margin": torch.tensor([p.margin for p in batch], dtype=torch.float32)}  # (B,)
 
 
 def collate_prompt_replies(prompts: list[list[int]], replies: list[list[int]], source: list[int],
@@ -150,6 +141,44 @@ def collate_pair_batch(batch: list[EncodedPair], pad_id: int, share_prompts: boo
     """`collate_pair_prompts` (each prompt forwarded once for both replies) or `collate_pairs` (one row per
     prompt+reply): the pairwise stages' `train.share_prompts`."""
     return collate_pair_prompts(batch, pad_id) if share_prompts else collate_pairs(batch, pad_id)
+
+
+def collate_scored_rows(prompts: list[list[int]], replies: list[list[int]], source: list[int],
+                        pad_id: int) -> dict[str, torch.Tensor]:
+    """One right-padded row per reply, its prompt (``prompts[source[j]]``) in front: `collate_pairs`' layout
+    for any replies. Returns input_ids/attention_mask/position_ids ``(N,T)`` and response_mask ``(N,T)``."""
+    seqs = [(prompts[s], r) for s, r in zip(source, replies)]
+    width = max(len(a) + len(b) for a, b in seqs)
+    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)  # (N,T)
+    attention_mask = torch.zeros((len(seqs), width), dtype=torch.long)  # (N,T)
+    response_mask = torch.zeros((len(seqs), width), dtype=torch.bool)  # (N,T)
+    for i, (prompt, response) in enumerate(seqs):
+        n = len(prompt) + len(response)
+        input_ids[i, :n] = torch.tensor(prompt + response)
+        attention_mask[i, :n] = 1
+        response_mask[i, len(prompt) : n] = True
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask,
+            "position_ids": position_ids_from_mask(attention_mask)}
+
+
+def collate_pair_groups(groups: list[PairGroup], pad_id: int, share_prompts: bool) -> dict[str, torch.Tensor]:
+    """Prompt groups (`group_pairs`) → every distinct reply once, in the shared-prompt layout
+    (`collate_prompt_replies`) or one row per prompt+reply (`collate_scored_rows`), and the pairs as row
+    indices: ``chosen_index``/``rejected_index`` (P,) into the N reply rows, ``margin`` (P,)."""
+    replies, source, chosen, rejected, margins = [], [], [], [], []
+    for g, group in enumerate(groups):
+        first = len(replies)
+        replies += group.replies
+        source += [g] * len(group.replies)
+        chosen += [first + c for c, _ in group.pairs]
+        rejected += [first + r for _, r in group.pairs]
+        margins += group.margins
+    prompts = [group.prompt_ids for group in groups]
+    out = (collate_prompt_replies(prompts, replies, source, pad_id) if share_prompts
+           else collate_scored_rows(prompts, replies, source, pad_id))
+    return {**out, "chosen_index": torch.tensor(chosen, dtype=torch.long),
+            "rejected_index": torch.tensor(rejected, dtype=torch.long),
+            "margin": torch.tensor(margins, dtype=torch.float32)}
 
 
 def forwarded_tokens(batch: dict[str, torch.Tensor]) -> int:

@@ -90,6 +90,41 @@ def encode_pairs(tokenizer, pairs, max_length: int, drop_long: bool = False) -> 
     return encoded, len(too_long)
 
 
+@dataclass
+class PairGroup:
+    """All the pairs of one prompt: each distinct reply once, and the comparisons between them as
+    (chosen, rejected) indices into `replies`, with each pair's margin. Scoring a group scores each reply
+    once, however many pairs it is in (K replies give up to K·(K−1)/2 pairs)."""
+
+    prompt_ids: list[int]
+    replies: list[list[int]]
+    pairs: list[tuple[int, int]]
+    margins: list[float]
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids) + max(len(r) for r in self.replies)
+
+
+def group_pairs(pairs: list[EncodedPair]) -> list[PairGroup]:
+    """Group pairs by prompt (token ids), in order of each prompt's first pair; within a group, replies are
+    deduplicated by token ids in order of first appearance and the pairs keep their input order."""
+    groups: dict[tuple[int, ...], PairGroup] = {}
+    reply_index: dict[tuple[int, ...], dict[tuple[int, ...], int]] = {}
+    for pair in pairs:
+        key = tuple(pair.prompt_ids)
+        group = groups.setdefault(key, PairGroup(list(pair.prompt_ids), [], [], []))
+        index = reply_index.setdefault(key, {})
+        sides = []
+        for ids in (pair.chosen_ids, pair.rejected_ids):
+            if tuple(ids) not in index:
+                index[tuple(ids)] = len(group.replies)
+                group.replies.append(list(ids))
+            sides.append(index[tuple(ids)])
+        group.pairs.append((sides[0], sides[1]))
+        group.margins.append(pair.margin)
+    return list(groups.values())
+
+
 def split_by_prompt(items: list, fraction: float, generator) -> tuple[list, list]:
     """Hold out `fraction` of the distinct prompts (all their items go together), so held-out metrics are
     on prompts never trained on. Items carry `prompt_ids`; the choice is a pure function of the generator.

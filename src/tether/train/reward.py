@@ -19,8 +19,8 @@ from typing import Literal
 
 import torch
 
-from tether.data.collators import collate_pair_batch, forwarded_tokens
-from tether.data.tokenization import EncodedPair, encode_pairs, encode_sft_examples, split_by_prompt
+from tether.data.collators import collate_pair_batch, collate_pair_groups, forwarded_tokens
+from tether.data.tokenization import EncodedPair, encode_pairs, encode_sft_examples, group_pairs, split_by_prompt
 from tether.data.validate import load_many, load_records
 from tether.errors import ConfigError
 from tether.eval.metrics import reward_model_report
@@ -82,13 +82,17 @@ class RMConfig:
     """Use each pair's `margin` field in the loss: −log σ(r_c − r_r − margin)."""
     center_coef: float = 0.0
     """Weight of the centring penalty (r_c + r_r)² that keeps scores near 0 (0 = off)."""
+    group_by_prompt: bool = False
+    """Train on prompts instead of pairs: a step takes `train.batch_size` prompts with every pair of each, and
+    scores each distinct reply once (K replies of a prompt give up to K(K−1)/2 pairs for K forwards); the loss
+    is the mean over the step's pairs. `train.batch_size` and `micro_batch_size` then count prompts."""
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name="runs/demo/sft"))
     """Backbone to start from (the SFT model by default); its LM head is replaced by a fresh scalar head."""
     data: RMDataConfig = field(default_factory=RMDataConfig)
     """Preference data."""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(learning_rate=1e-5, batch_size=16,
                                                                    micro_batch_size=4))
-    """Optimisation and loop settings (batch sizes count pairs)."""
+    """Optimisation and loop settings (batch sizes count pairs, or prompts with `group_by_prompt`)."""
 
     def validate(self) -> None:
         if not 0.0 <= self.data.eval_fraction < 1.0:
@@ -126,7 +130,9 @@ def _load_pairs(cfg: RMConfig, tokenizer) -> tuple[list[EncodedPair], list[Encod
 def _score_pairs(model, batch: dict, device, group_rows: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Chosen (B,) and rejected (B,) scores of a pair batch: `collate_pair_prompts`' (each prompt forwarded
     once, the replies continuing from its cache: `models.shared_prompt`) or `collate_pairs`' (2B rows;
-    `ops.map_length_groups`). Replies (rows) in one forward, or in forwards of `group_rows` of similar length."""
+    `ops.map_length_groups`); or of a `collate_pair_groups` batch (each distinct reply scored once, the pairs
+    picked by `chosen_index`/`rejected_index`). Replies (rows) in one forward, or in forwards of `group_rows`
+    of similar length."""
     if "reply_ids" in batch:
         rows = {k: batch[k].to(device) for k in ("prompt_ids", "prompt_mask", "reply_ids", "reply_mask", "source")}
         scores = model(shared=rows, group_rows=group_rows)  # (2B,)
@@ -137,6 +143,8 @@ def _score_pairs(model, batch: dict, device, group_rows: int = 0) -> tuple[torch
             return model(b["input_ids"], b["attention_mask"], b["position_ids"])  # (n,)
 
         scores = map_length_groups(score, rows, group_rows)[0] if group_rows else score(rows)  # (2B,)
+    if "chosen_index" in batch:
+        return scores[batch["chosen_index"].to(device)], scores[batch["rejected_index"].to(device)]
     n = scores.shape[0] // 2
     return scores[:n], scores[n:]
 
@@ -187,13 +195,15 @@ def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
     # 1. Data: validated pairs → token ids; held-out pairs are from prompts never trained on.
     tokenizer = load_tokenizer(cfg.model.name, cfg.model.max_length)
     train_pairs, eval_pairs, dropped = _load_pairs(cfg, tokenizer)
+    items = group_pairs(train_pairs) if cfg.group_by_prompt else train_pairs  # what a step draws from
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / HELD_OUT_SCORES).unlink(missing_ok=True)  # a previous run's scores never outlive its weights
         save_config(cfg, out / "config.yaml")
         accelerator.print(f"rm: {len(train_pairs)} training pairs, {len(eval_pairs)} held-out pairs; dropped "
                           f"{dropped['bad_rows']} bad rows and {dropped['over_long']} pairs over "
-                          f"{cfg.model.max_length} tokens")
+                          f"{cfg.model.max_length} tokens"
+                          + (f"; {len(items)} prompts (steps draw prompts)" if cfg.group_by_prompt else ""))
 
     # 2. Model: backbone from the SFT policy + a fresh scalar head (+ LoRA).
     model = ScalarHeadModel.from_pretrained_lm(cfg.model.name, tokenizer, pooling=cfg.pooling,
@@ -206,22 +216,25 @@ def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
     model, optimizer, scheduler = run.model, run.optimizer, run.scheduler
     start_step, metrics = run.start_step, run.metrics
 
-    # 4. Loop: each optimizer step sees `batch_size` pairs in total over processes and microbatches.
+    # 4. Loop: each optimizer step sees `batch_size` pairs (or prompts with all their pairs) in total over
+    #    processes and microbatches; the loss is the mean over the step's pairs.
     timer, window, eval_metrics = StepTimer(), [], {}
     group_rows = tcfg.group_rows(accelerator.device)
     bar = progress(accelerator, tcfg.max_steps, start_step, "rm")
     for step in range(start_step, tcfg.max_steps):
-        indices = rank_slice(global_batch_indices(len(train_pairs), tcfg.batch_size, step, tcfg.seed),
-                             accelerator.process_index, accelerator.num_processes)
-        micro = [collate_pair_batch([train_pairs[i] for i in chunk], tokenizer.pad_token_id, tcfg.share_prompts)
-                 for chunk in length_grouped_microbatches(indices, n_micro, lambda i: len(train_pairs[i]))]
+        global_indices = global_batch_indices(len(items), tcfg.batch_size, step, tcfg.seed)
+        num_pairs = sum(len(items[i].pairs) for i in global_indices) if cfg.group_by_prompt else tcfg.batch_size
+        indices = rank_slice(global_indices, accelerator.process_index, accelerator.num_processes)
+        collate = collate_pair_groups if cfg.group_by_prompt else collate_pair_batch
+        micro = [collate([items[i] for i in chunk], tokenizer.pad_token_id, tcfg.share_prompts)
+                 for chunk in length_grouped_microbatches(indices, n_micro, lambda i: len(items[i]))]
         acc = StepStats("loss/reward")
         for k, batch in enumerate(micro):
             sync = nullcontext() if k == n_micro - 1 else accelerator.no_sync(model)
             with sync:
                 chosen, rejected = _score_pairs(model, batch, accelerator.device, group_rows)  # (b,), (b,)
                 margin = batch["margin"].to(accelerator.device) if cfg.use_margin else None
-                loss, stats = bradley_terry_loss(chosen, rejected, margin=margin, num_pairs=tcfg.batch_size,
+                loss, stats = bradley_terry_loss(chosen, rejected, margin=margin, num_pairs=num_pairs,
                                                  center_coef=cfg.center_coef)
                 accelerator.backward(loss * accelerator.num_processes)  # DDP averages over processes
             acc.add(loss, stats, len(chosen))

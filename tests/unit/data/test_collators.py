@@ -98,3 +98,35 @@ def test_collate_prompt_replies_rejects_a_bad_source_or_an_empty_reply():
         collate_prompt_replies([[5]], [[2], [2]], [0, 1], PAD)
     with pytest.raises(ValueError, match="at least one token"):
         collate_prompt_replies([[5]], [[]], [0], PAD)
+
+
+def test_group_pairs_scores_each_reply_once_per_prompt():
+    from tether.data.tokenization import group_pairs
+
+    a, b, c = [7, 2], [8, 8, 2], [9, 2]
+    groups = group_pairs([EncodedPair([5, 6], a, b, margin=1.0), EncodedPair([4], c, a),
+                          EncodedPair([5, 6], a, c), EncodedPair([5, 6], b, c, margin=0.5)])
+    assert [g.prompt_ids for g in groups] == [[5, 6], [4]]  # in order of each prompt's first pair
+    assert groups[0].replies == [a, b, c] and groups[0].pairs == [(0, 1), (0, 2), (1, 2)]
+    assert groups[0].margins == [1.0, 0.0, 0.5]
+    assert groups[1].replies == [c, a] and groups[1].pairs == [(0, 1)] and groups[1].margins == [0.0]
+    assert len(groups[0]) == 2 + 3  # prompt + longest reply
+
+
+def test_collate_pair_groups_index_the_reply_rows_in_both_layouts():
+    from tether.data.collators import collate_pair_groups
+    from tether.data.tokenization import PairGroup
+
+    groups = [PairGroup([5, 6], [[7, 2], [8, 8, 2], [9, 2]], [(0, 1), (0, 2), (1, 2)], [1.0, 0.0, 0.5]),
+              PairGroup([4], [[3, 2], [2]], [(1, 0)], [0.0])]
+    shared = collate_pair_groups(groups, PAD, share_prompts=True)
+    assert shared["prompt_ids"].tolist() == [[5, 6], [PAD, 4]]
+    assert shared["reply_ids"].tolist() == [[7, 2, PAD], [8, 8, 2], [9, 2, PAD], [3, 2, PAD], [2, PAD, PAD]]
+    assert shared["source"].tolist() == [0, 0, 0, 1, 1]
+    assert shared["chosen_index"].tolist() == [0, 0, 1, 4] and shared["rejected_index"].tolist() == [1, 2, 2, 3]
+    assert shared["margin"].tolist() == [1.0, 0.0, 0.5, 0.0]
+    rows = collate_pair_groups(groups, PAD, share_prompts=False)
+    assert rows["input_ids"].tolist() == [[5, 6, 7, 2, PAD], [5, 6, 8, 8, 2], [5, 6, 9, 2, PAD],
+                                          [4, 3, 2, PAD, PAD], [4, 2, PAD, PAD, PAD]]
+    assert rows["response_mask"].tolist()[4] == [False, True, False, False, False]
+    assert rows["chosen_index"].tolist() == [0, 0, 1, 4] and rows["rejected_index"].tolist() == [1, 2, 2, 3]
