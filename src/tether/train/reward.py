@@ -82,6 +82,10 @@ class RMConfig:
     """Use each pair's `margin` field in the loss: −log σ(r_c − r_r − margin)."""
     center_coef: float = 0.0
     """Weight of the centring penalty (r_c + r_r)² that keeps scores near 0 (0 = off)."""
+    head_lr_multiplier: float = 1.0
+    """The score head learns at `train.learning_rate` × this. Under Adam every weight moves about lr per step, so
+    at the backbone's 1e-5 a fresh head barely turns in a few dozen steps and the backbone bends to a random
+    direction instead; a larger rate lets the head find the features the backbone already has."""
     group_by_prompt: bool = False
     """Train on prompts instead of pairs: a step takes `train.batch_size` prompts with every pair of each, and
     scores each distinct reply once (K replies of a prompt give up to K(K−1)/2 pairs for K forwards); the loss
@@ -97,6 +101,8 @@ class RMConfig:
     def validate(self) -> None:
         if not 0.0 <= self.data.eval_fraction < 1.0:
             raise ConfigError(f"data.eval_fraction must be in [0, 1), got {self.data.eval_fraction}")
+        if self.head_lr_multiplier <= 0:
+            raise ConfigError(f"head_lr_multiplier must be > 0, got {self.head_lr_multiplier}")
         if not self.data.train_files:
             raise ConfigError("data.train_files is empty")
 
@@ -212,7 +218,8 @@ def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
         model = apply_lora_to_scalar(model, cfg.model)
     model.train()
     # 3. Optimizer, schedule, accelerate wrapping; resume from the latest checkpoint if there is one.
-    run = prepare_training(accelerator, model, tcfg, out, "rm", to_dict(cfg))
+    run = prepare_training(accelerator, model, tcfg, out, "rm", to_dict(cfg), scaled=list(model.head.parameters()),
+                           lr_scale=cfg.head_lr_multiplier)
     model, optimizer, scheduler = run.model, run.optimizer, run.scheduler
     start_step, metrics = run.start_step, run.metrics
 
