@@ -134,21 +134,21 @@ def _load_pairs(cfg: RMConfig, tokenizer) -> tuple[list[EncodedPair], list[Encod
 
 
 def _score_pairs(model, batch: dict, device, group_rows: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Chosen (B,) and rejected (B,) scores of a pair batch: `collate_pair_prompts`' (each prompt forwarded
+    """Chosen (P,) and rejected (P,) scores of the P pairs of a batch: `collate_pair_prompts`' (each prompt forwarded
     once, the replies continuing from its cache: `models.shared_prompt`) or `collate_pairs`' (2B rows;
     `ops.map_length_groups`); or of a `collate_pair_groups` batch (each distinct reply scored once, the pairs
     picked by `chosen_index`/`rejected_index`). Replies (rows) in one forward, or in forwards of `group_rows`
     of similar length."""
     if "reply_ids" in batch:
         rows = {k: batch[k].to(device) for k in ("prompt_ids", "prompt_mask", "reply_ids", "reply_mask", "source")}
-        scores = model(shared=rows, group_rows=group_rows)  # (2B,)
+        scores = model(shared=rows, group_rows=group_rows)  # (N,): one per reply row (2B for pairs)
     else:
         rows = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids")}
 
         def score(b: dict) -> torch.Tensor:
             return model(b["input_ids"], b["attention_mask"], b["position_ids"])  # (n,)
 
-        scores = map_length_groups(score, rows, group_rows)[0] if group_rows else score(rows)  # (2B,)
+        scores = map_length_groups(score, rows, group_rows)[0] if group_rows else score(rows)  # (N,)
     if "chosen_index" in batch:
         return scores[batch["chosen_index"].to(device)], scores[batch["rejected_index"].to(device)]
     n = scores.shape[0] // 2
