@@ -219,3 +219,22 @@ def test_grouped_two_processes_follow_the_one_process_loss_curve(tiny_model_dir,
     launch_two_processes("rm", tmp_path / "two.yaml")
     assert len(loss_curve(tmp_path / "one")) == 4
     assert loss_curve(tmp_path / "two") == pytest.approx(loss_curve(tmp_path / "one"), rel=1e-4)
+
+
+def test_head_lr_multiplier_moves_the_head_faster_and_resumes_exactly(tiny_model_dir, tmp_path, norm_file):
+    from tether.models.loading import load_tokenizer
+    from tether.models.scalar_head import ScalarHeadModel
+
+    fast = ("--head_lr_multiplier", "30")
+    train(rm_cfg(tiny_model_dir, tmp_path, "slow", "--train.learning_rate", "1e-4"))
+    train(rm_cfg(tiny_model_dir, tmp_path, "fast", "--train.learning_rate", "1e-4", *fast))
+    train(rm_cfg(tiny_model_dir, tmp_path, "resumed", "--train.learning_rate", "1e-4", *fast), interrupt_at_step=2)
+    train(rm_cfg(tiny_model_dir, tmp_path, "resumed", "--train.learning_rate", "1e-4", *fast))
+    assert loss_curve(tmp_path / "resumed") == pytest.approx(loss_curve(tmp_path / "fast"), rel=1e-6, abs=1e-7)
+    start = ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), load_tokenizer(str(tiny_model_dir)), seed=0)
+
+    def head_moved(run: str) -> float:
+        return float((ScalarHeadModel.from_pretrained(tmp_path / run).head.weight - start.head.weight).abs().max())
+
+    # Adam moves a weight by at most ~lr per step: 4 steps at 1e-4 against 4 at 3e-3
+    assert head_moved("slow") < 5e-4 < 5e-3 < head_moved("fast")
