@@ -145,20 +145,11 @@ def collate_pair_batch(batch: list[EncodedPair], pad_id: int, share_prompts: boo
 
 def collate_scored_rows(prompts: list[list[int]], replies: list[list[int]], source: list[int],
                         pad_id: int) -> dict[str, torch.Tensor]:
-    """One right-padded row per reply, its prompt (``prompts[source[j]]``) in front: `collate_pairs`' layout
-    for any replies. Returns input_ids/attention_mask/position_ids ``(N,T)`` and response_mask ``(N,T)``."""
-    seqs = [(prompts[s], r) for s, r in zip(source, replies)]
-    width = max(len(a) + len(b) for a, b in seqs)
-    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)  # (N,T)
-    attention_mask = torch.zeros((len(seqs), width), dtype=torch.long)  # (N,T)
-    response_mask = torch.zeros((len(seqs), width), dtype=torch.bool)  # (N,T)
-    for i, (prompt, response) in enumerate(seqs):
-        n = len(prompt) + len(response)
-        input_ids[i, :n] = torch.tensor(prompt + response)
-        attention_mask[i, :n] = 1
-        response_mask[i, len(prompt) : n] = True
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask,
-            "position_ids": position_ids_from_mask(attention_mask)}
+    """One right-padded row per reply, its prompt (``prompts[source[j]]``) in front: `collate_sft`'s rows, with
+    its loss mask as ``response_mask``. Returns input_ids/attention_mask/position_ids/response_mask ``(N,T)``."""
+    rows = collate_sft([EncodedExample(prompts[s], r) for s, r in zip(source, replies)], pad_id)
+    rows["response_mask"] = rows.pop("loss_mask")  # (N,T) True at reply tokens
+    return rows
 
 
 def collate_pair_groups(groups: list[PairGroup], pad_id: int, share_prompts: bool) -> dict[str, torch.Tensor]:
