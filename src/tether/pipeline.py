@@ -17,7 +17,9 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from tether.data.demo_task import TASK_VERSION, make_demo_task
@@ -97,6 +99,22 @@ class DemoOptions:
     true: keep them, e.g. to evaluate PPO's with `tether experiment overoptimization --ppo_runs`."""
     config_dir: str = field(default_factory=lambda: str(default_config_dir()))
     """Where the stage YAML configs live (see `default_config_dir`)."""
+    workers: int = 0
+    """Processes the stages after SFT run in, side by side where their inputs allow (`runtime.workers`): DPO and
+    the evaluations beside the reward model and PPO. Each gets CPUs // workers intra-op threads. 1: one stage
+    after another in this process, on all threads. 0 (auto): 2 on a CPU-only machine with 2 or more CPUs, else
+    1. On the 2-core CPU two one-thread processes do 1.42x the decode and 1.13x the training work of one
+    two-thread process (docs/architecture.md)."""
+
+    def resolved_workers(self) -> int:
+        """`workers`, with 0 resolved (auto)."""
+        if self.workers:
+            return self.workers
+        import torch
+
+        from tether.runtime.workers import cpu_threads
+
+        return 2 if not torch.cuda.is_available() and cpu_threads() >= 2 else 1
 
     @property
     def kl_from_samples(self) -> bool:
@@ -117,6 +135,8 @@ class DemoOptions:
                      "bon_prompts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0 (0: auto), got {self.workers}")
         if self.rm_templated_pairs < 0:
             raise ConfigError(f"rm_templated_pairs must be >= 0, got {self.rm_templated_pairs}")
         if self.samples_per_prompt < 2:
@@ -183,7 +203,7 @@ def _reusable(output: Path, record: dict, log, *, is_file: bool = False) -> bool
     return StageRecord(output, done_marker=None if is_file else "result.json").reuse(record, log)
 
 
-def _label_on_policy(policy_dir: Path, rows, out: Path, opts: DemoOptions, seed: int, log,
+def _label_on_policy(policy_dir: Path, rows, out: Path, samples_per_prompt: int, seed: int, log=print,
                      max_new_tokens: int = 64) -> dict:
     """Sample K responses per prompt from the SFT policy and label pairs with the gold judge."""
     from tether.models.loading import freeze, load_causal_lm, load_tokenizer
@@ -193,13 +213,68 @@ def _label_on_policy(policy_dir: Path, rows, out: Path, opts: DemoOptions, seed:
     tokenizer = load_tokenizer(str(policy_dir))
     policy = freeze(load_causal_lm(str(policy_dir), tokenizer))
     sampling = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=max_new_tokens)
-    cands = labelling.sample_candidates(policy, tokenizer, rows, opts.samples_per_prompt, sampling, seed)
+    cands = labelling.sample_candidates(policy, tokenizer, rows, samples_per_prompt, sampling, seed)
     pairs, stats = labelling.pairs_from_scores(rows, cands, labelling.gold_scores(rows, cands), "gold",
                                                max_pairs_per_prompt=2, seed=seed)
     save_records(out, pairs)
-    log(f"      {out.name}: {stats.pairs} pairs from {stats.prompts} prompts × {opts.samples_per_prompt} samples "
+    log(f"      {out.name}: {stats.pairs} pairs from {stats.prompts} prompts × {samples_per_prompt} samples "
         f"(ties dropped {stats.ties_dropped}, duplicates dropped {stats.duplicates_dropped})")
-    return {"pairs": stats.pairs, "ties_dropped": stats.ties_dropped, "duplicates_dropped": stats.duplicates_dropped}
+    return {"labels": {"pairs": stats.pairs, "ties_dropped": stats.ties_dropped,
+                       "duplicates_dropped": stats.duplicates_dropped}}
+
+
+def _train(train_fn, cfg) -> None:
+    """A training stage as a task (its return value stays in the worker)."""
+    train_fn(cfg)
+
+
+def _best_of_n_task(policy: Path, rm_dir: Path, rows, n: int, out: Path, run: Path, seed: int) -> None:
+    """Best-of-N against SFT's greedy evaluation, read from its cache (written before this stage runs)."""
+    from tether.eval.bon_policy import run_best_of_n
+    from tether.eval.policy_cache import load_eval
+
+    baseline = load_eval(run / "eval" / "policy-sft.json")[0]
+    run_best_of_n(str(policy), str(rm_dir), rows, n, out, baseline=baseline, seed=seed, name=f"bon{n}")
+
+
+def _evaluate_task(run: Path, name: str, spec: str, rows, kl_rows, tokenizer_spec: str, max_length: int,
+                   sft_dir: Path, rm_dir: Path | None, seed: int, max_new_tokens: int, samples_per_prompt: int,
+                   temperature: float) -> None:
+    """One policy's evaluation (`evaluate_cached`) in a worker; without `rm_dir` the proxy score is left for the
+    pipeline's evaluation stage to add."""
+    from tether.eval.policy_cache import evaluate_cached
+    from tether.models.loading import freeze, load_causal_lm, load_tokenizer
+    from tether.models.scalar_head import ScalarHeadModel
+
+    tokenizer = load_tokenizer(tokenizer_spec, max_length)
+    sft_model = freeze(load_causal_lm(str(sft_dir), tokenizer))
+    rm = freeze(ScalarHeadModel.from_pretrained(rm_dir)) if rm_dir else None
+    evaluate_cached(run, name, spec, rows, kl_rows, tokenizer, sft_model, rm,
+                    load_tokenizer(str(rm_dir)) if rm_dir else None, seed=seed, max_new_tokens=max_new_tokens,
+                    rm_spec=str(rm_dir) if rm_dir else None, samples_per_prompt=samples_per_prompt,
+                    temperature=temperature)
+
+
+@dataclass
+class _Stage:
+    """One stage after SFT: what it writes, what it is made from, how it runs."""
+
+    key: str
+    """Its timing key ("rm_s", "dpo_s", "label:<file>")."""
+    progress: str
+    """Its entry in STAGES (the progress line)."""
+    output: Path
+    """Its run dir (finished when it holds result.json) or, with is_file, its single output file."""
+    record: Callable[[], dict]
+    """Its provenance record (`stage_inputs`), computed once its inputs exist."""
+    task: Callable[[], dict | None]
+    """Runs it (picklable, for a worker); returns extra outcome fields (label counts) or None."""
+    message: str
+    """What running it does."""
+    reuse_message: str
+    needs: tuple[str, ...] = ()
+    """Keys of the stages (and evaluations) whose outputs it reads."""
+    is_file: bool = False
 
 
 class _Progress:
@@ -233,7 +308,7 @@ def _settle(key: str, output: Path, t0: float, reused: list[str], timings: dict,
 
 
 def run_demo(opts: DemoOptions, log=print) -> dict:
-    from tether.eval.bon_policy import rejudge_best_of_n, run_best_of_n
+    from tether.eval.bon_policy import rejudge_best_of_n
     from tether.eval.evaluate import ScoredSample, align_to, compare, summarise, write_eval
     from tether.eval.policy_cache import evaluate_cached
     from tether.eval.report import write_report as write_run_report
@@ -276,8 +351,10 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
         sft.train(sft_cfg)
     _settle("sft_s", sft_dir, t0, reused, timings, prune_checkpoints=not opts.keep_checkpoints)
 
-    # 3. On-policy preference collection: SFT samples labelled by the gold judge (train and held-out prompts).
-    label_stats, label_times = {}, {}
+    # 3-6 and 8. The stages after SFT (`_Stage`s in pipeline order): on-policy labelling (SFT samples labelled by
+    #    the gold judge, on train and held-out prompts), the reward model, PPO, the direct preference losses and
+    #    best-of-N. With more than one worker they run first in worker processes, side by side where their inputs
+    #    allow, with the evaluation's generation (`_worker_jobs`); the serial pass below then finds them finished.
     n_train, n_eval = QUICK_SIZES["label_prompts"] if quick else (opts.label_prompts, opts.eval_label_prompts)
     pref_prompts = [r for r in _as_prompts(load_records(data_dir / "preference.jsonl", "preference")[0])]
     eval_rows = interleave_by(load_records(data_dir / "eval_prompts.jsonl", "prompt")[0])  # prefixes span families
@@ -289,29 +366,21 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
             raise ConfigError(f"{name}: {wanted} asked, the demo task has {have} ({data_dir})")
     pref_prompts = pref_prompts[:n_train]
     label_tokens = QUICK_SIZES["label_tokens"] if quick else 64
-    targets = [("onpolicy_pairs.jsonl", pref_prompts, opts.seed + 1, "preference.jsonl"),
-               ("eval_pairs.jsonl", eval_rows[:n_eval], opts.seed + 2, "eval_prompts.jsonl")]
-    for fname, rows, seed, source in targets:
-        t0, stats = time.perf_counter(), None
-        record = stage_inputs({"prompts": len(rows), "samples_per_prompt": opts.samples_per_prompt, "seed": seed,
-                               "max_new_tokens": label_tokens}, root=run, policy=sft_dir, prompts=data_dir / source)
-        if _reusable(data_dir / fname, record, log, is_file=True):
-            stage("label", f"reusing {data_dir / fname}")
-            reused.append(f"label:{fname}")
-        else:
-            stage("label", f"sampling {opts.samples_per_prompt} SFT responses for {len(rows)} prompts, "
-                           f"gold-judge pairs")
-            stats = _label_on_policy(sft_dir, rows, data_dir / fname, opts, seed, log, max_new_tokens=label_tokens)
-        outcome = _settle(f"label:{fname}", data_dir / fname, t0, reused, label_times, is_file=True,
-                          extra={"labels": stats})
-        label_stats[fname] = outcome.get("labels")
-    if all(f"label:{fname}" in reused for fname, *_ in targets):
-        reused.append("label_s")
-    timings["label_s"] = None if None in label_times.values() else sum(label_times.values())
+    stages: list[_Stage] = []
+    for fname, rows, seed, source in (("onpolicy_pairs.jsonl", pref_prompts, opts.seed + 1, "preference.jsonl"),
+                                      ("eval_pairs.jsonl", eval_rows[:n_eval], opts.seed + 2, "eval_prompts.jsonl")):
+        record = partial(stage_inputs, {"prompts": len(rows), "samples_per_prompt": opts.samples_per_prompt,
+                                        "seed": seed, "max_new_tokens": label_tokens},
+                         root=run, policy=sft_dir, prompts=data_dir / source)
+        stages.append(_Stage(
+            f"label:{fname}", "label", data_dir / fname, record,
+            partial(_label_on_policy, sft_dir, rows, data_dir / fname, opts.samples_per_prompt, seed,
+                    max_new_tokens=label_tokens),
+            f"sampling {opts.samples_per_prompt} SFT responses for {len(rows)} prompts, gold-judge pairs",
+            f"reusing {data_dir / fname}", is_file=True))
+    label_keys = tuple(st.key for st in stages)
 
-    # 4. Reward model: from the SFT backbone, on templated + on-policy pairs; held out: eval-prompt pairs.
-    t0 = time.perf_counter()
-    rm_dir = run / "rm"
+    rm_dir = run / "rm"  # from the SFT backbone, on templated + on-policy pairs; held out: eval-prompt pairs
     templated = write_templated_sample(data_dir / "preference.jsonl", data_dir / "rm_templated.jsonl",
                                        opts.rm_templated_pairs, opts.seed + 3)
     overrides = ["--output_dir", str(rm_dir), "--model.name", str(sft_dir), "--train.seed", str(opts.seed),
@@ -322,40 +391,32 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     if quick:
         overrides += QUICK_OVERRIDES["rm"]
     rm_cfg = load_config(reward.RMConfig, str(Path(opts.config_dir) / "rm.yaml"), overrides)
-    rm_inputs = stage_inputs(rm_cfg, root=run, policy=sft_dir, templated=templated,
-                             onpolicy=data_dir / "onpolicy_pairs.jsonl", held_out=data_dir / "eval_pairs.jsonl",
-                             norm=data_dir / "sft.jsonl")
-    if _reusable(rm_dir, rm_inputs, log):
-        stage("rm", f"reusing the finished run in {rm_dir}")
-        reused.append("rm_s")
-    else:
-        stage("rm", f"{rm_cfg.train.max_steps} steps × {rm_cfg.train.batch_size} pairs → {rm_dir}")
-        reward.train(rm_cfg)
-    _settle("rm_s", rm_dir, t0, reused, timings, prune_checkpoints=not opts.keep_checkpoints)
+    stages.append(_Stage(
+        "rm_s", "rm", rm_dir,
+        partial(stage_inputs, rm_cfg, root=run, policy=sft_dir, templated=templated,
+                onpolicy=data_dir / "onpolicy_pairs.jsonl", held_out=data_dir / "eval_pairs.jsonl",
+                norm=data_dir / "sft.jsonl"),
+        partial(_train, reward.train, rm_cfg), f"{rm_cfg.train.max_steps} steps × {rm_cfg.train.batch_size} pairs → "
+                                               f"{rm_dir}",
+        f"reusing the finished run in {rm_dir}", needs=label_keys))
 
-    # 5. PPO from the SFT policy against the reward model, KL-tethered to the SFT policy.
-    t0 = time.perf_counter()
-    ppo_dir = run / "ppo"
+    ppo_dir = run / "ppo"  # from the SFT policy against the reward model, KL-tethered to the SFT policy
     if "ppo" not in opts.skip:
         overrides = ["--output_dir", str(ppo_dir), "--model.name", str(sft_dir), "--reward_model", str(rm_dir),
                      "--data.prompts_file", str(data_dir / "rl_prompts.jsonl"), "--train.seed", str(opts.seed)]
         if quick:
             overrides += QUICK_OVERRIDES["ppo"]
         ppo_cfg = load_config(ppo.PPOConfig, str(Path(opts.config_dir) / "ppo.yaml"), overrides)
-        ppo_inputs = stage_inputs(ppo_cfg, root=run, policy=sft_dir, rm=rm_dir, prompts=data_dir / "rl_prompts.jsonl")
-        if _reusable(ppo_dir, ppo_inputs, log):
-            stage("ppo", f"reusing the finished run in {ppo_dir}")
-            reused.append("ppo_s")
-        else:
-            stage("ppo", f"{ppo_cfg.train.max_steps} iterations × {ppo_cfg.rollout.prompts_per_step} prompts × "
-                         f"{ppo_cfg.rollout.samples_per_prompt} samples ({ppo_cfg.advantage_estimator}) → {ppo_dir}")
-            ppo.train(ppo_cfg)
-        _settle("ppo_s", ppo_dir, t0, reused, timings, prune_checkpoints=not opts.keep_checkpoints)
+        stages.append(_Stage(
+            "ppo_s", "ppo", ppo_dir,
+            partial(stage_inputs, ppo_cfg, root=run, policy=sft_dir, rm=rm_dir, prompts=data_dir / "rl_prompts.jsonl"),
+            partial(_train, ppo.train, ppo_cfg),
+            f"{ppo_cfg.train.max_steps} iterations × {ppo_cfg.rollout.prompts_per_step} prompts × "
+            f"{ppo_cfg.rollout.samples_per_prompt} samples ({ppo_cfg.advantage_estimator}) → {ppo_dir}",
+            f"reusing the finished run in {ppo_dir}", needs=("rm_s",)))
 
-    # 6. Direct preference optimisation from the SFT policy, on the same templated + on-policy pairs.
-    pref_runs = {}
+    pref_runs = {}  # direct preference optimisation from the SFT policy, on the same templated + on-policy pairs
     for loss in () if "preference" in opts.skip else opts.preference_losses:
-        t0 = time.perf_counter()
         out = run / f"dpo-{loss}"
         overrides = ["--output_dir", str(out), "--loss", loss, "--model.name", str(sft_dir), "--train.seed",
                      str(opts.seed), "--data.train_files",
@@ -363,28 +424,86 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
         if quick:
             overrides += QUICK_OVERRIDES["preference"]
         dpo_cfg = load_config(dpo.DPOConfig, str(_preference_config(Path(opts.config_dir), loss)), overrides)
-        dpo_inputs = stage_inputs(dpo_cfg, root=run, policy=sft_dir, templated=data_dir / "preference.jsonl",
-                                  onpolicy=data_dir / "onpolicy_pairs.jsonl")
-        if _reusable(out, dpo_inputs, log):
-            stage("preference", f"{loss}: reusing the finished run in {out}")
-            reused.append(f"{loss}_s")
-        else:
-            stage("preference", f"{loss}: {dpo_cfg.train.max_steps} steps × {dpo_cfg.train.batch_size} → {out}")
-            dpo.train(dpo_cfg)
+        stages.append(_Stage(
+            f"{loss}_s", "preference", out,
+            partial(stage_inputs, dpo_cfg, root=run, policy=sft_dir, templated=data_dir / "preference.jsonl",
+                    onpolicy=data_dir / "onpolicy_pairs.jsonl"),
+            partial(_train, dpo.train, dpo_cfg),
+            f"{loss}: {dpo_cfg.train.max_steps} steps × {dpo_cfg.train.batch_size} → {out}",
+            f"{loss}: reusing the finished run in {out}", needs=("label:onpolicy_pairs.jsonl",)))
         pref_runs[loss] = out
-        _settle(f"{loss}_s", out, t0, reused, timings, prune_checkpoints=not opts.keep_checkpoints)
+
+    rows = eval_rows[: QUICK_SIZES["eval_prompts"] if quick else opts.eval_prompts]
+    bon_n, bon_prompts = QUICK_SIZES["bon"] if quick else (opts.bon_n, opts.bon_prompts)
+    bon_dir = run / f"bon-{bon_n}"  # best-of-N from the SFT policy under the reward model
+    if "bon" not in opts.skip:
+        stages.append(_Stage(
+            "bon_s", "bon", bon_dir,
+            partial(stage_inputs, {"n": bon_n, "prompts": bon_prompts, "seed": opts.seed}, root=run,
+                    policy=sft_dir, rm=rm_dir, prompts=data_dir / "eval_prompts.jsonl"),
+            partial(_best_of_n_task, sft_dir, rm_dir, rows[:bon_prompts], bon_n, bon_dir, run, opts.seed),
+            f"best-of-{bon_n} on {bon_prompts} held-out prompts → {bon_dir}", f"reusing {bon_dir}",
+            needs=("rm_s", "eval:sft")))
+
+    # The evaluation's work: every policy greedy on held-out prompts, then SFT and each trained policy sampled.
+    kl_rows = [] if opts.kl_from_samples else rows[: QUICK_SIZES["kl_prompts"] if quick else opts.kl_prompts]
+    trained = ({"ppo": ppo_dir} if "ppo" not in opts.skip else {}) | {loss: out for loss, out in pref_runs.items()}
+    sampled_rows = rows[: opts.sampled_prompts]  # the sampled evaluation: the first of the evaluated prompts
+    policies = {"base": sft_cfg.model.name, "sft": str(sft_dir)} | {k: str(v) for k, v in trained.items()}
+    eval_tokens = QUICK_SIZES["eval_tokens"] if quick else 64
+    evaluations = [(name, rows, kl_rows, 0) for name in policies]
+    if opts.eval_samples:
+        evaluations += [(name, sampled_rows, [], opts.eval_samples) for name in ["sft", *trained]]
+
+    workers = opts.resolved_workers()
+    ran: dict = {}  # key -> JobResult of what the workers made in this run
+    if workers > 1:
+        from tether.runtime.workers import cpu_threads, run_jobs
+
+        threads = max(1, cpu_threads() // workers)
+        log(f"      stages after SFT: {workers} worker processes × {threads} threads; their logs in {run / 'logs'}")
+        ran = run_jobs(_worker_jobs(stages, evaluations, policies, stage, log, run=run, sft_dir=sft_dir, rm_dir=rm_dir,
+                                    tokenizer=(sft_cfg.model.name, sft_cfg.model.max_length), seed=opts.seed,
+                                    max_new_tokens=eval_tokens, temperature=opts.eval_temperature),
+                       workers, threads, log)
+        for st in stages:
+            if st.key in ran:
+                StageRecord(st.output, done_marker=None if st.is_file else "result.json").save_outcome(
+                    {"seconds": ran[st.key].seconds, **(ran[st.key].value or {})})
+
+    label_times: dict[str, float] = {}
+
+    def settle(st: _Stage) -> dict:
+        """Run `st` (or reuse it: finished earlier, or by a worker just now) and record its seconds."""
+        t0, extra, done_by = time.perf_counter(), None, reused
+        if st.key in ran:
+            _reusable(st.output, st.record(), log, is_file=st.is_file)  # records the current fingerprints
+            stage(st.progress, f"{st.message.split(' → ')[0]}: done by a worker ({ran[st.key].seconds:.0f} s)")
+            done_by = [st.key]  # its outcome is read back from where it was saved above; not "reused"
+        elif _reusable(st.output, st.record(), log, is_file=st.is_file):
+            stage(st.progress, st.reuse_message)
+            reused.append(st.key)
+        else:
+            stage(st.progress, st.message)
+            extra = st.task()
+        return _settle(st.key, st.output, t0, done_by, label_times if st.is_file else timings, is_file=st.is_file,
+                       extra=extra, prune_checkpoints=not st.is_file and not opts.keep_checkpoints)
+
+    by_key = {st.key: st for st in stages}
+    label_stats = {key.split(":", 1)[1]: settle(by_key[key]).get("labels") for key in label_keys}
+    if all(key in reused for key in label_keys):
+        reused.append("label_s")
+    timings["label_s"] = None if None in label_times.values() else sum(label_times.values())
+    for st in stages:
+        if st.key not in label_keys and st.key != "bon_s":
+            settle(st)
 
     # 7. Evaluate on held-out prompts (greedy, gold judge; proxy = RM score): base vs SFT, each trained policy
     #    vs SFT with its KL to SFT on its own samples; the RM on held-out on-policy pairs. Then the sampled
     #    evaluation: SFT and each trained policy, K samples per prompt at temperature T. Each policy's
-    #    evaluation is saved in eval/policy-<name>[-sampled].json and reused.
+    #    evaluation is saved in eval/policy-<name>[-sampled].json and reused (made by the workers, when any).
     t0 = time.perf_counter()
-    rows = eval_rows[: QUICK_SIZES["eval_prompts"] if quick else opts.eval_prompts]
-    kl_from_samples = opts.kl_from_samples  # KL on the policy's eval samples
-    kl_rows = [] if kl_from_samples else rows[: QUICK_SIZES["kl_prompts"] if quick else opts.kl_prompts]
-    trained = ({"ppo": ppo_dir} if "ppo" not in opts.skip else {}) | {loss: out for loss, out in pref_runs.items()}
-    sampled_rows = rows[: opts.sampled_prompts]  # the sampled evaluation: the first of the evaluated prompts
-    kl_where = (f"on the {opts.eval_samples} × {len(sampled_rows)} sampled responses" if kl_from_samples
+    kl_where = (f"on the {opts.eval_samples} × {len(sampled_rows)} sampled responses" if opts.kl_from_samples
                 else f"on {len(kl_rows)} prompts")
     stage("eval", f"{2 + len(trained)} policies on {len(rows)} held-out prompts (greedy, gold judge); "
                   f"KL to SFT {kl_where}; RM on held-out pairs")
@@ -393,30 +512,23 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     rm = freeze(ScalarHeadModel.from_pretrained(rm_dir))
     rm_tokenizer = load_tokenizer(str(rm_dir))
     evals, kl = {}, {}
-    policies = {"base": sft_cfg.model.name, "sft": str(sft_dir)} | {k: str(v) for k, v in trained.items()}
-    for name, spec in policies.items():
-        evals[name], kl_value = evaluate_cached(run, name, spec, rows, kl_rows, tokenizer, sft_model, rm,
-                                                rm_tokenizer, seed=opts.seed, log=log,
-                                                max_new_tokens=QUICK_SIZES["eval_tokens"] if quick else 64,
-                                                rm_spec=str(rm_dir))
+    sampled: dict = {}
+    for name, eval_on, kl_on, k in evaluations:
+        if k and not sampled:
+            stage("eval", f"sampled: SFT and {len(trained)} trained policies, {k} sample{'s' * (k != 1)} per prompt "
+                          f"at temperature {opts.eval_temperature} on {len(sampled_rows)} prompts")
+        result, kl_value = evaluate_cached(run, name, policies[name], eval_on, kl_on, tokenizer, sft_model, rm,
+                                           rm_tokenizer, seed=opts.seed, log=log, max_new_tokens=eval_tokens,
+                                           rm_spec=str(rm_dir), samples_per_prompt=k,
+                                           temperature=opts.eval_temperature)
+        (sampled if k else evals)[name] = result
         if kl_value is not None:
             kl[name] = kl_value
     comparisons = {"sft_vs_base": compare(evals["sft"], evals["base"])}
     comparisons |= {f"{name}_vs_sft": compare(evals[name], evals["sft"]) for name in trained}
     write_eval(run / "eval" / "policies.json", list(evals.values()), comparisons)
-    sampled: dict = {}
     sampled_cmp: dict = {}
-    if opts.eval_samples:
-        k = opts.eval_samples
-        stage("eval", f"sampled: SFT and {len(trained)} trained policies, {k} sample{'s' * (k != 1)} per prompt at "
-                      f"temperature {opts.eval_temperature} on {len(sampled_rows)} prompts")
-        for name in ["sft", *trained]:
-            sampled[name], kl_value = evaluate_cached(
-                run, name, policies[name], sampled_rows, [], tokenizer, sft_model, rm, rm_tokenizer, seed=opts.seed,
-                log=log, max_new_tokens=QUICK_SIZES["eval_tokens"] if quick else 64, rm_spec=str(rm_dir),
-                samples_per_prompt=opts.eval_samples, temperature=opts.eval_temperature)
-            if kl_value is not None:
-                kl[name] = kl_value
+    if sampled:
         sampled_cmp = {f"{name}_vs_sft": compare(sampled[name], sampled["sft"]) for name in trained}
         write_eval(run / "eval" / "sampled.json", list(sampled.values()), sampled_cmp)
     held_out, _ = load_records(data_dir / "eval_pairs.jsonl", "preference")
@@ -424,33 +536,21 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                                       scores_file=rm_dir / HELD_OUT_SCORES)  # the RM stage's scores of these pairs
     write_report(run / "eval" / "rm.json", rm_report)
     del sft_model, rm
-    timings["eval_s"] = time.perf_counter() - t0
+    timings["eval_s"] = time.perf_counter() - t0 + sum(r.seconds for key, r in ran.items() if key.startswith("eval:"))
 
     # 8. Best-of-N from the SFT policy under the reward model, compared with SFT's greedy responses and (with the
     #    sampled evaluation) with SFT's temperature-T samples.
-    t0 = time.perf_counter()
     bon = None
     if "bon" not in opts.skip:
-        n, n_prompts = QUICK_SIZES["bon"] if quick else (opts.bon_n, opts.bon_prompts)
-        bon_dir = run / f"bon-{n}"
-        bon_inputs = stage_inputs({"n": n, "prompts": n_prompts, "seed": opts.seed}, root=run,
-                                  policy=sft_dir, rm=rm_dir, prompts=data_dir / "eval_prompts.jsonl")
-        if _reusable(bon_dir, bon_inputs, log):
-            stage("bon", f"reusing {bon_dir}")
-            reused.append("bon_s")
-            bon = rejudge_best_of_n(bon_dir, log)
-        else:
-            stage("bon", f"best-of-{n} on {n_prompts} held-out prompts → {bon_dir}")
-            bon = run_best_of_n(str(sft_dir), str(rm_dir), rows[:n_prompts], n, bon_dir, baseline=evals["sft"],
-                                seed=opts.seed, name=f"bon{n}", log=log)
+        settle(by_key["bon_s"])
+        bon = rejudge_best_of_n(bon_dir, log)
         if sampled:
-            bon_eval = summarise(f"bon{n}", [ScoredSample(**json.loads(line)[f"bon{n}"]) for line in
-                                             (bon_dir / "eval_samples.jsonl").read_text().splitlines()])
+            bon_eval = summarise(f"bon{bon_n}", [ScoredSample(**json.loads(line)[f"bon{bon_n}"]) for line in
+                                                 (bon_dir / "eval_samples.jsonl").read_text().splitlines()])
             bon["vs_sft_sampled"] = compare(*align_to(bon_eval, sampled["sft"]))  # on the prompts both cover
-            if n_prompts > len(sampled_rows):
-                log(f"      best-of-{n} vs SFT's samples: on the {len(sampled_rows)} of its {n_prompts} prompts that "
-                    "the sampled evaluation covers (sampled_prompts)")
-        _settle("bon_s", bon_dir, t0, reused, timings)
+            if bon_prompts > len(sampled_rows):
+                log(f"      best-of-{bon_n} vs SFT's samples: on the {len(sampled_rows)} of its {bon_prompts} prompts "
+                    "that the sampled evaluation covers (sampled_prompts)")
 
     train_seconds = {name: json.loads((out / "result.json").read_text()).get("train_seconds")
                      for name, out in trained.items()}
@@ -473,6 +573,52 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     _, html = write_run_report(run)
     stage("report", f"{html}")
     return summary
+
+
+def _worker_jobs(stages: list[_Stage], evaluations, policies: dict, stage, log, *, run: Path, sft_dir: Path,
+                 rm_dir: Path, tokenizer: tuple[str, int], seed: int, max_new_tokens: int, temperature: float):
+    """The stages after SFT and the evaluation's generation as `runtime.workers.Job`s, the critical path first
+    (labelling → RM → PPO; then DPO, the base and SFT evaluations, best-of-N, the trained policies'). Each stage
+    runs in a worker unless it is finished (`before`: the same reuse check as the serial pass, with its line); each
+    evaluation unless its responses are cached. The base policy's evaluation does not wait for the RM: its proxy
+    score is added by the evaluation stage."""
+    from tether.eval.policy_cache import has_cached_generation
+    from tether.runtime.workers import Job
+
+    def log_file(key: str) -> Path:
+        return run / "logs" / f"{key.replace(':', '-')}.log"
+
+    def stage_before(st: _Stage):
+        def before() -> bool:
+            if _reusable(st.output, st.record(), log, is_file=st.is_file):
+                stage(st.progress, st.reuse_message)
+                return False
+            stage(st.progress, f"{st.message} (in a worker; log {log_file(st.key)})")
+            return True
+        return before
+
+    def eval_before(name: str, rows, kl_rows, k: int, key: str):
+        def before() -> bool:
+            if has_cached_generation(run, name, policies[name], rows, kl_rows, seed=seed, max_new_tokens=max_new_tokens,
+                                     samples_per_prompt=k, temperature=temperature):
+                return False
+            what = f"{k} sample{'s' * (k != 1)} per prompt" if k else "greedy"
+            stage("eval", f"{name}: {what} on {len(rows)} prompts (in a worker; log {log_file(key)})")
+            return True
+        return before
+
+    jobs = {st.key: Job(st.key, st.task, log_file(st.key), st.needs, stage_before(st)) for st in stages}
+    trained_by = {st.output: st.key for st in stages}
+    for name, rows, kl_rows, k in evaluations:
+        key = f"eval:{name}" + ("-sampled" if k else "")
+        needs = () if name == "base" else ("rm_s", *([trained_by[Path(policies[name])]] if name != "sft" else []))
+        task = partial(_evaluate_task, run, name, policies[name], rows, kl_rows, *tokenizer, sft_dir,
+                       None if name == "base" else rm_dir, seed, max_new_tokens, k, temperature)
+        jobs[key] = Job(key, task, log_file(key), needs, eval_before(name, rows, kl_rows, k, key))
+    first = [k for k in ("label:onpolicy_pairs.jsonl", "label:eval_pairs.jsonl", "rm_s", "ppo_s") if k in jobs]
+    then = [st.key for st in stages if st.progress == "preference"]
+    then += ["eval:base", "eval:sft", "eval:sft-sampled", "bon_s"]
+    return [jobs[k] for k in first + then if k in jobs] + [j for k, j in jobs.items() if k not in first + then]
 
 
 def _preference_config(config_dir: Path, loss: str) -> Path:

@@ -38,7 +38,8 @@ def first_run(tiny_configs, tmp_path_factory):
     lines: list[str] = []
     opts = DemoOptions(name="t", runs_dir=str(runs), quick=True, config_dir=str(tiny_configs),
                        preference_losses=["dpo", "simpo"], eval_samples=2,  # K > 1: the i-th sample meets the i-th
-                       sampled_prompts=3)  # the sampled evaluation on the first 3 of the 8 evaluated prompts
+                       sampled_prompts=3,  # the sampled evaluation on the first 3 of the 8 evaluated prompts
+                       workers=2)  # the stages after SFT in two worker processes
     summary = run_demo(opts, log=lines.append)
     return runs / "t", summary, lines, opts
 
@@ -83,6 +84,14 @@ def test_every_stage_writes_its_outputs(first_run):
     assert [row["name"] for row in report["sampled"]["policies"]] == ["sft", "ppo", "dpo", "simpo", "bon4"]
     page = (run / "report.html").read_text()
     assert 'id="sampled-table"' in page and f"on the first {n} of the same held-out prompts" in page
+    # The stages after SFT and the evaluations' generation ran in the workers, each writing its own log.
+    for key in ("label-onpolicy_pairs.jsonl", "rm_s", "ppo_s", "dpo_s", "simpo_s", "bon_s", "eval-base", "eval-sft",
+                "eval-ppo-sampled"):
+        assert (run / "logs" / f"{key}.log").stat().st_size > 0, key
+    assert "evaluating" in (run / "logs" / "eval-dpo.log").read_text()
+    assert any(line.startswith("[4/9] rm: ") and "(in a worker; log" in line for line in lines)
+    assert any("[4/9] rm: " in line and "done by a worker" in line for line in lines)
+    assert any(line == "      base: no proxy score yet; added" for line in lines)
     # Progress: one numbered line per stage, in pipeline order.
     numbered = [line.split("]")[0] for line in lines if line.startswith("[")]
     assert numbered[0] == "[1/9" and numbered[-1] == "[9/9"
@@ -142,13 +151,14 @@ def test_bad_options_name_the_field(tiny_configs, tmp_path):
 
 def test_stage_whose_inputs_changed_runs_again(first_run, tmp_path):
     """A run copied elsewhere (new mtimes) is still recognised; after the reward model changes, the stages made
-    with the old one (PPO, best-of-N) are moved aside and run again, and the others are reused."""
+    with the old one (PPO, best-of-N) are moved aside and run again, and the others are reused. This run takes
+    the serial path (one worker: each stage in this process)."""
     import shutil
 
     run, _, _, opts = first_run
     moved = tmp_path / "moved"
     shutil.copytree(run, moved / "t", copy_function=shutil.copy)  # `cp -r`: new mtimes, same weights
-    opts = DemoOptions(**{**opts.__dict__, "runs_dir": str(moved)})
+    opts = DemoOptions(**{**opts.__dict__, "runs_dir": str(moved), "workers": 1})
     lines: list[str] = []
     run_demo(opts, log=lines.append)
     text = "\n".join(lines)

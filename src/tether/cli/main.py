@@ -320,7 +320,9 @@ def demo_cmd(quick: bool = typer.Option(False, help="Fewer steps/prompts: smoke 
                                                      "from dpo,ipo,kto,orpo,simpo, or 'all'."),
              skip: str = typer.Option("", help="Optional stages to leave out, comma-separated: ppo,preference,bon."),
              keep_checkpoints: bool = typer.Option(False, help="Keep each finished stage's resume checkpoints "
-                                                               "(~1.6 GB each; deleted by default).")
+                                                               "(~1.6 GB each; deleted by default)."),
+             workers: int = typer.Option(0, help="Processes the stages after SFT run in, side by side (0: auto, 2 "
+                                                 "on a CPU-only machine; 1: one after another).")
              ) -> None:
     """The whole pipeline on the embedded model and the demo task (what `make demo` runs)."""
     from tether.losses.preference import PREFERENCE_LOSSES
@@ -330,7 +332,8 @@ def demo_cmd(quick: bool = typer.Option(False, help="Fewer steps/prompts: smoke 
     chosen = list(PREFERENCE_LOSSES) if losses == "all" else [x.strip() for x in losses.split(",") if x.strip()]
     run_name = name + ("-quick" if quick and name == "demo" else "")
     opts = DemoOptions(name=run_name, seed=seed, quick=quick, preference_losses=chosen,
-                       skip=[x.strip() for x in skip.split(",") if x.strip()], keep_checkpoints=keep_checkpoints)
+                       skip=[x.strip() for x in skip.split(",") if x.strip()], keep_checkpoints=keep_checkpoints,
+                       workers=workers)
     opts.validate()
     typer.echo(f"model: {fetch_embedded(DEFAULT_MODEL)}")
     _run_pipeline(opts)

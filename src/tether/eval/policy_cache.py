@@ -10,6 +10,7 @@ when it was retrained: the responses are cached, the verdicts are not trusted ac
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from tether.runtime.provenance import same_record, weights_fingerprint
@@ -60,30 +61,17 @@ def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, s
     (prompt-major; seeded apart from the other stages' sampling), saved to eval/policy-<name>-sampled.json. At
     temperature 1 a trained policy's KL to SFT is measured on these same samples (`kl_rows` is not used): they
     are the policy's own samples, K × len(rows) of them instead of a separate smaller draw."""
-    from tether.data.records import prompt_text
     from tether.eval.comparison import attach_proxy
     from tether.eval.evaluate import evaluate_policy, generate_and_evaluate, kl_of_generations, kl_to_reference, rejudge
     from tether.models.loading import freeze, load_causal_lm
     from tether.sampling.generate import SamplingConfig
 
-    k = samples_per_prompt
-    cache = run / "eval" / (f"policy-{name}-sampled.json" if k else f"policy-{name}.json")
-    cached = load_eval(cache)
-    scored_rows = [r for r in rows for _ in range(max(k, 1))]  # one per response, prompt-major
-    wanted, wanted_kl = [prompt_text(r.prompt) for r in scored_rows], [prompt_text(r.prompt) for r in kl_rows]
-    sampled_kl = bool(k) and temperature == 1.0 and name not in ("base", "sft")
-    trained = not k and name not in ("base", "sft") and bool(kl_rows)  # greedy: KL on a separate draw
-    key = {"policy": policy_fingerprint(spec), "max_new_tokens": max_new_tokens,
-           "rm": policy_fingerprint(rm_spec) if rm_spec else None}
-    if k:
-        seed += SAMPLED_EVAL_SEED_OFFSET
-        key |= {"samples_per_prompt": k, "temperature": temperature, "seed": seed}
-    def generation_key(d: dict | None) -> dict:
-        return {k: v for k, v in (d or {}).items() if k != "rm"}
-
-    if cached is not None and [s.prompt for s in cached[0].samples] == wanted \
-            and (not trained or cached[2] == wanted_kl) and (not sampled_kl or cached[1] is not None) \
-            and same_record(generation_key(cached[3]), generation_key(key)):
+    req = _Request.of(run, name, spec, rows, kl_rows, seed, max_new_tokens, rm_spec, samples_per_prompt,
+                      temperature)
+    cache, scored_rows, trained, sampled_kl, key = req.cache, req.scored_rows, req.trained, req.sampled_kl, req.key
+    wanted_kl, k, seed = req.wanted_kl, samples_per_prompt, req.seed
+    cached = req.cached()
+    if cached is not None:
         evaluation, kl_value, _, _ = cached
         log(f"      {name}: reusing {cache}")
         evaluation, changed = rejudge(evaluation, scored_rows)
@@ -91,7 +79,9 @@ def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, s
             log(f"      {name}: {changed} of {evaluation.n} cached responses scored differently by the current "
                 "gold judge; updated")
         rm_changed = not same_record(cached[3].get("rm"), key["rm"])
-        if rm_changed:
+        if rm_changed and cached[3].get("rm") is None:  # generated without a reward model (the pipeline's workers)
+            log(f"      {name}: no proxy score yet; {'added' if rm is not None else 'none'}")
+        elif rm_changed:
             evaluation.proxy_mean = None  # scored by other RM weights
             log(f"      {name}: the reward model changed; proxy score {'recomputed' if rm is not None else 'dropped'}")
         needs_proxy = evaluation.proxy_mean is None and rm is not None
@@ -119,3 +109,53 @@ def evaluate_cached(run: Path, name: str, spec: str, rows, kl_rows, tokenizer, s
         attach_proxy(evaluation, scored_rows, rm, rm_tokenizer)
     save_eval(cache, evaluation, kl_value, wanted_kl if trained else None, key)
     return evaluation, kl_value
+
+
+def has_cached_generation(run: Path, name: str, spec: str, rows, kl_rows, seed: int = 0, max_new_tokens: int = 64,
+                          samples_per_prompt: int = 0, temperature: float = 1.0) -> bool:
+    """Whether `evaluate_cached` with these arguments would reuse saved responses (and KL) instead of generating:
+    what the pipeline asks before handing a policy's evaluation to a worker. Loads no model."""
+    return _Request.of(run, name, spec, rows, kl_rows, seed, max_new_tokens, None, samples_per_prompt,
+                       temperature).cached() is not None
+
+
+@dataclass
+class _Request:
+    """What one `evaluate_cached` call asks for: its cache file, the prompts it scores (one per response,
+    prompt-major), the KL prompts, and the key its responses depend on."""
+
+    cache: Path
+    scored_rows: list
+    wanted: list[str]
+    wanted_kl: list[str]
+    trained: bool      # greedy evaluation of a trained policy with KL on a separate draw (`kl_rows`)
+    sampled_kl: bool   # sampled evaluation at T = 1 of a trained policy: KL on its own samples
+    key: dict
+    seed: int
+
+    @classmethod
+    def of(cls, run, name, spec, rows, kl_rows, seed, max_new_tokens, rm_spec, samples_per_prompt, temperature):
+        from tether.data.records import prompt_text
+
+        k = samples_per_prompt
+        cache = run / "eval" / (f"policy-{name}-sampled.json" if k else f"policy-{name}.json")
+        scored_rows = [r for r in rows for _ in range(max(k, 1))]
+        key = {"policy": policy_fingerprint(spec), "max_new_tokens": max_new_tokens,
+               "rm": policy_fingerprint(rm_spec) if rm_spec else None}
+        if k:
+            seed += SAMPLED_EVAL_SEED_OFFSET
+            key |= {"samples_per_prompt": k, "temperature": temperature, "seed": seed}
+        return cls(cache, scored_rows, [prompt_text(r.prompt) for r in scored_rows],
+                   [prompt_text(r.prompt) for r in kl_rows], not k and name not in ("base", "sft") and bool(kl_rows),
+                   bool(k) and temperature == 1.0 and name not in ("base", "sft"), key, seed)
+
+    def cached(self):
+        """`load_eval`'s tuple when the cache holds these prompts' responses (and KL) from the same policy and
+        generation settings — whatever reward model scored them — else None."""
+        cached = load_eval(self.cache)
+        if cached is None or [s.prompt for s in cached[0].samples] != self.wanted:
+            return None
+        if (self.trained and cached[2] != self.wanted_kl) or (self.sampled_kl and cached[1] is None):
+            return None
+        generation = [{k: v for k, v in (d or {}).items() if k != "rm"} for d in (cached[3], self.key)]
+        return cached if same_record(*generation) else None

@@ -51,9 +51,9 @@ def test_reused_for_same_prompts_and_weights_redone_when_either_changes(tiny, po
     evaluate(ROWS[:1], max_new_tokens=8)  # another response budget
     assert lines[-1].endswith("evaluating " + str(policy_dir))
     evaluate_cached(run, "dpo", str(policy_dir), ROWS[:1], ROWS[:1], tok, model, None, None, max_new_tokens=8,
-                    rm_spec=str(tmp_path), log=lines.append)  # another reward model: same responses, new proxy
+                    rm_spec=str(tmp_path), log=lines.append)  # a reward model named: same responses
     assert lines[-2:] == [f"      dpo: reusing {run / 'eval' / 'policy-dpo.json'}",
-                          "      dpo: the reward model changed; proxy score dropped"]
+                          "      dpo: no proxy score yet; none"]
     assert load_eval(run / "eval" / "policy-dpo.json")[3]["rm"] == policy_fingerprint(str(tmp_path))
 
 
@@ -74,6 +74,32 @@ def test_a_retrained_reward_model_rescores_the_cached_responses(tiny, tiny_model
                           "      sft: the reward model changed; proxy score recomputed"]
     assert scores[0] != scores[1]
     assert load_eval(run / "eval" / "policy-sft.json")[0].proxy_mean == scores[1]
+
+
+def test_responses_made_without_a_reward_model_get_their_proxy_score_later(tiny, policy_dir, tmp_path):
+    """What the pipeline's workers do: generate before the RM exists (rm None), the RM's score added on reuse."""
+    from tether.eval.policy_cache import has_cached_generation
+    from tether.models.scalar_head import ScalarHeadModel
+
+    model, tok = tiny
+    run, lines = tmp_path / "run", []
+    assert not has_cached_generation(run, "base", str(policy_dir), ROWS, [], max_new_tokens=4)
+    first, _ = evaluate_cached(run, "base", str(policy_dir), ROWS, [], tok, model, None, None, max_new_tokens=4,
+                               log=lines.append)
+    assert first.proxy_mean is None and load_eval(run / "eval" / "policy-base.json")[3]["rm"] is None
+    assert has_cached_generation(run, "base", str(policy_dir), ROWS, [], max_new_tokens=4)
+    assert not has_cached_generation(run, "base", str(policy_dir), ROWS[:1], [], max_new_tokens=4)
+    assert not has_cached_generation(run, "base", str(policy_dir), ROWS, [], max_new_tokens=4, samples_per_prompt=2)
+    rm_dir = tmp_path / "rm"
+    ScalarHeadModel.from_pretrained_lm(str(policy_dir), tok, seed=1).save_pretrained(rm_dir)
+    rm = ScalarHeadModel.from_pretrained(rm_dir).eval()
+    again, _ = evaluate_cached(run, "base", str(policy_dir), ROWS, [], tok, model, rm, tok, max_new_tokens=4,
+                               rm_spec=str(rm_dir), log=lines.append)
+    assert lines[-2:] == [f"      base: reusing {run / 'eval' / 'policy-base.json'}",
+                          "      base: no proxy score yet; added"]
+    assert [s.response for s in again.samples] == [s.response for s in first.samples]
+    saved = load_eval(run / "eval" / "policy-base.json")
+    assert saved[0].proxy_mean == again.proxy_mean is not None and saved[3]["rm"] == policy_fingerprint(str(rm_dir))
 
 
 def test_fingerprint_of_a_name_is_the_name(tmp_path):
