@@ -8,6 +8,10 @@ inputs changed (a retrained reward model under a finished PPO run or best-of-N s
 under a finished DPO run) is moved aside to `<dir>.stale` and run again. Each policy's evaluation is cached
 by its weights' fingerprint (`eval.policy_cache`). A stage that runs saves its seconds (and label counts) beside
 its output (`stage_outcome.json`, `<file>.outcome.json`), which a later run that reuses it reports.
+
+With `workers` > 1 (auto on a CPU-only machine) the stages after SFT and the evaluation's generation run first in
+worker processes, side by side where their inputs allow (`_worker_jobs`, `runtime.workers`); the serial pass
+after them finds every stage finished and assembles the evaluation, summary and report.
 """
 
 from __future__ import annotations
@@ -477,7 +481,6 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
         """Run `st` (or reuse it: finished earlier, or by a worker just now) and record its seconds."""
         t0, extra, done_by = time.perf_counter(), None, reused
         if st.key in ran:
-            _reusable(st.output, st.record(), log, is_file=st.is_file)  # records the current fingerprints
             stage(st.progress, f"{st.message.split(' → ')[0]}: done by a worker ({ran[st.key].seconds:.0f} s)")
             done_by = [st.key]  # its outcome is read back from where it was saved above; not "reused"
         elif _reusable(st.output, st.record(), log, is_file=st.is_file):
@@ -565,7 +568,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                                                                             "proxy_after", "gold_before", "gold_after",
                                                                             "vs_baseline", "vs_sft_sampled")},
                "reward_model": {k: v for k, v in rm_report.items() if k != "reliability"},
-               "labelling": label_stats, "timings": timings,
+               "labelling": label_stats, "timings": timings, "workers": workers,
                "reused": [k[:-2] for k in reused if k.endswith("_s")]}
     (run / "summary.json").write_text(json.dumps(summary, indent=2))
 

@@ -416,7 +416,9 @@ def _print_demo_summary(summary: dict, run_name: str) -> None:
     reused = set(summary.get("reused", []))
     typer.echo("timings (s): " + ", ".join(
         f"{k[:-2]} {'?' if v is None else f'{v:.0f}'}{' (reused)' if k[:-2] in reused else ''}"
-        for k, v in summary["timings"].items()))
+        for k, v in summary["timings"].items())
+        + (f" — after SFT in {summary['workers']} workers side by side, so these overlap"
+           if summary.get("workers", 1) > 1 else ""))
 
 
 # Best-of-N, policy comparison and the run report (their code lives in cli/bon.py, cli/compare.py, cli/report.py).
