@@ -2,10 +2,11 @@
 the CPU's threads: how the demo pipeline trains DPO beside the reward model and PPO, and evaluates one policy
 while another trains.
 
-Why processes and not threads: on the 2-core CPU two processes with one intra-op thread each each ran at the
+Why processes and not threads: on the 2-core CPU two processes with one intra-op thread each ran at the
 speed of one such process alone (decode 12.6-12.7 ms per token, a training step 8.9-9.1 s, against 13.5 ms and
 8.8 s alone), while one process with both threads got 9.0 ms and 5.1 s: two jobs side by side do 1.42× the
-decode work and 1.13× the training work of one job on both threads. Python threads in one process share the
+decode work and 1.13× the training work of one job on both threads (a decode job beside a training job gains
+less); the demo's stages after SFT ran 1.19× faster in two workers. Python threads in one process share the
 interpreter: two decode loops that way ran at 0.26-0.38× of one (docs/architecture.md).
 
 A job's `task` runs in a spawned worker (so it must pickle: a `functools.partial` of a module-level function),
