@@ -69,7 +69,14 @@ def run_jobs(jobs: list[Job], workers: int, threads: int, log=print, heartbeat_s
         raise ValueError(f"jobs need unknown jobs: {unknown}")
     pending, finished, ran = list(jobs), set(), {}
     events: queue.Queue = queue.Queue()
-    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(threads,))
+    pools: list = []  # the worker pool, started with the first job that has something to do
+
+    def pool():
+        if not pools:
+            pools.append(multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker,
+                                                                    initargs=(threads,)))
+        return pools[0]
+
     running: dict[str, Job] = {}
     try:
         while pending or running:
@@ -91,15 +98,18 @@ def run_jobs(jobs: list[Job], workers: int, threads: int, log=print, heartbeat_s
             ran[key] = JobResult(*outcome)
             log(f"      {key}: done in {outcome[0]:.0f} s")
     except BaseException:
-        pool.terminate()
-        pool.join()
+        for p in pools:
+            p.terminate()
+            p.join()
         raise
-    pool.close()
-    pool.join()
+    for p in pools:
+        p.close()
+        p.join()
     return ran
 
 
-def _start_ready(pending: list[Job], finished: set, running: dict, workers: int, pool, events: queue.Queue) -> None:
+def _start_ready(pending: list[Job], finished: set, running: dict, workers: int, pool: Callable,
+                 events: queue.Queue) -> None:
     """Hand ready jobs to free workers, in list order; a job with nothing to do finishes on the spot (and may
     make others ready)."""
     progressed = True
@@ -114,7 +124,7 @@ def _start_ready(pending: list[Job], finished: set, running: dict, workers: int,
                 else:
                     job.log_file.parent.mkdir(parents=True, exist_ok=True)
                     running[job.key] = job
-                    pool.apply_async(_run_task, (job.task, str(job.log_file)),
+                    pool().apply_async(_run_task, (job.task, str(job.log_file)),
                                      callback=lambda out, k=job.key: events.put((k, out, None)),
                                      error_callback=lambda err, k=job.key: events.put((k, None, err)))
                 break

@@ -59,6 +59,18 @@ def test_a_job_with_nothing_to_do_is_skipped_and_its_dependents_run(tmp_path):
     assert asked == ["a"] and set(ran) == {"b"} and not (tmp_path / "a.log").exists()
 
 
+def test_no_worker_is_started_when_no_job_has_anything_to_do(tmp_path, monkeypatch):
+    import multiprocessing
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a worker pool was started")
+
+    monkeypatch.setattr(multiprocessing, "get_context", no_pool)
+    jobs = [Job(k, partial(_fail, "must not run"), tmp_path / f"{k}.log", needs=n, before=lambda: False)
+            for k, n in (("a", ()), ("b", ("a",)))]
+    assert run_jobs(jobs, workers=2, threads=1, log=lambda _: None) == {}
+
+
 def test_a_failing_job_raises_its_error_here_with_its_traceback_in_its_log(tmp_path):
     lines: list[str] = []
     jobs = [Job("bad", partial(_fail, "rm.yaml: train.max_steps must be >= 1"), tmp_path / "bad.log"),
