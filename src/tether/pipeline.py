@@ -10,7 +10,7 @@ by its weights' fingerprint (`eval.policy_cache`). A stage that runs saves its s
 its output (`stage_outcome.json`, `<file>.outcome.json`), which a later run that reuses it reports.
 
 With `workers` > 1 (auto on a CPU-only machine) the stages after SFT and the evaluation's generation run first in
-worker processes, side by side where their inputs allow (`_worker_jobs`, `runtime.workers`); the serial pass
+worker processes, side by side where their inputs allow (`pipeline_workers`, `runtime.workers`); the serial pass
 after them finds every stage finished and assembles the evaluation, summary and report.
 """
 
@@ -242,24 +242,6 @@ def _best_of_n_task(policy: Path, rm_dir: Path, rows, n: int, out: Path, run: Pa
     run_best_of_n(str(policy), str(rm_dir), rows, n, out, baseline=baseline, seed=seed, name=f"bon{n}")
 
 
-def _evaluate_task(run: Path, name: str, spec: str, rows, kl_rows, tokenizer_spec: str, max_length: int,
-                   sft_dir: Path, rm_dir: Path | None, seed: int, max_new_tokens: int, samples_per_prompt: int,
-                   temperature: float) -> None:
-    """One policy's evaluation (`evaluate_cached`) in a worker; without `rm_dir` the proxy score is left for the
-    pipeline's evaluation stage to add."""
-    from tether.eval.policy_cache import evaluate_cached
-    from tether.models.loading import freeze, load_causal_lm, load_tokenizer
-    from tether.models.scalar_head import ScalarHeadModel
-
-    tokenizer = load_tokenizer(tokenizer_spec, max_length)
-    sft_model = freeze(load_causal_lm(str(sft_dir), tokenizer))
-    rm = freeze(ScalarHeadModel.from_pretrained(rm_dir)) if rm_dir else None
-    evaluate_cached(run, name, spec, rows, kl_rows, tokenizer, sft_model, rm,
-                    load_tokenizer(str(rm_dir)) if rm_dir else None, seed=seed, max_new_tokens=max_new_tokens,
-                    rm_spec=str(rm_dir) if rm_dir else None, samples_per_prompt=samples_per_prompt,
-                    temperature=temperature)
-
-
 @dataclass
 class _Stage:
     """One stage after SFT: what it writes, what it is made from, how it runs."""
@@ -359,7 +341,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     # 3-6 and 8. The stages after SFT (`_Stage`s in pipeline order): on-policy labelling (SFT samples labelled by
     #    the gold judge, on train and held-out prompts), the reward model, PPO, the direct preference losses and
     #    best-of-N. With more than one worker they run first in worker processes, side by side where their inputs
-    #    allow, with the evaluation's generation (`_worker_jobs`); the serial pass below then finds them finished.
+    #    allow, with the evaluation's generation (`pipeline_workers`); the serial pass below then finds them finished.
     n_train, n_eval = QUICK_SIZES["label_prompts"] if quick else (opts.label_prompts, opts.eval_label_prompts)
     pref_prompts = [r for r in _as_prompts(load_records(data_dir / "preference.jsonl", "preference")[0])]
     eval_rows = interleave_by(load_records(data_dir / "eval_prompts.jsonl", "prompt")[0])  # prefixes span families
@@ -463,11 +445,12 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     workers = opts.resolved_workers()
     ran: dict = {}  # key -> JobResult of what the workers made in this run
     if workers > 1:
+        from tether.pipeline_workers import worker_jobs
         from tether.runtime.workers import cpu_threads, run_jobs
 
         threads = max(1, cpu_threads() // workers)
         log(f"      stages after SFT: {workers} worker processes × {threads} threads; their logs in {run / 'logs'}")
-        ran = run_jobs(_worker_jobs(stages, evaluations, policies, stage, log, run=run, sft_dir=sft_dir, rm_dir=rm_dir,
+        ran = run_jobs(worker_jobs(stages, evaluations, policies, stage, log, run=run, sft_dir=sft_dir, rm_dir=rm_dir,
                                     tokenizer=(sft_cfg.model.name, sft_cfg.model.max_length), seed=opts.seed,
                                     max_new_tokens=eval_tokens, temperature=opts.eval_temperature),
                        workers, threads, log)
@@ -577,52 +560,6 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     _, html = write_run_report(run)
     stage("report", f"{html}")
     return summary
-
-
-def _worker_jobs(stages: list[_Stage], evaluations, policies: dict, stage, log, *, run: Path, sft_dir: Path,
-                 rm_dir: Path, tokenizer: tuple[str, int], seed: int, max_new_tokens: int, temperature: float):
-    """The stages after SFT and the evaluation's generation as `runtime.workers.Job`s, the critical path first
-    (labelling → RM → PPO; then DPO, the base and SFT evaluations, best-of-N, the trained policies'). Each stage
-    runs in a worker unless it is finished (`before`: the same reuse check as the serial pass, with its line); each
-    evaluation unless its responses are cached. The base policy's evaluation does not wait for the RM: its proxy
-    score is added by the evaluation stage."""
-    from tether.eval.policy_cache import has_cached_generation
-    from tether.runtime.workers import Job
-
-    def log_file(key: str) -> Path:
-        return run / "logs" / f"{key.replace(':', '-')}.log"
-
-    def stage_before(st: _Stage):
-        def before() -> bool:
-            if _reusable(st.output, st.record(), log, is_file=st.is_file):
-                stage(st.progress, st.reuse_message)
-                return False
-            stage(st.progress, f"{st.message} (in a worker; log {log_file(st.key)})")
-            return True
-        return before
-
-    def eval_before(name: str, rows, kl_rows, k: int, key: str):
-        def before() -> bool:
-            if has_cached_generation(run, name, policies[name], rows, kl_rows, seed=seed, max_new_tokens=max_new_tokens,
-                                     samples_per_prompt=k, temperature=temperature):
-                return False
-            what = f"{k} sample{'s' * (k != 1)} per prompt" if k else "greedy"
-            stage("eval", f"{name}: {what} on {len(rows)} prompts (in a worker; log {log_file(key)})")
-            return True
-        return before
-
-    jobs = {st.key: Job(st.key, st.task, log_file(st.key), st.needs, stage_before(st)) for st in stages}
-    trained_by = {st.output: st.key for st in stages}
-    for name, rows, kl_rows, k in evaluations:
-        key = f"eval:{name}" + ("-sampled" if k else "")
-        needs = () if name == "base" else ("rm_s", *([trained_by[Path(policies[name])]] if name != "sft" else []))
-        task = partial(_evaluate_task, run, name, policies[name], rows, kl_rows, *tokenizer, sft_dir,
-                       None if name == "base" else rm_dir, seed, max_new_tokens, k, temperature)
-        jobs[key] = Job(key, task, log_file(key), needs, eval_before(name, rows, kl_rows, k, key))
-    first = [k for k in ("label:onpolicy_pairs.jsonl", "label:eval_pairs.jsonl", "rm_s", "ppo_s") if k in jobs]
-    then = [st.key for st in stages if st.progress == "preference"]
-    then += ["eval:base", "eval:sft", "eval:sft-sampled", "bon_s"]
-    return [jobs[k] for k in first + then if k in jobs] + [j for k, j in jobs.items() if k not in first + then]
 
 
 def _preference_config(config_dir: Path, loss: str) -> Path:
