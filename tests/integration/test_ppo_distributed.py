@@ -31,6 +31,10 @@ def test_two_processes_follow_the_one_process_trajectory(tiny_model_dir, tmp_pat
     assert [m["step"] for m in two] == [1, 2]
     for a, b in zip(one, two):
         assert a["kl/health"] == b["kl/health"]
-        numeric = sorted(k for k in a if isinstance(a[k], float))
+        numeric = sorted(k for k in a if isinstance(a[k], float) and not k.endswith("clipfrac"))
         assert [b[k] for k in numeric] == pytest.approx([a[k] for k in numeric], rel=1e-4, abs=1e-6)
+        # A clip fraction counts tokens on either side of a hard threshold: gradients summed in another order
+        # (2 processes) may move one token of one minibatch across it, a step of 1/128 in this run's mean.
+        for k in (k for k in a if k.endswith("clipfrac")):
+            assert abs(b[k] - a[k]) <= 1 / 128 + 1e-9, k
     assert one[1]["kl/sequence"] != 0.0  # the second rollout came from an updated policy in both runs

@@ -99,7 +99,8 @@ def seeded_candidates(reference, messages, samples: int, max_new_tokens: int, te
     cfg = SamplingConfig(max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature)
     rows = generate_tokens(policy, [prompt_ids] * samples, cfg, tokenizer.pad_token_id, tokenizer.eos_token_id)
     responses = [cut_at_eos(row, tokenizer.eos_token_id)[0] for row in rows]
-    scores = score_sequences(rm, [prompt_ids] * samples, responses, tokenizer.pad_token_id)
+    finished = [r if r[-1:] == [tokenizer.eos_token_id] else [*r, tokenizer.eos_token_id] for r in responses]
+    scores = score_sequences(rm, [prompt_ids] * samples, finished, tokenizer.pad_token_id)  # a cut one read at EOS
     return [(tokenizer.decode(r, skip_special_tokens=True).strip(), s) for r, s in zip(responses, scores)]
 
 
@@ -405,7 +406,7 @@ def test_reward_model_with_its_own_tokenizer_scores_the_text(tiny_model_dir, tmp
     finally:
         engine.stop()
     rm = ScalarHeadModel.from_pretrained(tmp_path / "rm").eval()
-    responses = [encode_response(rm_tokenizer, c.text, add_eos=c.finish_reason == "stop") for c in candidates]
+    responses = [encode_response(rm_tokenizer, c.text) for c in candidates]  # EOS even where the candidate was cut
     expected = score_sequences(rm, [encode_prompt(rm_tokenizer, USER)] * 3, responses, rm_tokenizer.pad_token_id)
     assert [c.score for c in candidates] == pytest.approx(expected, abs=1e-5)
 

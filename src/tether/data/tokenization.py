@@ -22,9 +22,20 @@ def encode_prompt(tokenizer, prompt: Messages) -> list[int]:
     return list(ids)
 
 
-def encode_response(tokenizer, text: str, add_eos: bool = True) -> list[int]:
+def encode_response(tokenizer, text: str) -> list[int]:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return [*ids, tokenizer.eos_token_id] if add_eos else ids
+    return [*ids, tokenizer.eos_token_id]
+
+
+def finished_reply(response_ids: list[int], eos_id: int) -> list[int]:
+    """A response's token ids as a reward model reads them: ending with EOS, as every reply it trained on did.
+
+    A response cut at max_new_tokens (or at a stop string) has no EOS. Read as it is, the score sits at a
+    mid-sentence token the reward model never learned to score, and such out-of-distribution scores run high:
+    best-of-16 on the demo picked a cut candidate for 30 of 50 prompts, with 9.5 % of candidates cut. So every
+    scorer appends the EOS, and the cut is charged separately by the missing-EOS penalty (PPO, best-of-N).
+    """
+    return list(response_ids) if response_ids and response_ids[-1] == eos_id else [*response_ids, eos_id]
 
 
 @dataclass

@@ -85,15 +85,15 @@ def proxy_scores(reward_model, rm_tokenizer, rows: list[PromptRow], gens: list[G
 
 
 def score_texts(reward_model, rm_tokenizer, rows: list[PromptRow], texts: list[str],
-                truncated: list[bool] | None = None, batch_size: int = 16) -> list[float]:
+                batch_size: int = 16) -> list[float]:
     """Reward-model score of one response text per prompt, tokenised with the RM's tokenizer and chat template
-    (EOS appended unless the response was truncated): for responses kept as text, e.g. a `PolicyEval`'s."""
+    with EOS appended, cut responses included (`data.tokenization.finished_reply`): for responses kept as
+    text, e.g. a `PolicyEval`'s. No missing-EOS penalty: this is the RM's own reading."""
     from tether.data.tokenization import encode_prompt, encode_response
     from tether.models.scoring import score_sequences
 
-    truncated = truncated or [False] * len(texts)
     prompts = [encode_prompt(rm_tokenizer, r.prompt) for r in rows]
-    responses = [encode_response(rm_tokenizer, t, add_eos=not cut) for t, cut in zip(texts, truncated)]
+    responses = [encode_response(rm_tokenizer, t) for t in texts]
     return score_sequences(reward_model, prompts, responses, rm_tokenizer.pad_token_id, batch_size)
 
 
@@ -102,8 +102,7 @@ def attach_proxy(evaluation, rows: list[PromptRow], reward_model, rm_tokenizer) 
     responses, so it appears in the policy summary and the report's proxy-reward column; returns it."""
     if [s.prompt for s in evaluation.samples] != [prompt_text(r.prompt) for r in rows]:
         raise ValueError(f"'{evaluation.name}' was not evaluated on these prompts (in this order)")
-    scores = score_texts(reward_model, rm_tokenizer, rows, [s.response for s in evaluation.samples],
-                         [s.truncated for s in evaluation.samples])
+    scores = score_texts(reward_model, rm_tokenizer, rows, [s.response for s in evaluation.samples])
     evaluation.proxy_mean = math.fsum(scores) / len(scores)
     return evaluation.proxy_mean
 

@@ -59,19 +59,21 @@ def reward_model_scores(reward_model, rm_tokenizer, rows: list[PromptRow], candi
 
     When the RM shares the policy's vocabulary (the usual case: an RM trained from the SFT backbone) the
     policy's own token ids are scored. Otherwise each prompt and response is re-tokenised with the RM's
-    tokenizer and chat template (EOS appended only to responses that ended with EOS).
+    tokenizer and chat template. Either way a response cut at max_new_tokens is read with EOS appended, as
+    the RM was trained (`data.tokenization.finished_reply`); the caller charges the cut (a missing-EOS penalty).
     """
-    from tether.data.tokenization import encode_prompt, encode_response
+    from tether.data.tokenization import encode_prompt, encode_response, finished_reply
     from tether.models.scoring import score_sequences
 
     flat = [g for gens in candidates for g in gens]
     k = len(candidates[0]) if candidates else 0
     if policy_tokenizer is None or rm_tokenizer.get_vocab() == policy_tokenizer.get_vocab():
-        prompts, responses = [g.prompt_ids for g in flat], [g.response_ids for g in flat]
+        prompts = [g.prompt_ids for g in flat]
+        responses = [finished_reply(g.response_ids, rm_tokenizer.eos_token_id) for g in flat]
     else:
         encoded = [encode_prompt(rm_tokenizer, row.prompt) for row in rows]
         prompts = [encoded[i] for i in range(len(rows)) for _ in range(k)]
-        responses = [encode_response(rm_tokenizer, g.text, add_eos=not g.truncated) for g in flat]
+        responses = [encode_response(rm_tokenizer, g.text) for g in flat]
     scores = score_sequences(reward_model, prompts, responses, rm_tokenizer.pad_token_id, batch_size)
     return [scores[i * k : (i + 1) * k] for i in range(len(candidates))]
 

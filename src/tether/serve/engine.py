@@ -9,7 +9,7 @@ All model work happens on the scheduler's one worker thread:
 2. each sequence is cut to its own request's max_new_tokens, then at the first EOS (finish_reason stop;
    no EOS → length), then before the first stop string;
 3. candidates of jobs that asked for scores (best_of, /generate) are scored by the reward model in one
-   batched `score_sequences` call, read at the response's last token as in RM training.
+   batched `score_sequences` call, read at the EOS as in RM training (appended to a candidate that was cut).
 
 A request that cannot be answered within `request_timeout_s` gets a 504 (its job is dropped if it has
 not started); a full queue answers 503 at once. Neither ever hangs the caller.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from tether.data.tokenization import encode_prompt, encode_response
+from tether.data.tokenization import encode_prompt, encode_response, finished_reply
 from tether.errors import ConfigError
 from tether.sampling.generate import SamplingConfig, cut_at_eos, generate_tokens
 from tether.serve.metrics import Metrics
@@ -357,12 +357,12 @@ class Engine:
         prompts, responses = [], []
         for job, candidates in scored:
             for c in candidates:
-                if self.rm_shares_tokenizer:
+                if self.rm_shares_tokenizer:  # read at an EOS, as the RM was trained: appended if it was cut
                     prompts.append(job.prompt_ids)
-                    responses.append(c.response_ids)
+                    responses.append(finished_reply(c.response_ids, self.rm_tokenizer.eos_token_id))
                 else:
                     with self._tok_lock:
-                        ids = encode_response(self.rm_tokenizer, c.text, add_eos=c.finish_reason == "stop")
+                        ids = encode_response(self.rm_tokenizer, c.text)
                     prompts.append(job.rm_prompt_ids)
                     responses.append(ids)
         scores = self._score(prompts, responses)

@@ -35,16 +35,17 @@ from pathlib import Path
 
 import torch
 
-from tether.data.collators import collate_rollout, collate_rollout_shared, collate_sft
+from tether.data.collators import collate_rollout, collate_rollout_shared
 from tether.data.gold_judge import gold_reward
 from tether.data.records import PromptRow
-from tether.data.tokenization import EncodedExample, encode_prompt, encode_response
+from tether.data.tokenization import encode_prompt, encode_response, finished_reply
 from tether.data.validate import load_records
 from tether.errors import ConfigError, DataError
 from tether.losses.ppo import clipped_policy_loss, clipped_value_loss
 from tether.models.loading import freeze, load_causal_lm, load_tokenizer
 from tether.models.lora import adapters_disabled, apply_lora
 from tether.models.scalar_head import HEAD_CONFIG_FILE, ScalarHeadModel, apply_lora_to_scalar
+from tether.models.scoring import score_sequences
 from tether.models.shared_prompt import shared_prompt_per_token
 from tether.ops import entropy_from_logits, exact_div, gather_logprobs, masked_sum, masked_whiten
 from tether.rl.advantages import SEQUENCE_ADVANTAGES, gae, whiten_advantages
@@ -260,6 +261,8 @@ class Rollout:
     has_eos: torch.Tensor  # (N,)
     microbatches: list[list[int]]  # fixed length-grouped row groups used by steps (5) and (8)
     batches: dict[int, dict]  # collated microbatches, by index (all of them)
+    pad_id: int
+    eos_id: int
     raw_score: torch.Tensor | None = None  # (N,) reward before the missing-EOS penalty
     old_logprobs: torch.Tensor | None = None  # (N,R) rollout policy, logits / temperature
     ref_logprobs: torch.Tensor | None = None  # (N,R) reference, logits / temperature
@@ -326,17 +329,23 @@ def score_and_evaluate(accelerator, model: PolicyAndValue, reference, reward_mod
 
 def rm_scores(reward_model, reward_tokenizer, batch: dict, rollout: Rollout, idx: list[int], device,
               group_rows: int = 0) -> torch.Tensor:
-    """(b,) reward-model scores of a microbatch, read at each row's last real token (EOS, or the cut)."""
-    if reward_tokenizer is None and "reply_ids" in batch:  # same vocabulary, each prompt once for its samples
-        return reward_model(shared=batch, group_rows=group_rows).float().cpu()
-    if reward_tokenizer is None:  # same vocabulary: score the policy's own token ids
+    """(b,) reward-model scores of a microbatch, each read at the response's EOS. A row cut at max_new_tokens is
+    read with EOS appended, as the RM was trained (`data.tokenization.finished_reply`); the missing-EOS penalty
+    charges the cut afterwards, in step (4)."""
+    if reward_tokenizer is None and bool(rollout.has_eos[idx].all()):  # the policy's own ids, as collated
+        if "reply_ids" in batch:  # each prompt once for its samples
+            return reward_model(shared=batch, group_rows=group_rows).float().cpu()
         return reward_model(batch["input_ids"], batch["attention_mask"], batch["position_ids"]).float().cpu()
-    examples = [EncodedExample(encode_prompt(reward_tokenizer, rollout.rows[i].prompt),
-                               encode_response(reward_tokenizer, rollout.texts[i], add_eos=bool(rollout.has_eos[i])))
-                for i in idx]  # another tokenizer: re-tokenise the text
-    rm_batch = {k: v.to(device) for k, v in collate_sft(examples, reward_tokenizer.pad_token_id).items()
-                if k != "loss_mask"}
-    return reward_model(rm_batch["input_ids"], rm_batch["attention_mask"], rm_batch["position_ids"]).float().cpu()
+    if reward_tokenizer is None:  # a row was cut: the policy's own ids, EOS appended where it is missing
+        prompts = [rollout.prompt_ids[i] for i in idx]
+        responses = [finished_reply(rollout.response_ids[i][rollout.response_mask[i]].tolist(), rollout.eos_id)
+                     for i in idx]
+        pad_id = rollout.pad_id
+    else:  # another tokenizer: re-tokenise the text (encode_response appends the EOS)
+        prompts = [encode_prompt(reward_tokenizer, rollout.rows[i].prompt) for i in idx]
+        responses = [encode_response(reward_tokenizer, rollout.texts[i]) for i in idx]
+        pad_id = reward_tokenizer.pad_token_id
+    return torch.tensor(score_sequences(reward_model, prompts, responses, pad_id, group_rows or len(idx)))
 
 
 # --- advantages: step (7), one adapter per estimator ----------------------------------------------
@@ -516,7 +525,7 @@ def train(cfg: PPOConfig, *, reward_fn: RewardFn | None = None, reference=None, 
         batches = {m: collate([prompt_ids[i] for i in idx], [response_ids[i, : lengths[i]].tolist() for i in idx],
                               tokenizer.pad_token_id) for m, idx in enumerate(micro)}
         rollout = Rollout(rows, prompt_ids, [s[3] for s in samples], response_ids, response_mask, has_eos, micro,
-                          batches)
+                          batches, tokenizer.pad_token_id, tokenizer.eos_token_id)
 
         # (4) Score (reward model at the last real token, gold judge or custom) and
         # (5) logprobs under the rollout policy and the reference (logits / T), values under the critic.

@@ -1,10 +1,10 @@
-"""split_by_prompt: whole prompts held out, deterministic in the generator."""
+"""split_by_prompt: whole prompts held out, deterministic in the generator; finished_reply: what an RM reads."""
 
 from __future__ import annotations
 
 import torch
 
-from tether.data.tokenization import EncodedPair, split_by_prompt
+from tether.data.tokenization import EncodedPair, finished_reply, split_by_prompt
 
 
 def _pairs() -> list[EncodedPair]:
@@ -29,3 +29,14 @@ def test_split_by_prompt_is_a_function_of_the_generator() -> None:
     b = split_by_prompt(_pairs(), 0.3, torch.Generator().manual_seed(1))
     assert a == b
     assert split_by_prompt(_pairs(), 0.0, torch.Generator().manual_seed(1)) == (_pairs(), [])
+
+
+def test_finished_reply_appends_eos_only_where_it_is_missing() -> None:
+    eos = 2
+    assert finished_reply([5, 6, eos], eos) == [5, 6, eos]  # ended with EOS: as it is
+    assert finished_reply([5, 6], eos) == [5, 6, eos]  # cut at max_new_tokens: EOS appended
+    assert finished_reply([], eos) == [eos]
+    assert finished_reply([eos, 5], eos) == [eos, 5, eos]  # only the last token counts
+    ids = [5, 6]
+    finished_reply(ids, eos)
+    assert ids == [5, 6]  # the input is not changed

@@ -100,6 +100,7 @@ def test_unknown_judge_and_gold_without_meta_are_errors():
 
 
 def test_rm_judge_proxy_and_kl_on_a_tiny_model(tiny, tiny_model_dir, tmp_path):
+    from tether.data.tokenization import finished_reply
     from tether.eval.evaluate import kl_of_generations
     from tether.models.loading import freeze
     from tether.models.scalar_head import ScalarHeadModel
@@ -114,8 +115,9 @@ def test_rm_judge_proxy_and_kl_on_a_tiny_model(tiny, tiny_model_dir, tmp_path):
           "b": kl_of_generations(model, model, tok, [x for s in b.samples for x in s])}
     report = compare_policies(ROWS, a, b, "rm", policy_tokenizer=tok, reward_model=rm, rm_tokenizer=tok, kl=kl)
     assert report["win_rate"]["ties"] == 3  # same greedy responses → equal RM scores → all ties
-    expected = score_sequences(rm, [x.prompt_ids for x in a.greedy], [x.response_ids for x in a.greedy],
-                               tok.pad_token_id)
+    assert any(x.truncated for x in a.greedy)  # 5 tokens: a cut reply is read with EOS appended
+    expected = score_sequences(rm, [x.prompt_ids for x in a.greedy],
+                               [finished_reply(x.response_ids, tok.eos_token_id) for x in a.greedy], tok.pad_token_id)
     assert report["policies"]["a"]["proxy_scores"] == pytest.approx(expected)
     assert report["policies"]["a"]["kl"]["kl"] == pytest.approx(0.0, abs=1e-5)
     out = write_comparison(tmp_path / "cmp.json", report, ROWS, a, b)
@@ -136,10 +138,10 @@ def test_attach_proxy_scores_a_policy_evals_texts_with_the_reward_model(tiny, ti
 
     _, tok = tiny
     rm = freeze(ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok, seed=3))
-    ev = evaluate_generations("b", ROWS, B.greedy)  # the third response is truncated: no EOS appended
+    ev = evaluate_generations("b", ROWS, B.greedy)  # the third response is truncated: read with EOS appended too
     mean = attach_proxy(ev, ROWS, rm, tok)
     expected = [score_sequences(rm, [encode_prompt(tok, r.prompt)],
-                                [encode_response(tok, g.text, add_eos=not g.truncated)], tok.pad_token_id)[0]
+                                [encode_response(tok, g.text)], tok.pad_token_id)[0]
                 for r, g in zip(ROWS, B.greedy)]
     assert mean == pytest.approx(sum(expected) / 3) and ev.summary()["proxy_mean"] == mean
     with pytest.raises(ValueError, match="not evaluated on these prompts"):

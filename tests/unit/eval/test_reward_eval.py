@@ -100,7 +100,7 @@ def test_likelihood_baseline_ranks_pairs_by_the_policys_own_logprobs(tiny_model_
              ("x" * 400, "86.")]  # the last pair is over max_length and dropped
 
     def logp(text: str) -> tuple[float, int]:  # a plain forward of one unpadded sequence
-        p, r = encode_prompt(tokenizer, PROMPT), encode_response(tokenizer, text, add_eos=True)
+        p, r = encode_prompt(tokenizer, PROMPT), encode_response(tokenizer, text)
         ids = torch.tensor([p + r])
         with torch.no_grad():
             lp = torch.log_softmax(policy(ids).logits[0, :-1].float(), -1)

@@ -178,6 +178,7 @@ def test_gold_best_of_n_on_a_tiny_policy_picks_each_prompts_top_gold_candidate(t
 
 
 def test_rm_best_of_n_selects_by_the_reward_models_scores(tiny, tiny_model_dir):
+    from tether.data.tokenization import finished_reply
     from tether.models.loading import freeze
     from tether.models.scalar_head import ScalarHeadModel
     from tether.models.scoring import score_sequences
@@ -188,7 +189,8 @@ def test_rm_best_of_n_selects_by_the_reward_models_scores(tiny, tiny_model_dir):
     res = best_of_n(model, tok, DEMO_ROWS, 4, sampling, scorer="rm", reward_model=rm, seed=5,
                     missing_eos_penalty=0.0)
     flat = [g for gens in res.candidates for g in gens]
-    scores = score_sequences(rm, [g.prompt_ids for g in flat], [g.response_ids for g in flat], tok.pad_token_id)
+    finished = [finished_reply(g.response_ids, tok.eos_token_id) for g in flat]  # a cut one read at an EOS
+    scores = score_sequences(rm, [g.prompt_ids for g in flat], finished, tok.pad_token_id)
     expected = [scores[i * 4 : (i + 1) * 4] for i in range(len(res.candidates))]
     assert np.allclose(res.scores, expected, atol=1e-6)
     assert res.chosen == [int(np.argmax(s)) for s in expected]

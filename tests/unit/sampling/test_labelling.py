@@ -67,3 +67,26 @@ def test_rm_labeller_scores_with_a_frozen_model_and_changes_nothing(tiny_model_d
     assert len(scores[0]) == 2 and scores[0][0] != scores[0][1]
     assert not rm.training and not any(p.requires_grad for p in rm.parameters())
     assert all(torch.equal(before[k], v) for k, v in rm.state_dict().items())
+
+
+def test_rm_labeller_reads_a_cut_candidate_with_eos_appended(tiny_model_dir, tiny):
+    """The RM trained on replies ending in EOS reads a candidate cut at max_new_tokens the same way: its score
+    is the one of its tokens plus EOS, the score of the same reply that did end with EOS."""
+    from tether.data.tokenization import encode_prompt, encode_response
+    from tether.models.loading import freeze
+    from tether.models.scalar_head import ScalarHeadModel
+    from tether.models.scoring import score_sequences
+    from tether.sampling.labelling import reward_model_scores
+
+    _, tok = tiny
+    rm = freeze(ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok, seed=5))
+    row = PromptRow([{"role": "user", "content": "q"}])
+    prompt = encode_prompt(tok, row.prompt)
+    cut_ids = tok("ab cd", add_special_tokens=False)["input_ids"]
+    cands = [[Generation(prompt, cut_ids, "ab cd", True),
+              Generation(prompt, [*cut_ids, tok.eos_token_id], "ab cd", False)]]
+    (scores,) = reward_model_scores(rm, tok, [row], cands, tok)
+    want = score_sequences(rm, [prompt], [encode_response(tok, "ab cd")], tok.pad_token_id)[0]
+    raw = score_sequences(rm, [prompt], [cut_ids], tok.pad_token_id)[0]
+    assert scores == pytest.approx([want, want], abs=1e-5)
+    assert abs(raw - want) > 1e-4  # read at the cut token instead, the score would differ

@@ -11,8 +11,9 @@ import torch
 
 from tether.data.collators import collate_rollout, collate_rollout_shared
 from tether.models.scalar_head import ScalarHeadModel
+from tether.models.scoring import score_sequences
 from tether.train.loop import plan_prompt_microbatches
-from tether.train.ppo import PolicyAndValue, reference_forward, rm_scores
+from tether.train.ppo import PolicyAndValue, Rollout, reference_forward, rm_scores
 
 # three samples of a 3-token prompt, two of a 1-token prompt, one of a 4-token prompt; responses of 1-5 tokens
 PROMPTS = [[1, 40, 41]] * 3 + [[1]] * 2 + [[1, 43, 44, 45]]
@@ -20,6 +21,14 @@ PROMPTS = [[1, 40, 41]] * 3 + [[1]] * 2 + [[1, 43, 44, 45]]
 
 def _responses(eos: int) -> list[list[int]]:
     return [[50, 51, eos], [eos], [52, 53, 54, 55, eos], [56, eos], [57, 58, 59], [60, 61, eos]]
+
+
+def _rollout(tok, responses: list[list[int]]) -> Rollout:
+    """The fields of a rollout that scoring reads."""
+    batch = collate_rollout(PROMPTS, responses, tok.pad_token_id)
+    has_eos = torch.tensor([r[-1] == tok.eos_token_id for r in responses])
+    return Rollout([], PROMPTS, [], batch["response_ids"], batch["response_mask"], has_eos, [], {},
+                   tok.pad_token_id, tok.eos_token_id)
 
 
 def _params(module):
@@ -104,16 +113,41 @@ def test_lora_reference_and_reward_model_scores_equal_the_row_layout(tiny, tiny_
             torch.nn.init.normal_(p, std=0.2)
     module = PolicyAndValue(policy, group_rows=4)
     rm = ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok, seed=4).eval()
-    responses = _responses(tok.eos_token_id)
+    eos = tok.eos_token_id
+    responses = [r if r[-1] == eos else [*r, eos] for r in _responses(eos)]  # none cut: the RM reads each batch
     rows = collate_rollout(PROMPTS, responses, tok.pad_token_id)
     shared = collate_rollout_shared(PROMPTS, responses, tok.pad_token_id)
     with torch.no_grad():
         ref_rows, ref_shared = (reference_forward(module, None, b, 1.0) for b in (rows, shared))  # (6,5)
         policy_rows = module(rows, 1.0)[0]
-        scores = [rm_scores(rm, None, b, None, list(range(6)), "cpu", 4) for b in (rows, shared)]  # (6,)
+        scores = [rm_scores(rm, None, b, _rollout(tok, responses), list(range(6)), "cpu", 4)
+                  for b in (rows, shared)]  # (6,)
     _check_same(ref_shared, ref_rows, rows["response_mask"])
     assert not torch.allclose(ref_rows, policy_rows)  # the adapters were off for the reference
     torch.testing.assert_close(scores[1], scores[0], atol=1e-5, rtol=1e-5)
+
+
+def test_reward_model_reads_a_cut_row_with_eos_appended_in_both_layouts(tiny, tiny_model_dir):
+    """Row 4 was cut at max_new_tokens: the RM reads it with EOS appended, as it read every reply in training
+    (the missing-EOS penalty charges the cut later); microbatches without a cut row are scored as collated."""
+    _, tok = tiny
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+    rm = ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok, seed=6).eval()
+    responses = _responses(eos)
+    rollout = _rollout(tok, responses)
+    assert rollout.has_eos.tolist() == [True, True, True, True, False, True]
+    want = torch.tensor(score_sequences(rm, PROMPTS, [r if r[-1] == eos else [*r, eos] for r in responses], pad))
+    with torch.no_grad():
+        for collate in (collate_rollout, collate_rollout_shared):
+            got = rm_scores(rm, None, collate(PROMPTS, responses, pad), rollout, list(range(6)), "cpu", 4)
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        finished = [0, 1, 2, 3, 5]
+        batch = collate_rollout([PROMPTS[i] for i in finished], [responses[i] for i in finished], pad)
+        got = rm_scores(rm, None, batch, rollout, finished, "cpu")
+        raw = rm(*(collate_rollout(PROMPTS, responses, pad)[k] for k in ("input_ids", "attention_mask",
+                                                                          "position_ids")))  # (6,) cut row as is
+    torch.testing.assert_close(got, want[finished], atol=1e-5, rtol=1e-5)
+    assert abs(float(raw[4] - want[4])) > 1e-4  # read at its last generated token, the score would differ
 
 
 def test_plan_keeps_each_prompts_samples_together():
