@@ -52,8 +52,8 @@ class OveroptimizationConfig:
     max_new_tokens: int = 64
     """Longest sampled response."""
     missing_eos_penalty: float = 1.0
-    """Subtracted from the RM score of a response cut at max_new_tokens, as PPO does: the RM reads a truncated
-    response at a token that is not the EOS it learned to score, and without the penalty best-of-N prefers them."""
+    """Subtracted from the RM score of a response cut at max_new_tokens, as PPO does: the RM reads it as if it
+    ended there (EOS appended), and a cut answer is usually an incomplete one."""
     ppo_runs: list[str] = field(default_factory=list)
     """PPO run dirs for the RL curve (their kept checkpoints are evaluated); empty: train one here from
     ppo_config at ppo_kl_coef."""
