@@ -24,12 +24,13 @@ import pytest
 import torch
 
 from tether.data.tokenization import encode_prompt, encode_response
+from tether.errors import ConfigError
 from tether.models.loading import load_causal_lm, load_tokenizer
 from tether.models.scalar_head import ScalarHeadModel
 from tether.models.scoring import score_sequences
 from tether.models.tiny import make_tiny_model, make_tiny_tokenizer
 from tether.sampling.generate import SamplingConfig, cut_at_eos, generate_tokens
-from tether.serve.engine import Engine, GenerationJob, ServeConfig
+from tether.serve.engine import Candidate, Engine, GenerationJob, ServeConfig
 from tether.serve.server import ServerThread
 
 LIMITS = dict(max_new_tokens=16, max_prompt_tokens=96, max_n=8, max_batch_size=16, max_body_bytes=20_000,
@@ -92,7 +93,8 @@ def greedy_reference(reference, messages, max_new_tokens: int) -> str:
 def seeded_candidates(reference, messages, samples: int, max_new_tokens: int, temperature: float, seed: int):
     """Regenerate what the server samples for a seeded request (its own batch, torch seeded with the seed) with
     tether's decode loop outside the server (its sampler is tested against hand arithmetic and frequencies in
-    tests/unit/sampling), and score it with the reward model loaded here: [(text, score)] in sampling order."""
+    tests/unit/sampling), and score it with the reward model loaded here: [(text, score, cut by the token limit)]
+    in sampling order."""
     policy, tokenizer, rm = reference
     prompt_ids = encode_prompt(tokenizer, messages)
     torch.manual_seed(seed)
@@ -101,7 +103,14 @@ def seeded_candidates(reference, messages, samples: int, max_new_tokens: int, te
     responses = [cut_at_eos(row, tokenizer.eos_token_id)[0] for row in rows]
     finished = [r if r[-1:] == [tokenizer.eos_token_id] else [*r, tokenizer.eos_token_id] for r in responses]
     scores = score_sequences(rm, [prompt_ids] * samples, finished, tokenizer.pad_token_id)  # a cut one read at EOS
-    return [(tokenizer.decode(r, skip_special_tokens=True).strip(), s) for r, s in zip(responses, scores)]
+    return [(tokenizer.decode(r, skip_special_tokens=True).strip(), s, r[-1:] != [tokenizer.eos_token_id])
+            for r, s in zip(responses, scores)]
+
+
+def rank_key(candidate) -> float:
+    """What best_of ranks by: the RM score less the server's default missing-EOS penalty (1.0) for a cut one."""
+    _, score, cut = candidate
+    return score - (1.0 if cut else 0.0)
 
 
 # ------------------------------------------------------------------------------- OpenAI client + HTTP
@@ -161,19 +170,32 @@ def test_generate_best_of_n_is_the_response_the_reward_model_scores_highest(serv
             "seed": 5}
     out = httpx.post(f"{server.url}/generate", json=body, timeout=60).json()
     expected = seeded_candidates(reference, USER, 4, 10, 1.0, seed=5)
-    assert out["responses"] == [text for text, _ in expected]
-    assert out["scores"] == pytest.approx([score for _, score in expected], abs=1e-5)
-    best = max(range(4), key=lambda i: expected[i][1])
+    assert out["responses"] == [text for text, _, _ in expected]
+    assert out["scores"] == pytest.approx([score for _, score, _ in expected], abs=1e-5)  # the RM's own scores
+    best = max(range(4), key=lambda i: rank_key(expected[i]))
     assert out["best_index"] == best and out["best"] == expected[best][0]
-    assert len(out["finish_reasons"]) == 4
+    assert out["finish_reasons"] == ["length" if cut else "stop" for _, _, cut in expected]
+
+
+def test_best_of_ranks_a_cut_candidate_down_by_the_missing_eos_penalty():
+    from tether.serve.app import _top
+
+    cut = Candidate("a b", [5, 6], "length", 2, score=1.5)
+    done = Candidate("a.", [5, 2], "stop", 2, score=0.9)
+    assert _top([cut, done], 1, 1.0) == [done]  # 1.5 − 1.0 < 0.9
+    assert _top([cut, done], 1, 0.0) == [cut]  # penalty 0: ranked by the raw score
+    assert _top([cut, done], 2, 0.5) == [cut, done]  # 1.0 > 0.9
+    assert [c.score for c in _top([cut, done], 2, 1.0)] == [0.9, 1.5]  # the scores returned stay the RM's own
+    with pytest.raises(ConfigError, match=r"serve\.missing_eos_penalty must be ≥ 0"):
+        ServeConfig(missing_eos_penalty=-1.0)
 
 
 def test_chat_best_of_returns_the_top_n_by_reward(client, reference):
     out = client.chat.completions.create(model="tiny", messages=USER, n=2, max_tokens=8, temperature=1.0, seed=9,
                                          extra_body={"best_of": 5})
-    ranked = sorted(seeded_candidates(reference, USER, 5, 8, 1.0, seed=9), key=lambda c: -c[1])[:2]
-    assert [c.message.content for c in out.choices] == [text for text, _ in ranked]
-    assert [c.model_extra["score"] for c in out.choices] == pytest.approx([s for _, s in ranked], abs=1e-5)
+    ranked = sorted(seeded_candidates(reference, USER, 5, 8, 1.0, seed=9), key=lambda c: -rank_key(c))[:2]
+    assert [c.message.content for c in out.choices] == [text for text, _, _ in ranked]
+    assert [c.model_extra["score"] for c in out.choices] == pytest.approx([s for _, s, _ in ranked], abs=1e-5)
     assert out.usage.completion_tokens <= 5 * 8  # every candidate sampled counts
 
 

@@ -28,6 +28,8 @@ def serve_cmd(
     max_queue: int = typer.Option(256, help="Most queued requests; more get 503."),
     request_timeout: float = typer.Option(60.0, help="Seconds before an unserved request gets 504."),
     max_body_bytes: int = typer.Option(1_000_000, help="Largest request body in bytes (413 above)."),
+    missing_eos_penalty: float = typer.Option(1.0, help="Subtracted from the RM score of a candidate cut by "
+                                              "max_tokens when best_of ranks (as tether bon does); 0 ranks raw."),
     torch_threads: int = typer.Option(0, help="CPU threads for torch (0 = torch's default); 1 is faster on a "
                                              "CPU shared with other jobs."),
     log_level: str = typer.Option("info", help="uvicorn log level: critical | error | warning | info | debug."),
@@ -55,7 +57,8 @@ def serve_cmd(
     config = ServeConfig(model_name=model_name or "", max_prompt_tokens=max_prompt_tokens,
                          max_new_tokens=max_new_tokens, max_n=max_n, max_batch_size=max_batch_size,
                          batch_wait_ms=batch_wait_ms, max_queue=max_queue, request_timeout_s=request_timeout,
-                         max_body_bytes=max_body_bytes, api_key=api_key, system_prompt=system_prompt)
+                         max_body_bytes=max_body_bytes, api_key=api_key, system_prompt=system_prompt,
+                         missing_eos_penalty=missing_eos_penalty)
     engine = Engine.from_dirs(policy, reward_model, config)
     if not _is_loopback(host) and api_key is None:
         typer.echo(f"warning: serving on {host} without an API key: anyone who can reach this port can use it "

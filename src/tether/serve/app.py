@@ -211,10 +211,11 @@ def _prompt_messages(prompt: str | list[s.ChatMessage], param: str) -> list[dict
     return _messages(prompt)
 
 
-def _top(candidates: list[Candidate], n: int) -> list[Candidate]:
-    """The n candidates the reward model scores highest (best first); unscored: the first n."""
+def _top(candidates: list[Candidate], n: int, missing_eos_penalty: float) -> list[Candidate]:
+    """The n candidates ranked highest by reward-model score less the missing-EOS penalty (best first; ties keep
+    sampling order); unscored: the first n."""
     if candidates and candidates[0].score is not None:
-        return sorted(candidates, key=lambda c: -c.score)[:n]
+        return sorted(candidates, key=lambda c: -c.rank_score(missing_eos_penalty))[:n]
     return candidates[:n]
 
 
@@ -295,7 +296,8 @@ def create_app(engine: Engine) -> FastAPI:
                             score=engine.reward_model is not None, rm_prompt_ids=rm_ids)
         (candidates,) = await engine.run_generation([job])
         scores = [c.score for c in candidates] if job.score else None
-        best = max(range(len(candidates)), key=lambda i: scores[i]) if scores else None
+        penalty = cfg.missing_eos_penalty
+        best = max(range(len(candidates)), key=lambda i: candidates[i].rank_score(penalty)) if scores else None
         return s.GenerateResponse(responses=[c.text for c in candidates], scores=scores,
                                   best=candidates[best].text if best is not None else None, best_index=best,
                                   finish_reasons=[c.finish_reason for c in candidates],
@@ -315,7 +317,7 @@ def create_app(engine: Engine) -> FastAPI:
         job = GenerationJob(prompt_ids, samples, max_new, req.temperature, req.top_p, req.seed, stops,
                             score=req.best_of is not None, rm_prompt_ids=rm_ids)
         (candidates,) = await engine.run_generation([job])
-        chosen = _top(candidates, req.n)
+        chosen = _top(candidates, req.n, cfg.missing_eos_penalty)
         return s.ChatCompletionResponse(
             id=f"chatcmpl-{uuid.uuid4().hex[:24]}", created=int(time.time()), model=engine.model_name,
             choices=[s.ChatChoice(index=i, message=s.ChatResponseMessage(content=c.text),
@@ -342,7 +344,7 @@ def create_app(engine: Engine) -> FastAPI:
             jobs.append(GenerationJob(prompt_ids, samples, max_new, req.temperature, req.top_p, req.seed, stops,
                                       strip=False, score=req.best_of is not None, rm_prompt_ids=rm_ids))
         results = await engine.run_generation(jobs)
-        chosen = [c for candidates in results for c in _top(candidates, req.n)]
+        chosen = [c for candidates in results for c in _top(candidates, req.n, cfg.missing_eos_penalty)]
         everything = [c for candidates in results for c in candidates]
         return s.CompletionResponse(
             id=f"cmpl-{uuid.uuid4().hex[:24]}", created=int(time.time()), model=engine.model_name,

@@ -63,6 +63,9 @@ class ServeConfig:
     """Largest request body; larger → 413."""
     api_key: str | None = None
     """If set, every route but /health needs the header `Authorization: Bearer <api_key>`."""
+    missing_eos_penalty: float = 1.0
+    """Subtracted from the reward-model score of a candidate cut by max_tokens (finish_reason length) when best_of
+    and /generate rank candidates, as `tether bon` and PPO do; the scores returned stay the reward model's own."""
     system_prompt: str | None = None
     """System turn put first in a chat that has none (/generate, /v1/chat/completions, and the prompts of /v1/score
     for the reward model). The demo policies were trained with `tether.data.demo_task.SYSTEM_PROMPT`; None leaves a chat
@@ -75,6 +78,8 @@ class ServeConfig:
                 raise ConfigError(f"serve.{name} must be ≥ 1, got {getattr(self, name)}")
         if self.batch_wait_ms < 0 or self.request_timeout_s <= 0:
             raise ConfigError("serve.batch_wait_ms must be ≥ 0 and serve.request_timeout_s > 0")
+        if not self.missing_eos_penalty >= 0:
+            raise ConfigError(f"serve.missing_eos_penalty must be ≥ 0, got {self.missing_eos_penalty}")
         self.default_max_tokens = min(self.default_max_tokens, self.max_new_tokens)
         if self.api_key == "":
             raise ConfigError("serve.api_key is empty; leave it out to serve without a key")
@@ -130,6 +135,10 @@ class Candidate:
     generated_tokens: int
     """Tokens the model generated for this sequence (before any stop-string cut)."""
     score: float | None = None
+
+    def rank_score(self, missing_eos_penalty: float) -> float:
+        """What best_of ranks by: the reward-model score, less the penalty if the candidate was cut by max_tokens."""
+        return self.score - (missing_eos_penalty if self.finish_reason == "length" else 0.0)  # type: ignore[operator]
 
 
 @dataclass
