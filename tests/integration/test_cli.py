@@ -161,6 +161,9 @@ def test_data_label_with_gold_and_with_a_reward_model(tiny_model_dir, tmp_path):
             assert len(rows) >= 4
     assert_one_line_error(tether(*common, "--labeller", "rm", "--out", str(tmp_path / "x.jsonl")),
                           "--labeller rm needs --reward-model")
+    assert_one_line_error(tether(*common, "--labeller", "rm", "--reward-model", str(tmp_path / "rm"),
+                                 "--missing-eos-penalty", "-1", "--out", str(tmp_path / "x.jsonl")),
+                          "--missing-eos-penalty must be ≥ 0")
 
 
 def test_data_counterfactual_makes_gold_judged_minimal_pairs(tmp_path):

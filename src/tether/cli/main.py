@@ -232,6 +232,8 @@ def data_label(prompts: Path = typer.Option(..., help="Prompt file (prompt-only 
                model: str = typer.Option("runs/demo/sft", help="Policy that samples the candidates."),
                labeller: str = typer.Option("gold", help="gold | rm | export | human"),
                reward_model: Path | None = typer.Option(None, help="Reward model dir (labeller rm)."),
+               missing_eos_penalty: float = typer.Option(1.0, help="Labeller rm: subtracted from the score of a "
+                                                         "response cut at max_new_tokens (as PPO and tether bon)."),
                candidates: Path | None = typer.Option(None, help="Exported candidates (labeller human)."),
                choices: Path | None = typer.Option(None, help="Annotators' choices {id, choice: a|b|tie} (human)."),
                k: int = typer.Option(4, help="Responses sampled per prompt."),
@@ -252,6 +254,8 @@ def data_label(prompts: Path = typer.Option(..., help="Prompt file (prompt-only 
             raise TetherError(f"unknown labeller '{labeller}'; use gold, rm, export or human")
         if labeller == "rm" and reward_model is None:
             raise TetherError("--labeller rm needs --reward-model DIR")
+        if not missing_eos_penalty >= 0:
+            raise TetherError(f"--missing-eos-penalty must be ≥ 0, got {missing_eos_penalty}")
         from tether.models.loading import freeze, load_causal_lm, load_tokenizer
         from tether.sampling.generate import SamplingConfig
 
@@ -272,7 +276,8 @@ def data_label(prompts: Path = typer.Option(..., help="Prompt file (prompt-only 
             from tether.models.scalar_head import ScalarHeadModel
 
             rm = freeze(ScalarHeadModel.from_pretrained(reward_model))
-            scores = labelling.reward_model_scores(rm, load_tokenizer(str(reward_model)), rows, cands, tokenizer)
+            raw = labelling.reward_model_scores(rm, load_tokenizer(str(reward_model)), rows, cands, tokenizer)
+            scores = labelling.penalise_truncated(raw, cands, missing_eos_penalty)
         pairs, stats = labelling.pairs_from_scores(rows, cands, scores, labeller,
                                                    max_pairs_per_prompt=max_pairs_per_prompt, seed=seed)
     save_records(out, pairs)

@@ -32,7 +32,7 @@ from tether.data.records import PromptRow, SFTExample
 from tether.data.validate import save_records
 from tether.errors import DataError
 from tether.sampling.generate import Generation, SamplingConfig
-from tether.sampling.labelling import gold_scores, reward_model_scores, sample_candidates
+from tether.sampling.labelling import gold_scores, penalise_truncated, reward_model_scores, sample_candidates
 
 __all__ = [
     "BestOfN",
@@ -189,8 +189,7 @@ def best_of_n(policy, tokenizer, rows: list[PromptRow], n: int, sampling: Sampli
         scores = [list(s) for s in gold]  # type: ignore[union-attr]
     else:
         raw = reward_model_scores(reward_model, rm_tokenizer or tokenizer, rows, candidates, tokenizer, batch_size)
-        scores = [[s - (missing_eos_penalty if g.truncated else 0.0) for s, g in zip(sc, gens)]
-                  for sc, gens in zip(raw, candidates)]
+        scores = penalise_truncated(raw, candidates, missing_eos_penalty)
     chosen = [select_best(s) for s in scores]
     return BestOfN(rows, candidates, scores, chosen, scorer, gold,
                    extra={"temperature": sampling.temperature, "max_new_tokens": sampling.max_new_tokens,

@@ -78,6 +78,14 @@ def reward_model_scores(reward_model, rm_tokenizer, rows: list[PromptRow], candi
     return [scores[i * k : (i + 1) * k] for i in range(len(candidates))]
 
 
+def penalise_truncated(scores: list[list[float]], candidates: list[list[Generation]],
+                       missing_eos_penalty: float) -> list[list[float]]:
+    """Reward-model scores less `missing_eos_penalty` for each candidate cut at max_new_tokens: the RM read it as if
+    it ended there (`reward_model_scores`), and a cut answer is usually an incomplete one (as PPO's reward step)."""
+    return [[s - (missing_eos_penalty if g.truncated else 0.0) for s, g in zip(sc, gens)]
+            for sc, gens in zip(scores, candidates)]
+
+
 def pairs_from_scores(rows: list[PromptRow], candidates: list[list[Generation]], scores: list[list[float]],
                       labeller: str, tie_tolerance: float = 1e-6, max_pairs_per_prompt: int = 0,
                       seed: int = 0) -> tuple[list[PreferencePair], LabelStats]:

@@ -6,7 +6,7 @@ import torch
 from tether.data.records import PromptRow
 from tether.errors import DataError
 from tether.sampling.generate import Generation
-from tether.sampling.labelling import export_candidates, pairs_from_choices, pairs_from_scores
+from tether.sampling.labelling import export_candidates, pairs_from_choices, pairs_from_scores, penalise_truncated
 
 
 def gen(text: str) -> Generation:
@@ -90,3 +90,10 @@ def test_rm_labeller_reads_a_cut_candidate_with_eos_appended(tiny_model_dir, tin
     raw = score_sequences(rm, [prompt], [cut_ids], tok.pad_token_id)[0]
     assert scores == pytest.approx([want, want], abs=1e-5)
     assert abs(raw - want) > 1e-4  # read at the cut token instead, the score would differ
+
+
+def test_penalise_truncated_by_hand():
+    cut, done = Generation([1], [5, 6], "a b", True), Generation([1], [5, 2], "a.", False)
+    scores = penalise_truncated([[1.5, 0.9], [0.2, -0.3]], [[cut, done], [done, cut]], 1.0)
+    assert scores == [[pytest.approx(0.5), 0.9], [0.2, pytest.approx(-1.3)]]
+    assert penalise_truncated([[1.5, 0.9]], [[cut, done]], 0.0) == [[1.5, 0.9]]
