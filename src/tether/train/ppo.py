@@ -317,7 +317,7 @@ def score_and_evaluate(accelerator, model: PolicyAndValue, reference, reward_mod
         if values is not None:
             out[2, idx, :r_width] = values.float().cpu()
         if reward_model is not None:
-            score[idx] = rm_scores(reward_model, reward_tokenizer, batch, rollout, idx, device, model.group_rows)
+            score[idx] = rm_scores(reward_model, reward_tokenizer, batch, rollout, idx, model.group_rows)
     if accelerator.num_processes > 1:
         out = accelerator.reduce(out.to(device), reduction="sum").cpu()
         if reward_model is not None:
@@ -327,7 +327,7 @@ def score_and_evaluate(accelerator, model: PolicyAndValue, reference, reward_mod
     rollout.raw_score = score
 
 
-def rm_scores(reward_model, reward_tokenizer, batch: dict, rollout: Rollout, idx: list[int], device,
+def rm_scores(reward_model, reward_tokenizer, batch: dict, rollout: Rollout, idx: list[int],
               group_rows: int = 0) -> torch.Tensor:
     """(b,) reward-model scores of a microbatch, each read at the response's EOS. A row cut at max_new_tokens is
     read with EOS appended, as the RM was trained (`data.tokenization.finished_reply`); the missing-EOS penalty
@@ -527,7 +527,7 @@ def train(cfg: PPOConfig, *, reward_fn: RewardFn | None = None, reference=None, 
         rollout = Rollout(rows, prompt_ids, [s[3] for s in samples], response_ids, response_mask, has_eos, micro,
                           batches, tokenizer.pad_token_id, tokenizer.eos_token_id)
 
-        # (4) Score (reward model at the last real token, gold judge or custom) and
+        # (4) Score (reward model at the EOS, appended to a cut row; gold judge or custom) and
         # (5) logprobs under the rollout policy and the reference (logits / T), values under the critic.
         score_and_evaluate(accelerator, unwrapped, reference, reward_model, reward_tokenizer, reward_fn, rollout, cfg)
         check_finite_tensors(it, response_mask, **{"reward/score": rollout.raw_score,

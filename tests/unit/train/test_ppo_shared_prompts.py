@@ -120,7 +120,7 @@ def test_lora_reference_and_reward_model_scores_equal_the_row_layout(tiny, tiny_
     with torch.no_grad():
         ref_rows, ref_shared = (reference_forward(module, None, b, 1.0) for b in (rows, shared))  # (6,5)
         policy_rows = module(rows, 1.0)[0]
-        scores = [rm_scores(rm, None, b, _rollout(tok, responses), list(range(6)), "cpu", 4)
+        scores = [rm_scores(rm, None, b, _rollout(tok, responses), list(range(6)), 4)
                   for b in (rows, shared)]  # (6,)
     _check_same(ref_shared, ref_rows, rows["response_mask"])
     assert not torch.allclose(ref_rows, policy_rows)  # the adapters were off for the reference
@@ -139,11 +139,11 @@ def test_reward_model_reads_a_cut_row_with_eos_appended_in_both_layouts(tiny, ti
     want = torch.tensor(score_sequences(rm, PROMPTS, [r if r[-1] == eos else [*r, eos] for r in responses], pad))
     with torch.no_grad():
         for collate in (collate_rollout, collate_rollout_shared):
-            got = rm_scores(rm, None, collate(PROMPTS, responses, pad), rollout, list(range(6)), "cpu", 4)
+            got = rm_scores(rm, None, collate(PROMPTS, responses, pad), rollout, list(range(6)), 4)
             torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
         finished = [0, 1, 2, 3, 5]
         batch = collate_rollout([PROMPTS[i] for i in finished], [responses[i] for i in finished], pad)
-        got = rm_scores(rm, None, batch, rollout, finished, "cpu")
+        got = rm_scores(rm, None, batch, rollout, finished)
         raw = rm(*(collate_rollout(PROMPTS, responses, pad)[k] for k in ("input_ids", "attention_mask",
                                                                           "position_ids")))  # (6,) cut row as is
     torch.testing.assert_close(got, want[finished], atol=1e-5, rtol=1e-5)
