@@ -23,7 +23,7 @@ import openai
 import pytest
 import torch
 
-from tether.data.tokenization import encode_prompt, encode_response
+from tether.data.tokenization import encode_prompt, encode_response, finished_reply
 from tether.errors import ConfigError
 from tether.models.loading import load_causal_lm, load_tokenizer
 from tether.models.scalar_head import ScalarHeadModel
@@ -101,7 +101,7 @@ def seeded_candidates(reference, messages, samples: int, max_new_tokens: int, te
     cfg = SamplingConfig(max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature)
     rows = generate_tokens(policy, [prompt_ids] * samples, cfg, tokenizer.pad_token_id, tokenizer.eos_token_id)
     responses = [cut_at_eos(row, tokenizer.eos_token_id)[0] for row in rows]
-    finished = [r if r[-1:] == [tokenizer.eos_token_id] else [*r, tokenizer.eos_token_id] for r in responses]
+    finished = [finished_reply(r, tokenizer.eos_token_id) for r in responses]
     scores = score_sequences(rm, [prompt_ids] * samples, finished, tokenizer.pad_token_id)  # a cut one read at EOS
     return [(tokenizer.decode(r, skip_special_tokens=True).strip(), s, r[-1:] != [tokenizer.eos_token_id])
             for r, s in zip(responses, scores)]

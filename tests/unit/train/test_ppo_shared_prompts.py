@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tether.data.collators import collate_rollout, collate_rollout_shared
+from tether.data.tokenization import finished_reply
 from tether.models.scalar_head import ScalarHeadModel
 from tether.models.scoring import score_sequences
 from tether.train.loop import plan_prompt_microbatches
@@ -114,7 +115,7 @@ def test_lora_reference_and_reward_model_scores_equal_the_row_layout(tiny, tiny_
     module = PolicyAndValue(policy, group_rows=4)
     rm = ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok, seed=4).eval()
     eos = tok.eos_token_id
-    responses = [r if r[-1] == eos else [*r, eos] for r in _responses(eos)]  # none cut: the RM reads each batch
+    responses = [finished_reply(r, eos) for r in _responses(eos)]  # none cut: the RM reads each batch
     rows = collate_rollout(PROMPTS, responses, tok.pad_token_id)
     shared = collate_rollout_shared(PROMPTS, responses, tok.pad_token_id)
     with torch.no_grad():
@@ -136,7 +137,7 @@ def test_reward_model_reads_a_cut_row_with_eos_appended_in_both_layouts(tiny, ti
     responses = _responses(eos)
     rollout = _rollout(tok, responses)
     assert rollout.has_eos.tolist() == [True, True, True, True, False, True]
-    want = torch.tensor(score_sequences(rm, PROMPTS, [r if r[-1] == eos else [*r, eos] for r in responses], pad))
+    want = torch.tensor(score_sequences(rm, PROMPTS, [finished_reply(r, eos) for r in responses], pad))
     with torch.no_grad():
         for collate in (collate_rollout, collate_rollout_shared):
             got = rm_scores(rm, None, collate(PROMPTS, responses, pad), rollout, list(range(6)), 4)
