@@ -78,11 +78,16 @@ def reward_model_scores(reward_model, rm_tokenizer, rows: list[PromptRow], candi
     return [scores[i * k : (i + 1) * k] for i in range(len(candidates))]
 
 
+def penalised(score: float, truncated: bool, missing_eos_penalty: float) -> float:
+    """`score` less `missing_eos_penalty` if the reply was cut at the token limit (no EOS), as PPO's reward step."""
+    return score - (missing_eos_penalty if truncated else 0.0)
+
+
 def penalise_truncated(scores: list[list[float]], candidates: list[list[Generation]],
                        missing_eos_penalty: float) -> list[list[float]]:
     """Reward-model scores less `missing_eos_penalty` for each candidate cut at max_new_tokens: the RM read it as if
     it ended there (`reward_model_scores`), and a cut answer is usually an incomplete one (as PPO's reward step)."""
-    return [[s - (missing_eos_penalty if g.truncated else 0.0) for s, g in zip(sc, gens)]
+    return [[penalised(s, g.truncated, missing_eos_penalty) for s, g in zip(sc, gens)]
             for sc, gens in zip(scores, candidates)]
 
 

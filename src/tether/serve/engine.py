@@ -29,6 +29,7 @@ import torch
 from tether.data.tokenization import encode_prompt, encode_response, finished_reply
 from tether.errors import ConfigError
 from tether.sampling.generate import SamplingConfig, cut_at_eos, generate_tokens
+from tether.sampling.labelling import penalised
 from tether.serve.metrics import Metrics
 from tether.serve.scheduler import BatchRecord, BatchScheduler, Job, QueueFull
 
@@ -138,7 +139,7 @@ class Candidate:
 
     def rank_score(self, missing_eos_penalty: float) -> float:
         """What best_of ranks by: the reward-model score, less the penalty if the candidate was cut by max_tokens."""
-        return self.score - (missing_eos_penalty if self.finish_reason == "length" else 0.0)  # type: ignore[operator]
+        return penalised(self.score, self.finish_reason == "length", missing_eos_penalty)  # type: ignore[arg-type]
 
 
 @dataclass
