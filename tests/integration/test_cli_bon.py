@@ -58,6 +58,18 @@ def test_bon_writes_result_candidates_and_an_sft_dataset_sft_trains_on(files, ti
         assert len(load_records(out / "sft.jsonl", "sft")[0]) == result["sft_examples"]
 
 
+def test_bon_at_another_temperature_reports_the_kl_to_the_policy_itself(files, tiny_model_dir):
+    out = files["root"] / "bon-t"
+    proc = tether("bon", "--policy", str(tiny_model_dir), "--scorer", "gold", "--prompts", str(files["prompts"]),
+                  "--n", "3", "--out", str(out), "--max-new-tokens", "6", "--temperature", "0.3", "--baseline", "none")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["kl_to_policy"] == pytest.approx(result["kl_analytic"] + result["tempered_shift"])
+    lo, hi = result["kl_to_policy_ci"]
+    assert lo <= result["kl_to_policy"] <= hi and result["temperature"] == 0.3
+    assert "KL to the policy at T 0.3 ≤ log N − (N−1)/N = 0.432 nats; to the policy itself ≤ " in proc.stdout
+
+
 def test_bon_without_a_reward_model_is_one_line(files, tiny_model_dir):
     assert_one_line_error(tether("bon", "--policy", str(tiny_model_dir), "--prompts", str(files["prompts"]),
                                  "--out", str(files["root"] / "x")), "--reward-model")

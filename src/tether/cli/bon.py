@@ -20,7 +20,9 @@ def bon_cmd(policy: str = typer.Option(..., help="Policy that samples: model dir
             baseline: str = typer.Option("policy", help="Greedy policy the chosen responses are compared with "
                                                         "(gold judge): 'policy' (= --policy), another, or 'none'."),
             limit: int = typer.Option(0, help="Use the first N prompts (0 = all)."),
-            temperature: float = typer.Option(1.0, help="Sampling temperature (the analytic KL assumes 1)."),
+            temperature: float = typer.Option(1.0, help="Sampling temperature. The analytic KL is to the policy "
+                                                        "at this temperature; at T ≠ 1 the KL to the policy itself "
+                                                        "is estimated too (kl_to_policy)."),
             max_new_tokens: int = typer.Option(64),
             batch_size: int = typer.Option(128, help="Sequences per generate call."),
             missing_eos_penalty: float = typer.Option(1.0, help="Subtracted from the RM score of responses cut at "
@@ -48,8 +50,14 @@ def bon_cmd(policy: str = typer.Option(..., help="Policy that samples: model dir
     s = run_best_of_n(policy, str(reward_model) if reward_model else None, rows, n, out, scorer=scorer,
                       baseline=None if baseline == "none" else baseline, sampling=sampling,
                       missing_eos_penalty=missing_eos_penalty, min_score=min_score, seed=seed, log=typer.echo)
-    typer.echo(f"best-of-{s['n']} on {s['prompts']} prompts (scorer {s['scorer']}): KL to the policy "
-               f"log N − (N−1)/N = {s['kl_analytic']:.3f} nats")
+    if "kl_to_policy" in s:
+        lo, hi = s["kl_to_policy_ci"]
+        typer.echo(f"best-of-{s['n']} on {s['prompts']} prompts (scorer {s['scorer']}): KL to the policy at "
+                   f"T {temperature:g} ≤ log N − (N−1)/N = {s['kl_analytic']:.3f} nats; to the policy itself ≤ "
+                   f"{s['kl_to_policy']:.3f} (estimated, 95% CI {lo:.3f}–{hi:.3f})")
+    else:
+        typer.echo(f"best-of-{s['n']} on {s['prompts']} prompts (scorer {s['scorer']}): KL to the policy "
+                   f"log N − (N−1)/N = {s['kl_analytic']:.3f} nats")
     typer.echo(f"  selection score: one sample {s['proxy_before']:+.3f} → best of {s['n']} {s['proxy_after']:+.3f}")
     if "gold_before" in s:
         typer.echo(f"  gold score:      one sample {s['gold_before']:+.3f} → best of {s['n']} {s['gold_after']:+.3f}")

@@ -201,7 +201,10 @@ def collect(run_dir: Path) -> dict:
         row["kind"] = "best-of-n"
         if row.get("proxy_mean") is None and res.get("scorer") == "rm":
             row["proxy_mean"] = res.get("proxy_after")
-        row["kl"] = {"value": res["kl_analytic"], "how": f"analytic log N − (N−1)/N, N = {res['n']}"}
+        row["kl"] = ({"value": res["kl_to_policy"], "how": f"analytic log N − (N−1)/N, N = {res['n']}, to the "
+                      f"policy at T {res.get('temperature')}, plus E[log π_T − log π] on the picks"}
+                     if _finite(res.get("kl_to_policy")) is not None else
+                     {"value": res["kl_analytic"], "how": f"analytic log N − (N−1)/N, N = {res['n']}"})
         if row.get("win_vs_sft") is None and res.get("vs_baseline"):
             base = res.get("baseline_spec") or res.get("baseline") or "baseline"
             label = "sft" if Path(str(base)).name == "sft" or base == "sft" else str(base)

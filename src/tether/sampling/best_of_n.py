@@ -10,6 +10,15 @@ form (Stiennon et al. 2020, app. G; Hilton & Gao 2022): when the N scores have n
 true KL is smaller: the formula is an upper bound (Beirami et al. 2024). It is the yardstick that puts
 best-of-N and PPO on the same "gold score vs KL" axis.
 
+The base in that formula is the distribution the candidates were drawn from. Sampled at a temperature T ≠ 1
+(or with top-k / top-p), that is the tempered policy π_T, not π. The KL to π itself splits exactly:
+
+    KL(π_bon ‖ π) = KL(π_bon ‖ π_T) + E_{y∼π_bon}[log π_T(y|x) − log π(y|x)]      (tempered_kl_shift)
+
+The first term is at most the formula. The second is estimated on the chosen responses (samples of π_bon),
+from the sampler's own log-probabilities and one forward of π over the chosen responses. Their sum,
+`kl_to_policy`, is an estimated upper bound on the KL to π, comparable with PPO's KL to SFT.
+
 `best_of_n` returns every candidate with its score and the chosen index, so one run also gives the
 whole curve for k ≤ N (`best_of_k_curve`: the unbiased expectation over random k-subsets of the N
 samples, as in Nakano et al. 2021) and, with demo-task prompts, the gold score of each candidate (how
@@ -28,9 +37,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from tether.data.records import PromptRow, SFTExample
 from tether.data.validate import save_records
 from tether.errors import DataError
+from tether.eval.metrics import mean_ci
 from tether.sampling.generate import Generation, SamplingConfig
 from tether.sampling.labelling import gold_scores, penalise_truncated, reward_model_scores, sample_candidates
 
@@ -42,7 +54,9 @@ __all__ = [
     "expected_best_of_k",
     "gold_summary",
     "reward_model_scores",
+    "samples_the_policy",
     "select_best",
+    "tempered_kl_shift",
     "to_sft_examples",
     "write_best_of_n",
 ]
@@ -120,9 +134,13 @@ class BestOfN:
     def n(self) -> int:
         return len(self.candidates[0]) if self.candidates else 0
 
+    tempered_shift: list[float] | None = None
+    """Per prompt, log π_T(y) − log π(y) of the chosen response, when the sampler was not π itself (temperature
+    ≠ 1, top-k, top-p or min_new_tokens; see `tempered_kl_shift`); None when it was π."""
+
     @property
     def kl(self) -> float:
-        """Analytic KL(best-of-N ‖ policy) in nats."""
+        """Analytic KL(best-of-N ‖ the sampling distribution) in nats."""
         return best_of_n_kl(self.n)
 
     def chosen_generations(self) -> list[Generation]:
@@ -143,9 +161,34 @@ class BestOfN:
             "distinct_candidates": sum(len({g.text for g in gens}) for gens in self.candidates) / n_prompts,
             "curve_proxy": best_of_k_curve(self.scores, self.scores),
         }
+        if self.tempered_shift is not None:
+            shift, lo, hi = mean_ci(self.tempered_shift)
+            out |= {"tempered_shift": shift, "kl_to_policy": self.kl + shift,
+                    "kl_to_policy_ci": [self.kl + lo, self.kl + hi]}
         if self.gold is not None:
             out |= gold_summary(self.scores, self.gold, self.chosen)
         return {**out, **self.extra}
+
+
+def samples_the_policy(sampling: SamplingConfig) -> bool:
+    """True when `sampling` draws from the policy's own distribution π (temperature 1, no top-k / top-p, EOS
+    allowed from the first token), so best_of_n_kl is the KL to π itself."""
+    return (sampling.temperature == 1.0 and not sampling.top_k and sampling.top_p >= 1.0
+            and not sampling.min_new_tokens)
+
+
+@torch.no_grad()
+def tempered_kl_shift(policy, tokenizer, chosen: list[Generation], batch_size: int = 16) -> list[float]:
+    """Per chosen response, Σ_t log π_T(y_t|·) − Σ_t log π(y_t|·): the sampler's log-probabilities (carried by
+    the Generation) less the policy's at temperature 1 (one forward). Their mean over prompts estimates the
+    second term of KL(π_bon ‖ π) = KL(π_bon ‖ π_T) + E_{π_bon}[log π_T − log π] (module docstring)."""
+    from tether.models.scoring import response_logprobs
+
+    if any(g.logprobs is None or len(g.logprobs) != len(g.response_ids) for g in chosen):
+        raise ValueError("tempered_kl_shift needs each Generation's sampler logprobs (generate(..., logprobs=True))")
+    logp, _ = response_logprobs(policy, [g.prompt_ids for g in chosen], [g.response_ids for g in chosen],
+                                tokenizer.pad_token_id, batch_size)
+    return [math.fsum(g.logprobs) - lp for g, lp in zip(chosen, logp)]  # type: ignore[arg-type]
 
 
 def gold_summary(scores: list[list[float]], gold: list[list[float]], chosen: list[int]) -> dict:
@@ -183,7 +226,8 @@ def best_of_n(policy, tokenizer, rows: list[PromptRow], n: int, sampling: Sampli
     sampling = sampling or SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=64)
     if not sampling.do_sample and n > 1:
         raise ValueError("best-of-N with n > 1 needs do_sample=True (greedy gives N copies of one response)")
-    candidates = sample_candidates(policy, tokenizer, rows, n, sampling, seed=seed)
+    tempered = not samples_the_policy(sampling)
+    candidates = sample_candidates(policy, tokenizer, rows, n, sampling, seed=seed, logprobs=tempered)
     gold = gold_scores(rows, candidates) if _has_gold_meta(rows) else None
     if scorer == "gold":  # the gold judge already marks a truncated response down (its ending rule)
         scores = [list(s) for s in gold]  # type: ignore[union-attr]
@@ -191,9 +235,12 @@ def best_of_n(policy, tokenizer, rows: list[PromptRow], n: int, sampling: Sampli
         raw = reward_model_scores(reward_model, rm_tokenizer or tokenizer, rows, candidates, tokenizer, batch_size)
         scores = penalise_truncated(raw, candidates, missing_eos_penalty)
     chosen = [select_best(s) for s in scores]
-    return BestOfN(rows, candidates, scores, chosen, scorer, gold,
-                   extra={"temperature": sampling.temperature, "max_new_tokens": sampling.max_new_tokens,
-                          "missing_eos_penalty": missing_eos_penalty, "seed": seed})
+    shift = (tempered_kl_shift(policy, tokenizer, [g[i] for g, i in zip(candidates, chosen)], batch_size)
+             if tempered else None)
+    return BestOfN(rows, candidates, scores, chosen, scorer, gold, tempered_shift=shift,
+                   extra={"temperature": sampling.temperature, "top_k": sampling.top_k, "top_p": sampling.top_p,
+                          "max_new_tokens": sampling.max_new_tokens, "missing_eos_penalty": missing_eos_penalty,
+                          "seed": seed})
 
 
 def to_sft_examples(result: BestOfN, min_score: float | None = None,

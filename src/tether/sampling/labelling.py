@@ -39,10 +39,11 @@ class LabelStats:
 
 
 def sample_candidates(model, tokenizer, rows: list[PromptRow], k: int, sampling: SamplingConfig,
-                      seed: int = 0) -> list[list[Generation]]:
-    """K sampled responses per prompt (one batched generate over all prompt copies)."""
+                      seed: int = 0, logprobs: bool = False) -> list[list[Generation]]:
+    """K sampled responses per prompt (one batched generate over all prompt copies); `logprobs`: each carries
+    its tokens' log-probabilities under the sampler's distribution (`Generation.logprobs`)."""
     flat = generate(model, tokenizer, [r.prompt for r in rows for _ in range(k)], sampling, seed=seed,
-                    show_progress=True)
+                    show_progress=True, logprobs=logprobs)
     return [flat[i * k : (i + 1) * k] for i in range(len(rows))]
 
 

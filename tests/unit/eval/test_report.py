@@ -126,6 +126,15 @@ def test_ppo_row_takes_its_kl_from_the_evaluation_else_from_the_last_rollout(tmp
     assert row["kl"]["value"] == 4.0 and row["kl_verdict"] == "healthy"  # the held-out measurement wins
 
 
+def test_a_tempered_best_of_n_row_reports_the_kl_to_the_policy_itself(tmp_path):
+    run = make_run(tmp_path)
+    result = json.loads((run / "bon-16" / "result.json").read_text())
+    (run / "bon-16" / "result.json").write_text(json.dumps(result | {"temperature": 0.7, "tempered_shift": 0.4,
+                                                                     "kl_to_policy": 2.235}))
+    row = next(p for p in collect(run)["policies"] if p["name"] == "bon16")
+    assert row["kl"]["value"] == 2.235 and "T 0.7" in row["kl"]["how"]
+
+
 def test_finished_experiments_get_a_section_with_table_findings_and_plots(tmp_path):
     run = make_run(tmp_path)
     ex = run / "experiments" / "kl-sweep"

@@ -17,6 +17,7 @@ from tether.sampling.best_of_n import (
     best_of_n,
     best_of_n_kl,
     expected_best_of_k,
+    samples_the_policy,
     select_best,
     to_sft_examples,
     write_best_of_n,
@@ -224,3 +225,53 @@ def test_best_of_n_rejects_bad_arguments(tiny):
 
     with pytest.raises(DataError, match="demo-task prompts"):
         best_of_n(model, tok, [PromptRow([{"role": "user", "content": "Hi"}])], 2, scorer="gold")
+
+
+def test_samples_the_policy_only_at_temperature_one_without_filters():
+    assert samples_the_policy(SamplingConfig(temperature=1.0))
+    for cfg in (SamplingConfig(temperature=0.7), SamplingConfig(top_k=5), SamplingConfig(top_p=0.9),
+                SamplingConfig(min_new_tokens=2)):
+        assert not samples_the_policy(cfg)
+
+
+def test_tempered_best_of_one_estimates_the_exact_kl_of_the_tempered_first_token(tiny):
+    """Best-of-1 at T 0.1 is π_T itself: the analytic term is 0 and kl_to_policy must estimate KL(π_T ‖ π). With
+    one new token that KL is exact from the logits: Σ_v p_T(v) (log p_T(v) − log p(v)) per prompt. (The tiny
+    model's logits are nearly flat, so a low T is what makes the KL large against the Monte-Carlo error.)"""
+    import torch
+
+    from tether.data.tokenization import encode_prompt
+
+    model, tok = tiny
+    copies = 200
+    rows = [r for r in DEMO_ROWS for _ in range(copies)]
+    sampling = SamplingConfig(do_sample=True, temperature=0.1, max_new_tokens=1)
+    res = best_of_n(model, tok, rows, 1, sampling, scorer="gold", seed=0)
+    s = res.summary()
+    assert s["kl_analytic"] == 0.0 and s["kl_to_policy"] == pytest.approx(s["tempered_shift"])
+    exact = []
+    for row in DEMO_ROWS:
+        ids = torch.tensor([encode_prompt(tok, row.prompt)])
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, -1].double()  # (V,)
+        logp, logp_t = logits.log_softmax(-1), (logits / 0.1).log_softmax(-1)  # (V,) each
+        exact.append(float((logp_t.exp() * (logp_t - logp)).sum()))
+    lo, hi = s["kl_to_policy_ci"]
+    assert lo <= sum(exact) / len(exact) <= hi
+    assert hi - lo < 0.5 * s["kl_to_policy"]  # the interval is narrow enough for the check to mean something
+
+
+def test_tempered_shift_is_sampler_logprob_less_the_policys_and_absent_at_temperature_one(tiny):
+    from tether.models.scoring import response_logprobs
+
+    model, tok = tiny
+    res = best_of_n(model, tok, DEMO_ROWS, 4, SamplingConfig(do_sample=True, temperature=0.7, max_new_tokens=6),
+                    scorer="gold", seed=3)
+    picks = res.chosen_generations()
+    logp, _ = response_logprobs(model, [g.prompt_ids for g in picks], [g.response_ids for g in picks],
+                                tok.pad_token_id)
+    assert res.tempered_shift == pytest.approx([sum(g.logprobs) - lp for g, lp in zip(picks, logp)], abs=1e-4)
+    assert res.summary()["kl_to_policy"] == pytest.approx(res.kl + sum(res.tempered_shift) / 3)
+    plain = best_of_n(model, tok, DEMO_ROWS, 4, SamplingConfig(do_sample=True, max_new_tokens=6), scorer="gold")
+    assert plain.tempered_shift is None and "kl_to_policy" not in plain.summary()
+    assert all(g.logprobs is None for gens in plain.candidates for g in gens)  # T 1: no sampler logprobs kept
