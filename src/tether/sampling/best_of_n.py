@@ -129,14 +129,13 @@ class BestOfN:
     gold: list[list[float]] | None = None
     """(prompts, N) gold-judge totals when the prompts carry demo-task meta, else None."""
     extra: dict = field(default_factory=dict)
+    tempered_shift: list[float] | None = None
+    """Per prompt, log π_T(y) − log π(y) of the chosen response, when the sampler was not π itself (temperature
+    ≠ 1, top-k, top-p or min_new_tokens; see `tempered_kl_shift`); None when it was π."""
 
     @property
     def n(self) -> int:
         return len(self.candidates[0]) if self.candidates else 0
-
-    tempered_shift: list[float] | None = None
-    """Per prompt, log π_T(y) − log π(y) of the chosen response, when the sampler was not π itself (temperature
-    ≠ 1, top-k, top-p or min_new_tokens; see `tempered_kl_shift`); None when it was π."""
 
     @property
     def kl(self) -> float:
@@ -226,7 +225,7 @@ def best_of_n(policy, tokenizer, rows: list[PromptRow], n: int, sampling: Sampli
     sampling = sampling or SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=64)
     if not sampling.do_sample and n > 1:
         raise ValueError("best-of-N with n > 1 needs do_sample=True (greedy gives N copies of one response)")
-    tempered = not samples_the_policy(sampling)
+    tempered = sampling.do_sample and not samples_the_policy(sampling)
     candidates = sample_candidates(policy, tokenizer, rows, n, sampling, seed=seed, logprobs=tempered)
     gold = gold_scores(rows, candidates) if _has_gold_meta(rows) else None
     if scorer == "gold":  # the gold judge already marks a truncated response down (its ending rule)
