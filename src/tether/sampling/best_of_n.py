@@ -37,8 +37,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from tether.data.records import PromptRow, SFTExample
 from tether.data.validate import save_records
 from tether.errors import DataError
@@ -176,11 +174,13 @@ def samples_the_policy(sampling: SamplingConfig) -> bool:
             and not sampling.min_new_tokens)
 
 
-@torch.no_grad()
 def tempered_kl_shift(policy, tokenizer, chosen: list[Generation], batch_size: int = 16) -> list[float]:
     """Per chosen response, Σ_t log π_T(y_t|·) − Σ_t log π(y_t|·): the sampler's log-probabilities (carried by
-    the Generation) less the policy's at temperature 1 (one forward). Their mean over prompts estimates the
-    second term of KL(π_bon ‖ π) = KL(π_bon ‖ π_T) + E_{π_bon}[log π_T − log π] (module docstring)."""
+    the Generation) less the policy's at temperature 1 (one no-grad forward, `response_logprobs`). The sampler's
+    are kept for every candidate, not only the picks: one log-softmax per decode step, beside a 135M-parameter
+    forward, and exact under top-k / top-p / min_new_tokens, which a later forward would have to re-apply. Their
+    mean over prompts estimates the second term of KL(π_bon ‖ π) = KL(π_bon ‖ π_T) + E_{π_bon}[log π_T − log π]
+    (module docstring)."""
     from tether.models.scoring import response_logprobs
 
     if any(g.logprobs is None or len(g.logprobs) != len(g.response_ids) for g in chosen):
