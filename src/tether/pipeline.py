@@ -17,6 +17,7 @@ after them finds every stage finished and assembles the evaluation, summary and 
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -94,6 +95,8 @@ class DemoOptions:
     """N of the best-of-N stage."""
     bon_prompts: int = 50
     """Held-out prompts best-of-N is evaluated on (the first ones of the eval set)."""
+    bon_kl_coef: float = 0.0
+    """β of a regularised best-of-N pick: argmax of RM score + β·log π_SFT(y|x) (docs/best-of-n.md); 0 = plain."""
     skip: list[str] = field(default_factory=list)
     """Optional stages not to run: any of ppo, preference, bon."""
     keep_checkpoints: bool = False
@@ -142,6 +145,8 @@ class DemoOptions:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0 (0: auto), got {self.workers}")
+        if not (math.isfinite(self.bon_kl_coef) and self.bon_kl_coef >= 0):
+            raise ConfigError(f"bon_kl_coef must be a finite number >= 0, got {self.bon_kl_coef}")
         if self.rm_templated_pairs < 0:
             raise ConfigError(f"rm_templated_pairs must be >= 0, got {self.rm_templated_pairs}")
         if self.samples_per_prompt < 2:
@@ -233,13 +238,14 @@ def _train(train_fn, cfg) -> None:
     train_fn(cfg)
 
 
-def _best_of_n_task(policy: Path, rm_dir: Path, rows, n: int, out: Path, run: Path, seed: int) -> None:
+def _best_of_n_task(policy: Path, rm_dir: Path, rows, n: int, out: Path, run: Path, seed: int, name: str,
+                    kl_coef: float = 0.0) -> None:
     """Best-of-N against SFT's greedy evaluation, read from its cache (written before this stage runs)."""
     from tether.eval.bon_policy import run_best_of_n
     from tether.eval.policy_cache import load_eval
 
     baseline = load_eval(run / "eval" / "policy-sft.json")[0]
-    run_best_of_n(str(policy), str(rm_dir), rows, n, out, baseline=baseline, seed=seed, name=f"bon{n}")
+    run_best_of_n(str(policy), str(rm_dir), rows, n, out, baseline=baseline, seed=seed, name=name, kl_coef=kl_coef)
 
 
 @dataclass
@@ -422,13 +428,17 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
 
     rows = eval_rows[: QUICK_SIZES["eval_prompts"] if quick else opts.eval_prompts]
     bon_n, bon_prompts = QUICK_SIZES["bon"] if quick else (opts.bon_n, opts.bon_prompts)
-    bon_dir = run / f"bon-{bon_n}"  # best-of-N from the SFT policy under the reward model
+    # best-of-N from the SFT policy under the reward model; a regularised pick (bon_kl_coef) gets a dir of its own
+    bon_name = f"bon{bon_n}" + (f"-kl{opts.bon_kl_coef:g}" if opts.bon_kl_coef else "")
+    bon_dir = run / ("bon-" + bon_name[3:])
     if "bon" not in opts.skip:
         stages.append(_Stage(
             "bon_s", "bon", bon_dir,
-            partial(stage_inputs, {"n": bon_n, "prompts": bon_prompts, "seed": opts.seed}, root=run,
+            partial(stage_inputs, {"n": bon_n, "prompts": bon_prompts, "seed": opts.seed,
+                                   "kl_coef": opts.bon_kl_coef}, root=run,
                     policy=sft_dir, rm=rm_dir, prompts=data_dir / "eval_prompts.jsonl"),
-            partial(_best_of_n_task, sft_dir, rm_dir, rows[:bon_prompts], bon_n, bon_dir, run, opts.seed),
+            partial(_best_of_n_task, sft_dir, rm_dir, rows[:bon_prompts], bon_n, bon_dir, run, opts.seed, bon_name,
+                    opts.bon_kl_coef),
             f"best-of-{bon_n} on {bon_prompts} held-out prompts → {bon_dir}", f"reusing {bon_dir}",
             needs=("rm_s", "eval:sft")))
 
@@ -532,7 +542,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
         settle(by_key["bon_s"])
         bon = rejudge_best_of_n(bon_dir, log)
         if sampled:
-            bon_eval = summarise(f"bon{bon_n}", [ScoredSample(**json.loads(line)[f"bon{bon_n}"]) for line in
+            bon_eval = summarise(bon_name, [ScoredSample(**json.loads(line)[bon_name]) for line in
                                                  (bon_dir / "eval_samples.jsonl").read_text().splitlines()])
             bon["vs_sft_sampled"] = compare(*align_to(bon_eval, sampled["sft"]))  # on the prompts both cover
             if bon_prompts > len(sampled_rows):
@@ -548,7 +558,8 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                    "policies": {e.name: e.summary() for e in sampled.values()},
                    "comparisons": sampled_cmp},
                "kl_to_sft": kl, "train_seconds": train_seconds,
-               "best_of_n": None if bon is None else {k: bon.get(k) for k in ("n", "kl_analytic", "proxy_before",
+               "best_of_n": None if bon is None else {k: bon.get(k) for k in ("n", "kl_coef", "kl_analytic",
+                                                                            "proxy_before",
                                                                             "proxy_after", "gold_before", "gold_after",
                                                                             "vs_baseline", "vs_sft_sampled")},
                "reward_model": {k: v for k, v in rm_report.items() if k != "reliability"},

@@ -73,3 +73,20 @@ def test_bon_at_another_temperature_reports_the_kl_to_the_policy_itself(files, t
 def test_bon_without_a_reward_model_is_one_line(files, tiny_model_dir):
     assert_one_line_error(tether("bon", "--policy", str(tiny_model_dir), "--prompts", str(files["prompts"]),
                                  "--out", str(files["root"] / "x")), "--reward-model")
+
+
+def test_bon_with_a_kl_coef_picks_by_score_plus_beta_log_pi(files, tiny_model_dir):
+    out = files["root"] / "bon-reg"
+    proc = tether("bon", "--policy", str(tiny_model_dir), "--reward-model", str(files["rm"]), "--prompts",
+                  str(files["prompts"]), "--n", "3", "--out", str(out), "--max-new-tokens", "6", "--seed", "1",
+                  "--kl-coef", "0.5", "--baseline", "none")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "(selection: score + 0.5·log π)" in proc.stdout
+    result = json.loads((out / "result.json").read_text())
+    assert result["kl_coef"] == 0.5 and "policy_logprob_after" in result
+    for c in (json.loads(line) for line in (out / "candidates.jsonl").read_text().splitlines()):
+        selection = [x["score"] + 0.5 * x["policy_logprob"] for x in c["candidates"]]
+        assert selection[c["chosen"]] == max(selection)
+    assert_one_line_error(tether("bon", "--policy", str(tiny_model_dir), "--scorer", "gold", "--prompts",
+                                 str(files["prompts"]), "--out", str(files["root"] / "y"), "--kl-coef", "0.1"),
+                          "--kl-coef")

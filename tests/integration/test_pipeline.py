@@ -130,6 +130,7 @@ def test_bad_options_name_the_field(tiny_configs, tmp_path):
            ({"samples_per_prompt": 1}, "samples_per_prompt must be >= 2"),
            ({"rm_templated_pairs": -1}, "rm_templated_pairs must be >= 0, got -1"),
            ({"eval_temperature": 0.0}, "eval_temperature must be > 0"),
+           ({"bon_kl_coef": -0.5}, "bon_kl_coef must be a finite number >= 0, got -0.5"),
            ({"bon_prompts": 400}, r"bon_prompts \(400\) must be <= eval_prompts \(300\)"),
            ({"sampled_prompts": 0}, "sampled_prompts must be >= 1, got 0"),
            ({"sampled_prompts": 400}, r"sampled_prompts \(400\) must be <= eval_prompts \(300\)"),
@@ -180,6 +181,16 @@ def test_stage_whose_inputs_changed_runs_again(first_run, tmp_path):
     for stage in ("sft", "rm", "dpo-dpo", "dpo-simpo"):
         assert f"reusing the finished run in {moved / 't' / stage}" in text, stage
     assert "ppo: reusing" not in text  # the retrained PPO policy is evaluated again
+
+    opts = DemoOptions(**{**opts.__dict__, "bon_kl_coef": 0.3})  # a regularised pick: best-of-N alone runs again
+    lines = []
+    run_demo(opts, log=lines.append)
+    text = "\n".join(lines)
+    result = json.loads((moved / "t" / "bon-4-kl0.3" / "result.json").read_text())
+    assert result["kl_coef"] == 0.3 and result["name"] == "bon4-kl0.3" and "policy_logprob_after" in result
+    assert json.loads((moved / "t" / "bon-4" / "result.json").read_text())["kl_coef"] == 0.0  # the plain run stays
+    for stage in ("sft", "rm", "ppo", "dpo-dpo", "dpo-simpo"):
+        assert f"reusing the finished run in {moved / 't' / stage}" in text, stage
 
 
 @pytest.mark.parametrize("old_record", [

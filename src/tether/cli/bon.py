@@ -27,6 +27,8 @@ def bon_cmd(policy: str = typer.Option(..., help="Policy that samples: model dir
             batch_size: int = typer.Option(128, help="Sequences per generate call."),
             missing_eos_penalty: float = typer.Option(1.0, help="Subtracted from the RM score of responses cut at "
                                                                   "max-new-tokens (no EOS); 0 = off."),
+            kl_coef: float = typer.Option(0.0, help="β of the KL-regularised pick: maximise RM score + β·log π(y|x) "
+                                                    "(Jinnai et al. 2024); 0 = plain best-of-N."),
             min_score: float | None = typer.Option(None, help="Export to sft.jsonl only chosen responses scoring at "
                                                               "least this."),
             seed: int = typer.Option(0)) -> None:
@@ -37,6 +39,10 @@ def bon_cmd(policy: str = typer.Option(..., help="Policy that samples: model dir
         raise TetherError(f"--scorer must be 'rm' or 'gold', got {scorer!r}")
     if scorer == "rm" and reward_model is None:
         raise TetherError("--scorer rm needs --reward-model DIR")
+    if not (kl_coef >= 0 and kl_coef != float("inf")):
+        raise TetherError(f"--kl-coef must be a finite number >= 0, got {kl_coef}")
+    if kl_coef and scorer != "rm":
+        raise TetherError("--kl-coef regularises the reward model's pick; --scorer gold takes none")
     if reward_model is not None and not reward_model.is_dir():
         raise TetherError(f"--reward-model {reward_model}: no such directory")
     from tether.data.validate import load_records
@@ -49,7 +55,8 @@ def bon_cmd(policy: str = typer.Option(..., help="Policy that samples: model dir
                               batch_size=batch_size)
     s = run_best_of_n(policy, str(reward_model) if reward_model else None, rows, n, out, scorer=scorer,
                       baseline=None if baseline == "none" else baseline, sampling=sampling,
-                      missing_eos_penalty=missing_eos_penalty, min_score=min_score, seed=seed, log=typer.echo)
+                      missing_eos_penalty=missing_eos_penalty, min_score=min_score, seed=seed, kl_coef=kl_coef,
+                      log=typer.echo)
     if "kl_to_policy" in s:
         lo, hi = s["kl_to_policy_ci"]
         typer.echo(f"best-of-{s['n']} on {s['prompts']} prompts (scorer {s['scorer']}): KL to the policy at "
@@ -58,9 +65,14 @@ def bon_cmd(policy: str = typer.Option(..., help="Policy that samples: model dir
     else:
         typer.echo(f"best-of-{s['n']} on {s['prompts']} prompts (scorer {s['scorer']}): KL to the policy "
                    f"log N − (N−1)/N = {s['kl_analytic']:.3f} nats")
-    typer.echo(f"  selection score: one sample {s['proxy_before']:+.3f} → best of {s['n']} {s['proxy_after']:+.3f}")
+    label = "reward-model score:" if s["scorer"] == "rm" else "gold (selection):  "
+    typer.echo(f"  {label} one sample {s['proxy_before']:+.3f} → best of {s['n']} {s['proxy_after']:+.3f}")
+    if "policy_logprob_before" in s:
+        typer.echo(f"  log π(y|x):         one sample {s['policy_logprob_before']:+.2f} → the pick "
+                   f"{s['policy_logprob_after']:+.2f} (selection: score + {kl_coef:g}·log π)")
     if "gold_before" in s:
-        typer.echo(f"  gold score:      one sample {s['gold_before']:+.3f} → best of {s['n']} {s['gold_after']:+.3f}")
+        typer.echo(f"  gold score:         one sample {s['gold_before']:+.3f} → best of {s['n']} "
+                   f"{s['gold_after']:+.3f}")
     if "vs_baseline" in s:
         c = s["vs_baseline"]
         typer.echo(f"  win rate vs {s['baseline_spec']} (greedy), gold judge: {c['win_rate']:.1%} "

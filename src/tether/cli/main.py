@@ -393,8 +393,9 @@ def _print_demo_summary(summary: dict, run_name: str) -> None:
                    f"{c['wins']}W/{c['ties']}T/{c['losses']}L{_right_changes(c)})")
     bon = summary.get("best_of_n")
     if bon:
-        line = f"best-of-{bon['n']} (analytic KL {bon['kl_analytic']:.2f}): RM score {bon['proxy_before']:.3f} → " \
-               f"{bon['proxy_after']:.3f}"
+        picked = f", picked by RM score + {bon['kl_coef']:g}·log π" if bon.get("kl_coef") else ""
+        line = f"best-of-{bon['n']} (analytic KL {bon['kl_analytic']:.2f}{picked}): RM score " \
+               f"{bon['proxy_before']:.3f} → {bon['proxy_after']:.3f}"
         if bon.get("vs_baseline"):
             c = bon["vs_baseline"]
             line += (f"; gold {bon['gold_before']:.3f} → {bon['gold_after']:.3f}; win rate vs sft greedy "

@@ -47,12 +47,14 @@ def _matching_baseline(baseline: PolicyEval, rows: list[PromptRow]) -> PolicyEva
 def run_best_of_n(policy: str, reward_model: str | None, rows: list[PromptRow], n: int, out_dir: Path, *,
                   scorer: str = "rm", baseline: str | PolicyEval | None = "policy",
                   sampling: SamplingConfig | None = None, missing_eos_penalty: float = 1.0,
-                  min_score: float | None = None, seed: int = 0, name: str | None = None, log=print) -> dict:
+                  min_score: float | None = None, seed: int = 0, name: str | None = None, kl_coef: float = 0.0,
+                  log=print) -> dict:
     """Best-of-`n` of `policy` (dir, embedded name or HF id) under `reward_model` (dir; None with scorer 'gold').
 
     baseline: "policy" (default) = the same policy decoded greedily, another policy spec evaluated greedily,
     an already computed `PolicyEval` on these prompts (a prefix of its prompts is fine), or None (no comparison).
     The comparison and the gold evaluation need demo-task prompts; without them only the RM summary is written.
+    kl_coef β > 0: the KL-regularised pick, argmax of RM score + β·log π(y|x) (`sampling/best_of_n.py`).
     Returns the summary written to `out_dir`/result.json.
     """
     from tether.models.loading import freeze, load_causal_lm, load_tokenizer
@@ -72,9 +74,10 @@ def run_best_of_n(policy: str, reward_model: str | None, rows: list[PromptRow], 
         rm_tokenizer = load_tokenizer(str(reward_model))
     sampling = sampling or SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=64)
     log(f"best-of-{n}: sampling {n} × {len(rows)} responses from {policy}, scoring with "
-        f"{reward_model if scorer == 'rm' else 'the gold judge'}")
+        f"{reward_model if scorer == 'rm' else 'the gold judge'}"
+        + (f", regularised by {kl_coef:g}·log π(y|x)" if kl_coef else ""))
     result = best_of_n(model, tokenizer, rows, n, sampling, scorer=scorer, reward_model=rm, rm_tokenizer=rm_tokenizer,
-                       missing_eos_penalty=missing_eos_penalty, seed=seed)
+                       missing_eos_penalty=missing_eos_penalty, seed=seed, kl_coef=kl_coef)
     extra: dict = {"name": name, "policy": str(policy), "reward_model": str(reward_model) if reward_model else None}
     if result.gold is not None:
         bon_eval = evaluate_generations(name, rows, result.chosen_generations())
@@ -123,8 +126,9 @@ def rejudge_best_of_n(out_dir: Path, log=print) -> dict:
         return summary
     log(f"      best-of-N: {changed} candidates scored differently by the current gold judge; updating {out_dir}")
     chosen = [d["chosen"] for d in lines]
-    summary |= gold_summary([[c["score"] for c in d["candidates"]] for d in lines],
-                            [[s.gold for s in ss] for ss in fresh], chosen)
+    beta = summary.get("kl_coef") or 0.0  # a regularised pick maximised score + β·log π(y|x)
+    selection = [[c["score"] + beta * c.get("policy_logprob", 0.0) for c in d["candidates"]] for d in lines]
+    summary |= gold_summary(selection, [[s.gold for s in ss] for ss in fresh], chosen)
     bon_eval = summarise(summary.get("name", "bon"), [ss[i] for ss, i in zip(fresh, chosen)])
     summary["eval"] = bon_eval.summary()
     samples_file = out_dir / "eval_samples.jsonl"

@@ -129,7 +129,7 @@ def _series(rows: list[dict], keys: tuple[str, ...]) -> dict | None:
 
 
 def _ppo_section(run: Path) -> dict:
-    files = sorted(p for p in run.glob("ppo*/metrics.jsonl"))
+    files = sorted(p for p in run.glob("ppo*/metrics.jsonl") if p.parent.suffix != ".stale")  # not a moved-aside run
     if not files:
         return {"present": False, "reason": f"no PPO run in {run} (no ppo*/metrics.jsonl): nothing to plot"}
     path = files[0]
@@ -160,7 +160,8 @@ def _rm_section(run: Path) -> dict:
 
 
 def _bon_runs(run: Path) -> list[tuple[Path, dict]]:
-    return [(p.parent, _read_json(p)) for p in sorted(run.glob("bon*/result.json"))]
+    """Every best-of-N run dir's result, except those a re-run moved aside (`<dir>.stale`)."""
+    return [(p.parent, _read_json(p)) for p in sorted(run.glob("bon*/result.json")) if p.parent.suffix != ".stale"]
 
 
 def collect(run_dir: Path) -> dict:
@@ -205,6 +206,9 @@ def collect(run_dir: Path) -> dict:
                       f"policy at T {res.get('temperature')}, plus E[log π_T − log π] on the picks"}
                      if _finite(res.get("kl_to_policy")) is not None else
                      {"value": res["kl_analytic"], "how": f"analytic log N − (N−1)/N, N = {res['n']}"})
+        if res.get("kl_coef"):
+            row["kl"]["how"] += (f"; the pick maximises score + {res['kl_coef']:g}·log π(y|x), for which the figure "
+                                 "is still an upper bound")
         if row.get("win_vs_sft") is None and res.get("vs_baseline"):
             base = res.get("baseline_spec") or res.get("baseline") or "baseline"
             label = "sft" if Path(str(base)).name == "sft" or base == "sft" else str(base)

@@ -19,6 +19,15 @@ The first term is at most the formula. The second is estimated on the chosen res
 from the sampler's own log-probabilities and one forward of π over the chosen responses. Their sum,
 `kl_to_policy`, is an estimated upper bound on the KL to π, comparable with PPO's KL to SFT.
 
+**Regularised selection** (`kl_coef` β > 0): pick argmax_y r(y) + β·log π(y|x) instead of argmax r(y), the
+KL-regularised best-of-N of Jinnai et al. 2024 (arXiv 2404.01054): r(y) − β·KL(δ_y ‖ π), with KL(δ_y ‖ π) =
+−log π(y|x) for the point mass on y. Among candidates the reward model rates alike it takes the one the policy
+finds more likely, which guards against picks that win on a reward-model blind spot. At temperature 1 the
+sampler's own log-probabilities are log π, so it costs nothing beyond keeping them; at another temperature one
+forward of π over the candidates gives them. The selection is still best-of-N under one deterministic score
+per candidate, so the KL formula above still bounds its KL to the sampling distribution (the true KL is lower
+where the regulariser pulls the pick toward the policy's likelier responses).
+
 `best_of_n` returns every candidate with its score and the chosen index, so one run also gives the
 whole curve for k ≤ N (`best_of_k_curve`: the unbiased expectation over random k-subsets of the N
 samples, as in Nakano et al. 2021) and, with demo-task prompts, the gold score of each candidate (how
@@ -51,6 +60,7 @@ __all__ = [
     "best_of_n_kl",
     "expected_best_of_k",
     "gold_summary",
+    "policy_logprobs",
     "reward_model_scores",
     "samples_the_policy",
     "select_best",
@@ -119,9 +129,10 @@ class BestOfN:
     candidates: list[list[Generation]]
     """(prompts, N) sampled responses."""
     scores: list[list[float]]
-    """(prompts, N) selection scores (reward model, or gold with scorer 'gold'), after any missing-EOS penalty."""
+    """(prompts, N) the scorer's scores (the reward model's after any missing-EOS penalty, or gold with scorer
+    'gold'); the pick maximises `selection_scores()`, which adds the kl_coef term."""
     chosen: list[int]
-    """Per prompt, the index of the selected candidate (`select_best` of its scores)."""
+    """Per prompt, the index of the selected candidate (`select_best` of its `selection_scores`)."""
     scorer: str
     """'rm' or 'gold'."""
     gold: list[list[float]] | None = None
@@ -130,6 +141,17 @@ class BestOfN:
     tempered_shift: list[float] | None = None
     """Per prompt, log π_T(y) − log π(y) of the chosen response, when the sampler was not π itself (temperature
     ≠ 1, top-k, top-p or min_new_tokens; see `tempered_kl_shift`); None when it was π."""
+    kl_coef: float = 0.0
+    """β of the regularised selection: the pick maximises score + β·log π(y|x) (0: plain best-of-N)."""
+    policy_logprobs: list[list[float]] | None = None
+    """(prompts, N) log π(y|x) of every candidate under the policy at temperature 1, when kl_coef > 0."""
+
+    def selection_scores(self) -> list[list[float]]:
+        """(prompts, N) what the pick maximises: `scores`, plus kl_coef · log π(y|x) when kl_coef > 0."""
+        if not self.kl_coef:
+            return self.scores
+        return [[s + self.kl_coef * lp for s, lp in zip(ss, lps)]
+                for ss, lps in zip(self.scores, self.policy_logprobs)]  # type: ignore[arg-type]
 
     @property
     def n(self) -> int:
@@ -156,14 +178,19 @@ class BestOfN:
             "truncated_before": sum(g.truncated for gens in self.candidates for g in gens) / (n_prompts * self.n),
             "truncated_after": sum(g.truncated for g in self.chosen_generations()) / n_prompts,
             "distinct_candidates": sum(len({g.text for g in gens}) for gens in self.candidates) / n_prompts,
-            "curve_proxy": best_of_k_curve(self.scores, self.scores),
+            "curve_proxy": best_of_k_curve(self.selection_scores(), self.scores),
+            "kl_coef": self.kl_coef,
         }
+        if self.policy_logprobs is not None:
+            lps = self.policy_logprobs
+            out |= {"policy_logprob_before": math.fsum(x for lp in lps for x in lp) / (n_prompts * self.n),
+                    "policy_logprob_after": math.fsum(lp[i] for lp, i in zip(lps, self.chosen)) / n_prompts}
         if self.tempered_shift is not None:
             shift, lo, hi = mean_ci(self.tempered_shift)
             out |= {"tempered_shift": shift, "kl_to_policy": self.kl + shift,
                     "kl_to_policy_ci": [self.kl + lo, self.kl + hi]}
         if self.gold is not None:
-            out |= gold_summary(self.scores, self.gold, self.chosen)
+            out |= gold_summary(self.selection_scores(), self.gold, self.chosen)
         return {**out, **self.extra}
 
 
@@ -174,29 +201,37 @@ def samples_the_policy(sampling: SamplingConfig) -> bool:
             and not sampling.min_new_tokens)
 
 
-def tempered_kl_shift(policy, tokenizer, chosen: list[Generation], batch_size: int = 16) -> list[float]:
+def policy_logprobs(policy, tokenizer, generations: list[Generation], batch_size: int = 16) -> list[float]:
+    """log π(y|x) of each Generation under `policy` at temperature 1: Σ over its response tokens (one no-grad
+    forward, `models/scoring.py:response_logprobs`)."""
+    from tether.models.scoring import response_logprobs
+
+    logp, _ = response_logprobs(policy, [g.prompt_ids for g in generations], [g.response_ids for g in generations],
+                                tokenizer.pad_token_id, batch_size)
+    return list(logp)
+
+
+def tempered_kl_shift(policy, tokenizer, chosen: list[Generation], batch_size: int = 16,
+                      logprobs: list[float] | None = None) -> list[float]:
     """Per chosen response, Σ_t log π_T(y_t|·) − Σ_t log π(y_t|·): the sampler's log-probabilities (carried by
     the Generation) less the policy's at temperature 1 (one no-grad forward, `response_logprobs`). The sampler's
     are kept for every candidate, not only the picks: one log-softmax per decode step, beside a 135M-parameter
     forward, and exact under top-k / top-p / min_new_tokens, which a later forward would have to re-apply. Their
     mean over prompts estimates the second term of KL(π_bon ‖ π) = KL(π_bon ‖ π_T) + E_{π_bon}[log π_T − log π]
-    (module docstring)."""
-    from tether.models.scoring import response_logprobs
-
+    (module docstring). `logprobs`: the chosen responses' log π(y|x) when already computed (`policy_logprobs`)."""
     if any(g.logprobs is None or len(g.logprobs) != len(g.response_ids) for g in chosen):
         raise ValueError("tempered_kl_shift needs each Generation's sampler logprobs (generate(..., logprobs=True))")
-    logp, _ = response_logprobs(policy, [g.prompt_ids for g in chosen], [g.response_ids for g in chosen],
-                                tokenizer.pad_token_id, batch_size)
+    logp = logprobs if logprobs is not None else policy_logprobs(policy, tokenizer, chosen, batch_size)
     return [math.fsum(g.logprobs) - lp for g, lp in zip(chosen, logp)]  # type: ignore[arg-type]
 
 
-def gold_summary(scores: list[list[float]], gold: list[list[float]], chosen: list[int]) -> dict:
+def gold_summary(selection: list[list[float]], gold: list[list[float]], chosen: list[int]) -> dict:
     """Gold score before selection (mean over every candidate = one sample of the policy), after it (mean of
-    the chosen candidates), and the gold best-of-k curve under the selection `scores`."""
+    the chosen candidates), and the gold best-of-k curve under the `selection` scores (what the pick maximises)."""
     n_all = sum(len(g) for g in gold)
     return {"gold_before": math.fsum(x for g in gold for x in g) / n_all,
             "gold_after": math.fsum(g[i] for g, i in zip(gold, chosen)) / len(gold),
-            "curve_gold": best_of_k_curve(scores, gold)}
+            "curve_gold": best_of_k_curve(selection, gold)}
 
 
 def _has_gold_meta(rows: list[PromptRow]) -> bool:
@@ -205,7 +240,7 @@ def _has_gold_meta(rows: list[PromptRow]) -> bool:
 
 def best_of_n(policy, tokenizer, rows: list[PromptRow], n: int, sampling: SamplingConfig | None = None,
               scorer: str = "rm", reward_model=None, rm_tokenizer=None, missing_eos_penalty: float = 1.0,
-              seed: int = 0, batch_size: int = 16) -> BestOfN:
+              seed: int = 0, batch_size: int = 16, kl_coef: float = 0.0) -> BestOfN:
     """Sample `n` responses per prompt from `policy` and select the best of each.
 
     scorer 'rm': `reward_model` (a ScalarHeadModel; `rm_tokenizer` defaults to `tokenizer`) scores every
@@ -213,6 +248,7 @@ def best_of_n(policy, tokenizer, rows: list[PromptRow], n: int, sampling: Sampli
     `missing_eos_penalty` (default 1.0, as in PPO) is subtracted from the selection score of responses cut at
     max_new_tokens (scorer 'rm' only: the gold judge scores truncation itself); 0 selects on the raw score.
     With demo-task prompts the gold score of every candidate is recorded too, whatever the scorer.
+    `kl_coef` β > 0 (scorer 'rm'): select by score + β·log π(y|x), the KL-regularised best-of-N (module docstring).
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -220,26 +256,39 @@ def best_of_n(policy, tokenizer, rows: list[PromptRow], n: int, sampling: Sampli
         raise ValueError(f"scorer must be 'rm' or 'gold', got {scorer!r}")
     if scorer == "rm" and reward_model is None:
         raise ValueError("scorer 'rm' needs a reward_model")
+    if not (math.isfinite(kl_coef) and kl_coef >= 0):
+        raise ValueError(f"kl_coef must be a finite number >= 0, got {kl_coef!r}")
+    if kl_coef and scorer != "rm":
+        raise ValueError("kl_coef regularises a reward model's selection; the gold scorer takes none")
     if scorer == "gold" and not _has_gold_meta(rows):
         raise DataError("best-of-N with the gold scorer needs demo-task prompts (meta with 'answer')")
     sampling = sampling or SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=64)
     if not sampling.do_sample and n > 1:
         raise ValueError("best-of-N with n > 1 needs do_sample=True (greedy gives N copies of one response)")
     tempered = sampling.do_sample and not samples_the_policy(sampling)
-    candidates = sample_candidates(policy, tokenizer, rows, n, sampling, seed=seed, logprobs=tempered)
+    candidates = sample_candidates(policy, tokenizer, rows, n, sampling, seed=seed, logprobs=tempered or kl_coef > 0)
     gold = gold_scores(rows, candidates) if _has_gold_meta(rows) else None
     if scorer == "gold":  # the gold judge already marks a truncated response down (its ending rule)
         scores = [list(s) for s in gold]  # type: ignore[union-attr]
     else:
         raw = reward_model_scores(reward_model, rm_tokenizer or tokenizer, rows, candidates, tokenizer, batch_size)
         scores = penalise_truncated(raw, candidates, missing_eos_penalty)
-    chosen = [select_best(s) for s in scores]
-    shift = (tempered_kl_shift(policy, tokenizer, [g[i] for g, i in zip(candidates, chosen)], batch_size)
-             if tempered else None)
-    return BestOfN(rows, candidates, scores, chosen, scorer, gold, tempered_shift=shift,
-                   extra={"temperature": sampling.temperature, "top_k": sampling.top_k, "top_p": sampling.top_p,
-                          "max_new_tokens": sampling.max_new_tokens, "missing_eos_penalty": missing_eos_penalty,
-                          "seed": seed})
+    logp = None
+    if kl_coef:  # log π(y|x): the sampler's own when it is π (temperature 1, no filters), else one forward of π
+        flat = [g for gens in candidates for g in gens]
+        sums = (policy_logprobs(policy, tokenizer, flat, batch_size) if tempered
+                else [math.fsum(g.logprobs) for g in flat])  # type: ignore[arg-type]
+        logp = [sums[p * n:(p + 1) * n] for p in range(len(rows))]
+    result = BestOfN(rows, candidates, scores, [], scorer, gold, kl_coef=kl_coef, policy_logprobs=logp)
+    result.chosen = [select_best(s) for s in result.selection_scores()]
+    if tempered:
+        picks = [g[i] for g, i in zip(candidates, result.chosen)]
+        known = None if logp is None else [lp[i] for lp, i in zip(logp, result.chosen)]
+        result.tempered_shift = tempered_kl_shift(policy, tokenizer, picks, batch_size, known)
+    result.extra = {"temperature": sampling.temperature, "top_k": sampling.top_k, "top_p": sampling.top_p,
+                    "max_new_tokens": sampling.max_new_tokens, "missing_eos_penalty": missing_eos_penalty,
+                    "seed": seed}
+    return result
 
 
 def to_sft_examples(result: BestOfN, min_score: float | None = None,
@@ -279,6 +328,8 @@ def write_best_of_n(out_dir: Path, result: BestOfN, min_score: float | None = No
             f.write(json.dumps({
                 "prompt": row.prompt, "meta": row.meta, "chosen": i,
                 "candidates": [{"text": g.text, "score": s, "truncated": g.truncated, "n_tokens": len(g.response_ids),
+                                **({"policy_logprob": result.policy_logprobs[p][j]}
+                                   if result.policy_logprobs is not None else {}),
                                 **({"gold": result.gold[p][j]} if result.gold is not None else {})}
                                for j, (g, s) in enumerate(zip(gens, scores))],
             }, ensure_ascii=False) + "\n")

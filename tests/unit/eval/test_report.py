@@ -135,6 +135,18 @@ def test_a_tempered_best_of_n_row_reports_the_kl_to_the_policy_itself(tmp_path):
     assert row["kl"]["value"] == 2.235 and "T 0.7" in row["kl"]["how"]
 
 
+def test_a_regularised_best_of_n_gets_its_own_row_and_a_stale_run_none(tmp_path):
+    run = make_run(tmp_path)
+    result = json.loads((run / "bon-16" / "result.json").read_text())
+    shutil.copytree(run / "bon-16", run / "bon-16.stale")  # what a re-run moved aside: never reported
+    (run / "bon-16.stale" / "result.json").write_text(json.dumps(result | {"kl_analytic": 9.9}))
+    shutil.copytree(run / "bon-16", run / "bon-16-kl0.1")
+    (run / "bon-16-kl0.1" / "result.json").write_text(json.dumps(result | {"name": "bon16-kl0.1", "kl_coef": 0.1}))
+    rows = {p["name"]: p for p in collect(run)["policies"]}
+    assert rows["bon16"]["kl"]["value"] == 1.835 and "log π" not in rows["bon16"]["kl"]["how"]
+    assert rows["bon16-kl0.1"]["kind"] == "best-of-n" and "score + 0.1·log π(y|x)" in rows["bon16-kl0.1"]["kl"]["how"]
+
+
 def test_finished_experiments_get_a_section_with_table_findings_and_plots(tmp_path):
     run = make_run(tmp_path)
     ex = run / "experiments" / "kl-sweep"

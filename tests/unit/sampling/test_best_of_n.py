@@ -276,3 +276,85 @@ def test_tempered_shift_is_sampler_logprob_less_the_policys_and_absent_at_temper
     plain = best_of_n(model, tok, DEMO_ROWS, 4, SamplingConfig(do_sample=True, max_new_tokens=6), scorer="gold")
     assert plain.tempered_shift is None and "kl_to_policy" not in plain.summary()
     assert all(g.logprobs is None for gens in plain.candidates for g in gens)  # T 1: no sampler logprobs kept
+
+
+def test_regularised_selection_by_hand():
+    """score + β·log π: at β 0.1 the likelier second candidate (0.9 − 0.2 = 0.7) beats the first (1.0 − 1.0 = 0);
+    the reported proxy stays the reward model's score, and the best-of-k curve selects as the pick does."""
+    cands = [[_gen("It is 4, I think, yes."), _gen("4.")]]
+    plain = BestOfN([ROW], cands, [[1.0, 0.9]], [0], "rm", gold=[[0.0, 1.0]])
+    reg = BestOfN([ROW], cands, [[1.0, 0.9]], [], "rm", gold=[[0.0, 1.0]], kl_coef=0.1,
+                  policy_logprobs=[[-10.0, -2.0]])
+    assert reg.selection_scores() == [[pytest.approx(0.0), pytest.approx(0.7)]]
+    assert plain.selection_scores() == plain.scores
+    reg.chosen = [select_best(s) for s in reg.selection_scores()]
+    assert reg.chosen == [1]
+    s = reg.summary()
+    assert s["proxy_after"] == 0.9 and s["proxy_before"] == pytest.approx(0.95) and s["kl_coef"] == 0.1
+    assert s["policy_logprob_before"] == -6.0 and s["policy_logprob_after"] == -2.0
+    assert s["curve_proxy"][-1]["value"] == pytest.approx(0.9)  # best of 2 under the regularised selection
+    assert s["curve_gold"][-1]["value"] == 1.0 and plain.summary()["curve_gold"][-1]["value"] == 0.0
+    assert s["kl_analytic"] == plain.summary()["kl_analytic"]  # a deterministic score: the same bound
+
+
+def test_regularised_best_of_n_reads_log_pi_from_the_sampler_at_temperature_one(tiny, tiny_model_dir):
+    from tether.models.loading import freeze
+    from tether.models.scalar_head import ScalarHeadModel
+    from tether.models.scoring import response_logprobs
+
+    model, tok = tiny
+    rm = freeze(ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok, seed=1))
+    sampling = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=6)
+    kw = dict(scorer="rm", reward_model=rm, seed=5, missing_eos_penalty=0.0)
+    plain = best_of_n(model, tok, DEMO_ROWS, 4, sampling, **kw)
+    reg = best_of_n(model, tok, DEMO_ROWS, 4, sampling, kl_coef=0.5, **kw)
+    assert [[g.text for g in c] for c in reg.candidates] == [[g.text for g in c] for c in plain.candidates]
+    assert reg.scores == plain.scores and plain.policy_logprobs is None and reg.tempered_shift is None
+    flat = [g for gens in reg.candidates for g in gens]
+    logp, _ = response_logprobs(model, [g.prompt_ids for g in flat], [g.response_ids for g in flat], tok.pad_token_id)
+    assert np.allclose(reg.policy_logprobs, np.reshape(logp, (3, 4)), atol=1e-4)  # the sampler's are log π at T 1
+    assert reg.chosen == [int(np.argmax(np.add(s, 0.5 * np.array(lp))))
+                          for s, lp in zip(reg.scores, reg.policy_logprobs)]
+    mode = best_of_n(model, tok, DEMO_ROWS, 4, sampling, kl_coef=1e4, **kw)  # β → ∞: the policy's likeliest
+    assert mode.chosen == [int(np.argmax(lp)) for lp in mode.policy_logprobs]
+    assert mode.chosen != plain.chosen  # the regulariser changed at least one pick: the test can fail
+
+
+def test_regularised_best_of_n_at_another_temperature_forwards_the_policy(tiny, tiny_model_dir):
+    from tether.models.loading import freeze
+    from tether.models.scalar_head import ScalarHeadModel
+    from tether.models.scoring import response_logprobs
+
+    model, tok = tiny
+    rm = freeze(ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok, seed=1))
+    res = best_of_n(model, tok, DEMO_ROWS, 4, SamplingConfig(do_sample=True, temperature=0.7, max_new_tokens=6),
+                    scorer="rm", reward_model=rm, seed=3, kl_coef=0.5)
+    flat = [g for gens in res.candidates for g in gens]
+    logp, _ = response_logprobs(model, [g.prompt_ids for g in flat], [g.response_ids for g in flat], tok.pad_token_id)
+    assert np.allclose(res.policy_logprobs, np.reshape(logp, (3, 4)), atol=1e-4)  # π at T 1, not the sampler's
+    assert not np.allclose([math.fsum(g.logprobs) for g in flat], logp, atol=1e-2)
+    picks = res.chosen_generations()
+    assert res.tempered_shift == pytest.approx(
+        [math.fsum(g.logprobs) - lp[i] for g, lp, i in zip(picks, res.policy_logprobs, res.chosen)], abs=1e-6)
+
+
+def test_regularised_best_of_n_rejects_bad_coefficients(tiny, tiny_model_dir):
+    from tether.models.loading import freeze
+    from tether.models.scalar_head import ScalarHeadModel
+
+    model, tok = tiny
+    rm = freeze(ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok, seed=1))
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="kl_coef must be"):
+            best_of_n(model, tok, DEMO_ROWS, 2, scorer="rm", reward_model=rm, kl_coef=bad)
+    with pytest.raises(ValueError, match="gold scorer"):
+        best_of_n(model, tok, DEMO_ROWS, 2, scorer="gold", kl_coef=0.1)
+
+
+def test_regularised_run_writes_each_candidates_log_pi(tmp_path):
+    reg = BestOfN([ROW], [[_gen("It is 4, I think."), _gen("4.")]], [[1.0, 0.9]], [1], "rm", kl_coef=0.1,
+                  policy_logprobs=[[-10.0, -2.0]])
+    summary = write_best_of_n(tmp_path / "bon", reg)
+    cand = json.loads((tmp_path / "bon" / "candidates.jsonl").read_text())
+    assert [c["policy_logprob"] for c in cand["candidates"]] == [-10.0, -2.0] and cand["chosen"] == 1
+    assert summary["kl_coef"] == 0.1 and summary["policy_logprob_after"] == -2.0
