@@ -3,6 +3,7 @@ responses as an SFT dataset, and its gold evaluation vs the policy's greedy resp
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -39,7 +40,7 @@ def bon_cmd(policy: str = typer.Option(..., help="Policy that samples: model dir
         raise TetherError(f"--scorer must be 'rm' or 'gold', got {scorer!r}")
     if scorer == "rm" and reward_model is None:
         raise TetherError("--scorer rm needs --reward-model DIR")
-    if not (kl_coef >= 0 and kl_coef != float("inf")):
+    if not (math.isfinite(kl_coef) and kl_coef >= 0):
         raise TetherError(f"--kl-coef must be a finite number >= 0, got {kl_coef}")
     if kl_coef and scorer != "rm":
         raise TetherError("--kl-coef regularises the reward model's pick; --scorer gold takes none")
