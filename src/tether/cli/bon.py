@@ -29,7 +29,7 @@ def bon_cmd(policy: str = typer.Option(..., help="Policy that samples: model dir
             missing_eos_penalty: float = typer.Option(1.0, help="Subtracted from the RM score of responses cut at "
                                                                   "max-new-tokens (no EOS); 0 = off."),
             kl_coef: float = typer.Option(0.0, help="β of the KL-regularised pick: maximise RM score + β·log π(y|x) "
-                                                    "(Jinnai et al. 2024); 0 = plain best-of-N."),
+                                                    "(after Jinnai et al. 2024); 0 = plain best-of-N."),
             min_score: float | None = typer.Option(None, help="Export to sft.jsonl only chosen responses scoring at "
                                                               "least this."),
             seed: int = typer.Option(0)) -> None:

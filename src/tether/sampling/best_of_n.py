@@ -19,14 +19,14 @@ The first term is at most the formula. The second is estimated on the chosen res
 from the sampler's own log-probabilities and one forward of π over the chosen responses. Their sum,
 `kl_to_policy`, is an estimated upper bound on the KL to π, comparable with PPO's KL to SFT.
 
-**Regularised selection** (`kl_coef` β > 0): pick argmax_y r(y) + β·log π(y|x) instead of argmax r(y), the
-KL-regularised best-of-N of Jinnai et al. 2024 (arXiv 2404.01054): r(y) − β·KL(δ_y ‖ π), with KL(δ_y ‖ π) =
-−log π(y|x) for the point mass on y. Among candidates the reward model rates alike it takes the one the policy
-finds more likely, which guards against picks that win on a reward-model blind spot. At temperature 1 the
-sampler's own log-probabilities are log π, so it costs nothing beyond keeping them; at another temperature one
-forward of π over the candidates gives them. The selection is still best-of-N under one deterministic score
-per candidate, so the KL formula above still bounds its KL to the sampling distribution (the true KL is lower
-where the regulariser pulls the pick toward the policy's likelier responses).
+**Regularised selection** (`kl_coef` β > 0): pick argmax_y r(y) + β·log π(y|x) instead of argmax r(y), a best-of-N
+regularised toward the policy, as Jinnai et al. 2024 (arXiv 2404.01054) propose, with the KL of the point mass on y
+as the regulariser: r(y) − β·KL(δ_y ‖ π), where KL(δ_y ‖ π) = −log π(y|x). Among candidates the reward model rates
+alike it takes the one the policy finds more likely, which guards against picks that win on a reward-model blind
+spot. At temperature 1 the sampler's own log-probabilities are log π, so it costs nothing beyond keeping them; at
+another temperature one forward of π over the candidates gives them. The selection is still best-of-N under one
+deterministic score per candidate, so the KL formula above still bounds its KL to the sampling distribution (the
+true KL is lower where the regulariser pulls the pick toward the policy's likelier responses).
 
 `best_of_n` returns every candidate with its score and the chosen index, so one run also gives the
 whole curve for k ≤ N (`best_of_k_curve`: the unbiased expectation over random k-subsets of the N
