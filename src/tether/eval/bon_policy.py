@@ -29,7 +29,7 @@ from tether.eval.evaluate import (
     summarise,
     write_eval,
 )
-from tether.sampling.best_of_n import best_of_n, gold_summary, write_best_of_n
+from tether.sampling.best_of_n import best_of_n, gold_summary, regularised_scores, write_best_of_n
 from tether.sampling.generate import SamplingConfig
 
 
@@ -126,8 +126,9 @@ def rejudge_best_of_n(out_dir: Path, log=print) -> dict:
         return summary
     log(f"      best-of-N: {changed} candidates scored differently by the current gold judge; updating {out_dir}")
     chosen = [d["chosen"] for d in lines]
-    beta = summary.get("kl_coef") or 0.0  # a regularised pick maximised score + β·log π(y|x)
-    selection = [[c["score"] + beta * c.get("policy_logprob", 0.0) for c in d["candidates"]] for d in lines]
+    beta = summary.get("kl_coef") or 0.0  # the selection the run made: the same rule as its pick
+    logprobs = [[c["policy_logprob"] for c in d["candidates"]] for d in lines] if beta else None
+    selection = regularised_scores([[c["score"] for c in d["candidates"]] for d in lines], logprobs, beta)
     summary |= gold_summary(selection, [[s.gold for s in ss] for ss in fresh], chosen)
     bon_eval = summarise(summary.get("name", "bon"), [ss[i] for ss, i in zip(fresh, chosen)])
     summary["eval"] = bon_eval.summary()

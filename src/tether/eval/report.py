@@ -32,6 +32,7 @@ from typing import Any
 
 from tether.errors import DataError
 from tether.rl.kl import kl_health
+from tether.runtime.provenance import is_moved_aside
 
 DPO_FAMILY = ("dpo", "ipo", "kto", "orpo", "simpo")
 
@@ -129,7 +130,7 @@ def _series(rows: list[dict], keys: tuple[str, ...]) -> dict | None:
 
 
 def _ppo_section(run: Path) -> dict:
-    files = sorted(p for p in run.glob("ppo*/metrics.jsonl") if p.parent.suffix != ".stale")  # not a moved-aside run
+    files = sorted(p for p in run.glob("ppo*/metrics.jsonl") if not is_moved_aside(p.parent))
     if not files:
         return {"present": False, "reason": f"no PPO run in {run} (no ppo*/metrics.jsonl): nothing to plot"}
     path = files[0]
@@ -161,7 +162,7 @@ def _rm_section(run: Path) -> dict:
 
 def _bon_runs(run: Path) -> list[tuple[Path, dict]]:
     """Every best-of-N run dir's result, except those a re-run moved aside (`<dir>.stale`)."""
-    return [(p.parent, _read_json(p)) for p in sorted(run.glob("bon*/result.json")) if p.parent.suffix != ".stale"]
+    return [(p.parent, _read_json(p)) for p in sorted(run.glob("bon*/result.json")) if not is_moved_aside(p.parent)]
 
 
 def collect(run_dir: Path) -> dict:

@@ -17,6 +17,13 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 HASH_CACHE = ".weights_sha256.json"
+STALE_SUFFIX = ".stale"
+"""A stale output is moved aside to `<name>.stale` (`StageRecord`); readers of a run dir skip such paths."""
+
+
+def is_moved_aside(path: Path) -> bool:
+    """True for an output a re-run moved aside as stale (`<name>.stale`): not part of the run any more."""
+    return Path(path).name.endswith(STALE_SUFFIX)
 """Per model dir: each *.safetensors file's sha256 with the (size, mtime) it was computed at, so a file is
 hashed once per write, not on every check."""
 
@@ -142,7 +149,7 @@ class StageRecord:
             self.output.with_name(self.output.name + ".inputs.json")
         self.outcome_path = self.output / "stage_outcome.json" if self.is_dir else \
             self.output.with_name(self.output.name + ".outcome.json")
-        self.stale_path = self.output.with_name(self.output.name + ".stale")
+        self.stale_path = self.output.with_name(self.output.name + STALE_SUFFIX)
         self.changed: list[str] = []
 
     def done(self) -> bool:

@@ -61,6 +61,7 @@ __all__ = [
     "expected_best_of_k",
     "gold_summary",
     "policy_logprobs",
+    "regularised_scores",
     "reward_model_scores",
     "samples_the_policy",
     "select_best",
@@ -147,11 +148,8 @@ class BestOfN:
     """(prompts, N) log π(y|x) of every candidate under the policy at temperature 1, when kl_coef > 0."""
 
     def selection_scores(self) -> list[list[float]]:
-        """(prompts, N) what the pick maximises: `scores`, plus kl_coef · log π(y|x) when kl_coef > 0."""
-        if not self.kl_coef:
-            return self.scores
-        return [[s + self.kl_coef * lp for s, lp in zip(ss, lps)]
-                for ss, lps in zip(self.scores, self.policy_logprobs)]  # type: ignore[arg-type]
+        """(prompts, N) what the pick maximises (`regularised_scores`)."""
+        return regularised_scores(self.scores, self.policy_logprobs, self.kl_coef)
 
     @property
     def n(self) -> int:
@@ -192,6 +190,17 @@ class BestOfN:
         if self.gold is not None:
             out |= gold_summary(self.selection_scores(), self.gold, self.chosen)
         return {**out, **self.extra}
+
+
+def regularised_scores(scores: list[list[float]], logprobs: list[list[float]] | None,
+                       kl_coef: float) -> list[list[float]]:
+    """(prompts, N) score + kl_coef · log π(y|x) per candidate: what a regularised pick maximises; `scores` itself
+    when kl_coef is 0."""
+    if not kl_coef:
+        return scores
+    if logprobs is None:
+        raise ValueError("a regularised pick (kl_coef > 0) needs each candidate's log π(y|x)")
+    return [[s + kl_coef * lp for s, lp in zip(ss, lps)] for ss, lps in zip(scores, logprobs)]
 
 
 def samples_the_policy(sampling: SamplingConfig) -> bool:

@@ -41,15 +41,21 @@ def _stale(out, gold=0.123):
     return summary
 
 
-def test_rejudge_restores_every_gold_figure_and_keeps_the_selection(tiny_model_dir, tiny, tmp_path):
+def _rm_run(tiny_model_dir, tiny, tmp_path, kl_coef: float = 0.0):
+    """Best-of-4 of the tiny model under a saved tiny reward model into tmp_path/bon: (out dir, summary)."""
     from tether.models.scalar_head import ScalarHeadModel
 
     _, tok = tiny
     rm_dir = ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok, seed=1).save_pretrained(tmp_path / "rm")
     tok.save_pretrained(rm_dir)
     out = tmp_path / "bon"
-    fresh = run_best_of_n(str(tiny_model_dir), str(rm_dir), ROWS, 4, out, seed=2, name="bon4", log=lambda *_: None,
-                          sampling=SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=6))
+    return out, run_best_of_n(str(tiny_model_dir), str(rm_dir), ROWS, 4, out, seed=2, name="bon4", kl_coef=kl_coef,
+                              log=lambda *_: None,
+                              sampling=SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=6))
+
+
+def test_rejudge_restores_every_gold_figure_and_keeps_the_selection(tiny_model_dir, tiny, tmp_path):
+    out, fresh = _rm_run(tiny_model_dir, tiny, tmp_path)
     chosen = [json.loads(line)["chosen"] for line in (out / "candidates.jsonl").read_text().splitlines()]
     assert rejudge_best_of_n(out) == json.loads((out / "result.json").read_text())  # nothing to change
     _stale(out)
@@ -76,14 +82,7 @@ def test_a_run_selected_by_the_gold_judge_is_not_rejudged_but_flagged(tiny_model
 
 def test_rejudge_of_a_regularised_run_selects_as_its_pick_did(tiny_model_dir, tiny, tmp_path):
     """The gold best-of-k curve is rebuilt under score + β·log π(y|x), the selection the run made, not the RM's."""
-    from tether.models.scalar_head import ScalarHeadModel
-
-    _, tok = tiny
-    rm_dir = ScalarHeadModel.from_pretrained_lm(str(tiny_model_dir), tok, seed=1).save_pretrained(tmp_path / "rm")
-    tok.save_pretrained(rm_dir)
-    out = tmp_path / "bon"
-    fresh = run_best_of_n(str(tiny_model_dir), str(rm_dir), ROWS, 4, out, seed=2, name="bon4", log=lambda *_: None,
-                          sampling=SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=6), kl_coef=1e3)
+    out, fresh = _rm_run(tiny_model_dir, tiny, tmp_path, kl_coef=1e3)
     assert fresh["kl_coef"] == 1e3
     from tether.sampling.best_of_n import gold_summary
 

@@ -287,6 +287,8 @@ def test_regularised_selection_by_hand():
                   policy_logprobs=[[-10.0, -2.0]])
     assert reg.selection_scores() == [[pytest.approx(0.0), pytest.approx(0.7)]]
     assert plain.selection_scores() == plain.scores
+    with pytest.raises(ValueError, match="needs each candidate's log π"):
+        BestOfN([ROW], cands, [[1.0, 0.9]], [0], "rm", kl_coef=0.1).selection_scores()
     reg.chosen = [select_best(s) for s in reg.selection_scores()]
     assert reg.chosen == [1]
     s = reg.summary()
