@@ -30,13 +30,64 @@ def resolve_model_path(spec: str) -> str:
         return str(path)
     if spec.startswith((".", "/", "~")) or (os.sep in spec and spec.count("/") > 1):
         raise ModelLoadError(f"{spec}: no such model dir")
-    return spec  # a hub id: transformers resolves it (offline → a clear error below)
+    # A hub id: transformers resolves it from the local HF cache or the hub. Where it is not cached and the hub
+    # cannot be reached, say so now: transformers would retry for ~50 s (5 retries with backoff, for the config
+    # and again for the tokenizer), printing a warning for each, before failing.
+    if not _in_hub_cache(spec):
+        if _hub_offline():
+            raise ModelLoadError(f"{spec}: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set: "
+                                 f"{_USE_LOCAL}")
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        if not _reachable(endpoint):
+            raise ModelLoadError(f"{spec}: not in the local Hugging Face cache, and the hub ({endpoint}) is "
+                                 f"unreachable: {_USE_LOCAL}")
+    return spec
+
+
+_USE_LOCAL = f"use a local model dir or an embedded model ({', '.join(EMBEDDED_MODELS)})"
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    """Whether the HF cache transformers reads holds `repo_id`'s config.json (then it loads without the hub)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except ValueError:  # not a valid repo id: let transformers name what is wrong
+        return True
+
+
+def _hub_offline() -> bool:
+    """HF_HUB_OFFLINE, read now (huggingface_hub reads it once, at import)."""
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether `url`'s host accepts a TCP connection within `timeout` s. Behind a proxy (a *_PROXY variable) the
+    host is reached through it, which this cannot check: True."""
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(var) for var in _PROXY_VARS):
+        return True
+    parsed = urlparse(url)
+    if not parsed.hostname:
+        return True  # not a URL this can probe: leave it to transformers
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)),
+                                      timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _hub_error(spec: str, err: Exception) -> ModelLoadError:
     return ModelLoadError(
         f"could not load '{spec}' from the Hugging Face hub ({type(err).__name__}); the hub may be "
-        f"unreachable: use a local model dir or an embedded model ({', '.join(EMBEDDED_MODELS)})"
+        f"unreachable: {_USE_LOCAL}"
     )
 
 

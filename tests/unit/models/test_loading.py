@@ -5,15 +5,55 @@ from tether.models.embedded import EMBEDDED_MODELS, tether_home
 from tether.models.loading import ensure_pad_token, load_tokenizer, resolve_model_path
 
 
-def test_unreachable_hub_gives_one_line_pointing_to_local_or_embedded(monkeypatch, tmp_path):
+def _no_proxy(monkeypatch):
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_an_uncached_model_offline_is_one_line_at_once(monkeypatch):
+    # HF_HUB_OFFLINE set after huggingface_hub was imported (which reads it once): read at the call, so the error
+    # comes at once instead of after transformers' ~50 s of retries
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # empty cache: nothing to fall back on
     with pytest.raises(ModelLoadError) as err:
         load_tokenizer("some-org/some-model-that-is-not-cached")
     msg = str(err.value)
     assert "\n" not in msg
-    assert "some-org/some-model-that-is-not-cached" in msg
+    assert msg.startswith("some-org/some-model-that-is-not-cached: not in the local Hugging Face cache, and "
+                          "HF_HUB_OFFLINE is set")
     assert "local model dir" in msg and "smollm2-135m-instruct" in msg
+
+
+def test_an_uncached_model_with_the_hub_unreachable_is_one_line_naming_the_endpoint(monkeypatch):
+    import socket
+
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # as read at import, which may have been offline
+    _no_proxy(monkeypatch)
+    with socket.socket() as closed:  # a port that was just free: nothing listens there
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    with pytest.raises(ModelLoadError, match=rf"some-org/absent: not in the local Hugging Face cache, and the hub "
+                                             rf"\(http://127.0.0.1:{port}\) is unreachable: use a local model dir"):
+        resolve_model_path("some-org/absent")
+
+
+def test_the_reachability_probe_connects_and_trusts_a_proxy(monkeypatch):
+    import socket
+
+    from tether.models.loading import _reachable
+
+    _no_proxy(monkeypatch)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert _reachable(f"http://127.0.0.1:{port}")
+    assert not _reachable(f"http://127.0.0.1:{port}")  # closed now
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert _reachable(f"http://127.0.0.1:{port}")  # through a proxy: not checkable here, left to transformers
 
 
 def test_resolve_local_dir_and_errors(tiny_model_dir, tmp_path):
