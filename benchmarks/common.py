@@ -44,9 +44,14 @@ def trl_step_timer(times: list[float]):
 
 
 def write_result(name: str, result: dict) -> Path:
+    """Write results/<name>.json with the host it ran on and that host's fp32 matmul rate right after the work
+    (`tether.runtime.host`): the seconds compare only across one host."""
+    from tether.runtime.host import host_info, matmul_gflops
+
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{name}.json"
-    out.write_text(json.dumps(result, indent=2))
+    out.write_text(json.dumps({**result, "host": host_info() | {"matmul_gflops": round(matmul_gflops(), 1)}},
+                              indent=2))
     return out
 
 

@@ -9,11 +9,10 @@ Writes benchmarks/results/sft_step.json. Synthetic token ids (the cost depends o
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import torch
+from common import write_result
 
 from tether.data.collators import collate_sft
 from tether.data.tokenization import EncodedExample
@@ -70,9 +69,7 @@ def main() -> None:
         results["runs"][name] = {"seconds_per_step": round(s, 3), "tokens_per_s": round(tokens / s, 1)}
         print(f"{name:28s} {s:6.2f} s/step  {tokens / s:7.1f} tok/s")
         del model
-    out = Path(__file__).parent / "results" / "sft_step.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    write_result("sft_step", results)
 
 
 if __name__ == "__main__":

@@ -282,25 +282,28 @@ class _Progress:
         self.log(f"[{k}/{len(STAGES)}] {stage}: {message}  (pipeline elapsed {elapsed / 60:.1f} min)")
 
 
-def _settle(key: str, output: Path, t0: float, reused: list[str], timings: dict, *, is_file: bool = False,
-            extra: dict | None = None, prune_checkpoints: bool = False) -> dict:
-    """Put a stage's seconds in `timings[key]` and return its outcome. A stage that ran saves its seconds (and
-    `extra`, e.g. label counts) beside its output (`StageRecord.save_outcome`); a reused one took no time in this
-    run, so it reports what it took when it ran, read back from there (None where no outcome was saved).
-    `prune_checkpoints`: the stage has finished, so its resume checkpoints are deleted (`keep_checkpoints`)."""
+def _settle(key: str, output: Path, t0: float, reused: list[str], timings: dict, hosts: dict, host: str, *,
+            is_file: bool = False, extra: dict | None = None, prune_checkpoints: bool = False) -> dict:
+    """Put a stage's seconds in `timings[key]`, the host they were measured on in `hosts[key]`, and return its
+    outcome. A stage that ran saves its seconds, `host` (`runtime.host.host_label`, with its threads) and `extra`
+    (e.g. label counts) beside its output (`StageRecord.save_outcome`); a reused one took no time in this run, so
+    it reports what it took when it ran, and where, read back from there (None where no outcome was saved, or it
+    predates hosts). `prune_checkpoints`: the stage has finished, so its resume checkpoints are deleted."""
     record = StageRecord(output, done_marker=None if is_file else "result.json")
     if prune_checkpoints and record.done():
         shutil.rmtree(output / "checkpoints", ignore_errors=True)
     if key in reused:
         outcome = record.load_outcome()
     else:
-        outcome = {"seconds": time.perf_counter() - t0, **(extra or {})}
+        outcome = {"seconds": time.perf_counter() - t0, "host": host, **(extra or {})}
         record.save_outcome(outcome)
-    timings[key] = outcome.get("seconds")
+    timings[key], hosts[key] = outcome.get("seconds"), outcome.get("host")
     return outcome
 
 
 def run_demo(opts: DemoOptions, log=print) -> dict:
+    import torch
+
     from tether.eval.bon_policy import rejudge_best_of_n
     from tether.eval.evaluate import ScoredSample, align_to, compare, summarise, write_eval
     from tether.eval.policy_cache import evaluate_cached
@@ -308,11 +311,16 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     from tether.eval.reward_eval import HELD_OUT_SCORES, evaluate_reward_model, write_report
     from tether.models.loading import freeze, load_causal_lm, load_tokenizer
     from tether.models.scalar_head import ScalarHeadModel
+    from tether.runtime.host import host_info, host_label, matmul_gflops
     from tether.train import dpo, ppo, reward, sft
 
     opts.validate()
     run = Path(opts.runs_dir) / opts.name
+    here = host_info() | {"matmul_gflops": round(matmul_gflops(), 1)}
+    log(f"host: {host_label(here)}; fp32 matmul {here['matmul_gflops']:.0f} GFLOP/s now (stage times depend on both)")
+    host = host_label(here, torch.get_num_threads())  # where a stage run in this process is timed
     timings: dict[str, float] = {}
+    hosts: dict[str, str | None] = {}  # timing key -> the host (and threads) its seconds were measured on
     reused: list[str] = []  # timing keys of stages reused from an earlier run (their time is carried over below)
     quick = opts.quick
     stage = _Progress(log)
@@ -326,7 +334,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     else:
         stage("data", f"generating the demo task into {data_dir}")
         make_demo_task(seed=opts.seed).write(data_dir)
-    _settle("data_s", data_dir, t0, reused, timings)
+    _settle("data_s", data_dir, t0, reused, timings, hosts, host)
 
     # 2. SFT.
     t0 = time.perf_counter()
@@ -342,7 +350,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     else:
         stage("sft", f"{sft_cfg.train.max_steps} steps × {sft_cfg.train.batch_size} examples → {sft_dir}")
         sft.train(sft_cfg)
-    _settle("sft_s", sft_dir, t0, reused, timings, prune_checkpoints=not opts.keep_checkpoints)
+    _settle("sft_s", sft_dir, t0, reused, timings, hosts, host, prune_checkpoints=not opts.keep_checkpoints)
 
     # 3-6 and 8. The stages after SFT (`_Stage`s in pipeline order): on-policy labelling (SFT samples labelled by
     #    the gold judge, on train and held-out prompts), the reward model, PPO, the direct preference losses and
@@ -467,9 +475,10 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
         for st in stages:
             if st.key in ran:
                 StageRecord(st.output, done_marker=None if st.is_file else "result.json").save_outcome(
-                    {"seconds": ran[st.key].seconds, **(ran[st.key].value or {})})
+                    {"seconds": ran[st.key].seconds, "host": host_label(here, threads), **(ran[st.key].value or {})})
 
     label_times: dict[str, float] = {}
+    label_hosts: dict[str, str | None] = {}
 
     def settle(st: _Stage) -> dict:
         """Run `st` (or reuse it: finished earlier, or by a worker just now) and record its seconds."""
@@ -483,14 +492,16 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
         else:
             stage(st.progress, st.message)
             extra = st.task()
-        return _settle(st.key, st.output, t0, done_by, label_times if st.is_file else timings, is_file=st.is_file,
-                       extra=extra, prune_checkpoints=not st.is_file and not opts.keep_checkpoints)
+        return _settle(st.key, st.output, t0, done_by, label_times if st.is_file else timings,
+                       label_hosts if st.is_file else hosts, host, is_file=st.is_file, extra=extra,
+                       prune_checkpoints=not st.is_file and not opts.keep_checkpoints)
 
     by_key = {st.key: st for st in stages}
     label_stats = {key.split(":", 1)[1]: settle(by_key[key]).get("labels") for key in label_keys}
     if all(key in reused for key in label_keys):
         reused.append("label_s")
     timings["label_s"] = None if None in label_times.values() else sum(label_times.values())
+    hosts["label_s"] = None if None in label_hosts.values() else "; ".join(sorted(set(label_hosts.values()))) or None
     for st in stages:
         if st.key not in label_keys and st.key != "bon_s":
             settle(st)
@@ -534,6 +545,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
     write_report(run / "eval" / "rm.json", rm_report)
     del sft_model, rm
     timings["eval_s"] = time.perf_counter() - t0 + sum(r.seconds for key, r in ran.items() if key.startswith("eval:"))
+    hosts["eval_s"] = host_label(here)  # in this run, here (in the workers as well as this process)
 
     # 8. Best-of-N from the SFT policy under the reward model, compared with SFT's greedy responses and (with the
     #    sampled evaluation) with SFT's temperature-T samples.
@@ -563,7 +575,8 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                                                                             "proxy_after", "gold_before", "gold_after",
                                                                             "vs_baseline", "vs_sft_sampled")},
                "reward_model": {k: v for k, v in rm_report.items() if k != "reliability"},
-               "labelling": label_stats, "timings": timings, "workers": workers,
+               "labelling": label_stats, "timings": timings, "workers": workers, "host": here,
+               "timing_hosts": {k: hosts.get(k) for k in timings},
                "reused": [k[:-2] for k in reused if k.endswith("_s")]}
     (run / "summary.json").write_text(json.dumps(summary, indent=2))
 

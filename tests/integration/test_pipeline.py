@@ -12,6 +12,7 @@ import yaml
 
 from tether.errors import ConfigError
 from tether.pipeline import QUICK_SIZES, DemoOptions, demo_data_record, run_demo
+from tether.runtime.host import host_label, timed_elsewhere
 from tether.runtime.provenance import StageRecord
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,6 +85,14 @@ def test_every_stage_writes_its_outputs(first_run):
     assert [row["name"] for row in report["sampled"]["policies"]] == ["sft", "ppo", "dpo", "simpo", "bon4"]
     page = (run / "report.html").read_text()
     assert 'id="sampled-table"' in page and f"on the first {n} of the same held-out prompts" in page
+    # Every stage's seconds come with the host they were measured on: here, one thread in a worker after SFT.
+    here = host_label(summary["host"])
+    assert summary["host"]["matmul_gflops"] > 0 and any(line.startswith(f"host: {here}; fp32 matmul") for line in lines)
+    assert set(summary["timing_hosts"]) == set(summary["timings"])
+    assert all(h.startswith(here) for h in summary["timing_hosts"].values())
+    assert summary["timing_hosts"]["rm_s"] == f"{here}, 1 thread" and timed_elsewhere(summary) == {}
+    assert [row["stage"] for row in report["timings"]["stages"]] == [k[:-2] for k in summary["timings"]]
+    assert "<table id='timings-table'>" in page and f"This run's host: {here}" in page
     # The stages after SFT and the evaluations' generation ran in the workers, each writing its own log.
     for key in ("label-onpolicy_pairs.jsonl", "rm_s", "ppo_s", "dpo_s", "simpo_s", "bon_s", "eval-base", "eval-sft",
                 "eval-ppo-sampled"):
@@ -117,6 +126,7 @@ def test_rerun_reuses_finished_stages_and_evaluations(first_run):
     assert set(again["reused"]) == {"data", "sft", "label", "rm", "ppo", "dpo", "simpo", "bon"}
     for key in ("sft_s", "label_s", "rm_s", "ppo_s", "dpo_s", "simpo_s", "bon_s"):
         assert again["timings"][key] == summary["timings"][key] > 0, key
+        assert again["timing_hosts"][key] == summary["timing_hosts"][key], key  # where they were measured, too
     assert summary["labelling"] and again["labelling"] == summary["labelling"]
     assert summary["reused"] == []
 

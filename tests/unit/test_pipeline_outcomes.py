@@ -1,5 +1,5 @@
-"""A stage reused from an earlier run reports the seconds and label counts it had when it ran, not the ~0 s of
-this run: `pipeline._settle` saves them beside each output and reads them back on reuse (None where an output
+"""A stage reused from an earlier run reports the seconds, host and label counts it had when it ran, not the ~0 s
+of this run: `pipeline._settle` saves them beside each output and reads them back on reuse (None where an output
 was made before outcomes were saved)."""
 
 from __future__ import annotations
@@ -9,22 +9,29 @@ import json
 from tether.pipeline import _settle, write_templated_sample
 
 
-def test_a_stage_that_ran_saves_its_seconds_and_a_reused_one_reads_them_back(tmp_path):
+def test_a_stage_that_ran_saves_its_seconds_and_host_and_a_reused_one_reads_them_back(tmp_path):
     out = tmp_path / "rm"
     out.mkdir()
     timings: dict = {}
-    _settle("rm_s", out, t0=0.0, reused=[], timings=timings)  # t0 = 0: seconds since the clock's origin
+    hosts: dict = {}
+    _settle("rm_s", out, 0.0, [], timings, hosts, "CPU A (AVX2), 2 CPUs, 1 thread")  # t0 = 0: the clock's origin
     ran = timings["rm_s"]
-    assert ran > 0 and json.loads((out / "stage_outcome.json").read_text()) == {"seconds": ran}
+    saved = {"seconds": ran, "host": "CPU A (AVX2), 2 CPUs, 1 thread"}
+    assert ran > 0 and json.loads((out / "stage_outcome.json").read_text()) == saved
+    assert hosts == {"rm_s": "CPU A (AVX2), 2 CPUs, 1 thread"}
     again: dict = {}
-    assert _settle("rm_s", out, t0=1e12, reused=["rm_s"], timings=again) == {"seconds": ran}
-    assert again == {"rm_s": ran}
+    again_hosts: dict = {}
+    # reused on another host: the seconds and the host are the run's that made it, not this one's
+    assert _settle("rm_s", out, 1e12, ["rm_s"], again, again_hosts, "CPU B (AVX512), 8 CPUs, 8 threads") == saved
+    assert again == {"rm_s": ran} and again_hosts == {"rm_s": "CPU A (AVX2), 2 CPUs, 1 thread"}
     # a file output with extra counts; a reused output that never saved an outcome is unknown
     pairs = tmp_path / "eval_pairs.jsonl"
-    _settle("label:eval_pairs.jsonl", pairs, 0.0, [], {}, is_file=True, extra={"labels": {"pairs": 240}})
+    _settle("label:eval_pairs.jsonl", pairs, 0.0, [], {}, {}, "h", is_file=True, extra={"labels": {"pairs": 240}})
     assert json.loads((tmp_path / "eval_pairs.jsonl.outcome.json").read_text())["labels"] == {"pairs": 240}
     unknown: dict = {}
-    assert _settle("sft_s", tmp_path / "sft", 0.0, ["sft_s"], unknown) == {} and unknown == {"sft_s": None}
+    unknown_hosts: dict = {}
+    assert _settle("sft_s", tmp_path / "sft", 0.0, ["sft_s"], unknown, unknown_hosts, "h") == {}
+    assert unknown == {"sft_s": None} and unknown_hosts == {"sft_s": None}
 
 
 def test_a_finished_stage_loses_its_resume_checkpoints_only_when_asked(tmp_path):
@@ -33,12 +40,12 @@ def test_a_finished_stage_loses_its_resume_checkpoints_only_when_asked(tmp_path)
     ckpt.mkdir(parents=True)
     (ckpt / "optimizer.bin").write_bytes(b"x")
     (out / "model.safetensors").write_bytes(b"w")
-    _settle("sft_s", out, 0.0, [], {}, prune_checkpoints=True)
+    _settle("sft_s", out, 0.0, [], {}, {}, "h", prune_checkpoints=True)
     assert ckpt.is_dir()  # not finished (no result.json): the checkpoint is what resumes it
     (out / "result.json").write_text("{}")
-    _settle("sft_s", out, 0.0, [], {}, prune_checkpoints=False)
+    _settle("sft_s", out, 0.0, [], {}, {}, "h", prune_checkpoints=False)
     assert ckpt.is_dir()
-    _settle("sft_s", out, 0.0, [], {}, prune_checkpoints=True)
+    _settle("sft_s", out, 0.0, [], {}, {}, "h", prune_checkpoints=True)
     assert not (out / "checkpoints").exists() and (out / "model.safetensors").read_bytes() == b"w"
 
 

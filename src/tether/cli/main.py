@@ -372,6 +372,8 @@ def _print_demo_summary(summary: dict, run_name: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from tether.runtime.host import host_label, timed_elsewhere
+
     table = Table(title=f"results (held-out prompts, greedy, gold judge) — runs/{run_name}")
     for col in ("policy", "gold score", "correct", "proxy (RM)", "EOS rate", "tokens", "win rate vs", "KL to SFT",
                 "train s"):
@@ -420,11 +422,15 @@ def _print_demo_summary(summary: dict, run_name: str) -> None:
     typer.echo(f"reward model on {rm['n_pairs']} held-out on-policy pairs: accuracy {rm['accuracy']:.1%}, "
                f"margin {rm['margin']:.3f}, ECE {rm['ece']:.3f}, corr(score, length) {rm['length_corr']:.3f}")
     reused = set(summary.get("reused", []))
-    typer.echo("timings (s): " + ", ".join(
+    where = f" on {host_label(summary['host'])}" if isinstance(summary.get("host"), dict) else ""
+    typer.echo(f"timings (s){where}: " + ", ".join(
         f"{k[:-2]} {'?' if v is None else f'{v:.0f}'}{' (reused)' if k[:-2] in reused else ''}"
         for k, v in summary["timings"].items())
         + (f" — after SFT in {summary['workers']} workers side by side, so these overlap"
            if summary.get("workers", 1) > 1 else ""))
+    elsewhere = timed_elsewhere(summary)
+    if elsewhere:
+        typer.echo("  timed on another host (reused): " + "; ".join(f"{k} on {h}" for k, h in elsewhere.items()))
 
 
 # Best-of-N, policy comparison and the run report (their code lives in cli/bon.py, cli/compare.py, cli/report.py).

@@ -32,6 +32,7 @@ from typing import Any
 
 from tether.errors import DataError
 from tether.rl.kl import kl_health
+from tether.runtime.host import host_label, timed_elsewhere
 from tether.runtime.provenance import is_moved_aside
 
 DPO_FAMILY = ("dpo", "ipo", "kto", "orpo", "simpo")
@@ -232,7 +233,25 @@ def collect(run_dir: Path) -> dict:
     return {"run": run.name, "run_dir": str(run), "policies": list(policies.values()), "kl_health": health,
             "sampled": _sampled_section(run, summary), "bon_curves": bon_curves, "ppo": _ppo_section(run),
             "reward_model": _rm_section(run), "samples": _samples(run), "experiments": _experiments(run),
-            "notes": notes}
+            "timings": _timings_section(summary_path, summary), "notes": notes}
+
+
+def _timings_section(path: Path, summary: dict) -> dict | None:
+    """Each stage's seconds and the host they were measured on (`summary.json` `timings`, `timing_hosts`, `host`);
+    None when the summary has no timings."""
+    timings = summary.get("timings")
+    if timings is None:
+        return None
+    if not isinstance(timings, dict):
+        raise DataError(f"{path}: 'timings' must be an object of stage seconds")
+    host = summary.get("host") if isinstance(summary.get("host"), dict) else None
+    hosts, reused = summary.get("timing_hosts") or {}, set(summary.get("reused", []))
+    elsewhere = timed_elsewhere(summary)
+    stages = [{"stage": key.removesuffix("_s"), "seconds": _finite(seconds), "host": hosts.get(key),
+               "reused": key.removesuffix("_s") in reused, "elsewhere": key.removesuffix("_s") in elsewhere}
+              for key, seconds in timings.items()]
+    return {"host": host_label(host) if host else None, "matmul_gflops": (host or {}).get("matmul_gflops"),
+            "workers": summary.get("workers", 1), "stages": stages}
 
 
 def _sampled_section(run: Path, summary: dict) -> dict | None:
@@ -555,6 +574,23 @@ def render_html(report: dict, figures: dict[str, str]) -> str:
                 if Path(fig).is_file():
                     data = base64.b64encode(Path(fig).read_bytes()).decode("ascii")
                     parts.append(f"<img class='plot' src='data:image/png;base64,{data}' alt='{e(Path(fig).name)}'>")
+
+    timings = report.get("timings")
+    if timings:
+        parts.append("<h2 id='timings'>Where the time went</h2>")
+        gflops = _finite(timings.get("matmul_gflops"))
+        rate = f"; fp32 matmul {gflops:.0f} GFLOP/s at the start" if gflops else ""
+        overlap = (f" After SFT the stages ran in {timings['workers']} worker processes side by side, so their seconds "
+                   "overlap." if (timings.get("workers") or 1) > 1 else "")
+        parts.append(f"<p class='note'>This run's host: {e(timings['host'] or 'not recorded')}{rate}. A stage's time "
+                     f"depends on the CPU it ran on: compare times only across one host.{overlap}</p>")
+        parts.append("<table id='timings-table'><tr><th>stage</th><th>seconds</th><th>measured on</th></tr>")
+        for row in timings["stages"]:
+            mark = "" if not row["reused"] else " (reused from an earlier run" + (
+                ", another host)" if row["elsewhere"] else ")")
+            parts.append(f"<tr><td>{e(row['stage'])}{e(mark)}</td><td>{_f(row['seconds'], '.0f')}</td>"
+                         f"<td>{e(row['host'] or 'not recorded')}</td></tr>")
+        parts.append("</table>")
 
     parts.append("<h2 id='samples'>Sample responses</h2>")
     samples = report["samples"]

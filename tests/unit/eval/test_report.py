@@ -195,3 +195,29 @@ def test_sampled_evaluation_gets_its_own_table(tmp_path):
     (run / "eval" / "sampled.json").write_text(json.dumps({"policies": []}))
     with pytest.raises(DataError, match=r"sampled.json: 'policies' must be an object"):
         collect(run)
+
+
+def test_timings_name_the_host_each_stage_was_measured_on(tmp_path):
+    run = make_run(tmp_path)
+    assert collect(run)["timings"] is None  # a summary without timings: no section
+    summary = json.loads((run / "summary.json").read_text())
+    here = {"cpu": "AMD EPYC", "cpu_isa": "AVX2", "bf16_matrix_units": [], "cpus": 2, "gpus": [], "matmul_gflops": 95.0}
+    summary |= {"host": here, "workers": 2, "reused": ["sft"],
+                "timings": {"sft_s": 451.2, "rm_s": 300.4, "eval_s": None},
+                "timing_hosts": {"sft_s": "Xeon (AVX512+AMX), 2 CPUs, 2 threads",
+                                 "rm_s": "AMD EPYC (AVX2), 2 CPUs, 1 thread", "eval_s": "AMD EPYC (AVX2), 2 CPUs"}}
+    (run / "summary.json").write_text(json.dumps(summary))
+    json_path, html_path = write_report(run)
+    timings = json.loads(json_path.read_text())["timings"]
+    assert timings["host"] == "AMD EPYC (AVX2), 2 CPUs" and timings["matmul_gflops"] == 95.0
+    assert [(s["stage"], s["seconds"], s["reused"], s["elsewhere"]) for s in timings["stages"]] == [
+        ("sft", 451.2, True, True), ("rm", 300.4, False, False), ("eval", None, False, False)]
+    page = html_path.read_text()
+    assert "This run's host: AMD EPYC (AVX2), 2 CPUs; fp32 matmul 95 GFLOP/s at the start." in page
+    assert "<tr><td>sft (reused from an earlier run, another host)</td><td>451</td>" \
+           "<td>Xeon (AVX512+AMX), 2 CPUs, 2 threads</td></tr>" in page
+    assert "<tr><td>eval</td><td>—</td>" in page and "so their seconds overlap" in page
+    summary["timings"] = [451.2]
+    (run / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(DataError, match=r"summary.json: 'timings' must be an object of stage seconds"):
+        collect(run)
