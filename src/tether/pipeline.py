@@ -97,6 +97,10 @@ class DemoOptions:
     """Held-out prompts best-of-N is evaluated on (the first ones of the eval set)."""
     bon_kl_coef: float = 0.0
     """β of a regularised best-of-N pick: argmax of RM score + β·log π_SFT(y|x) (docs/best-of-n.md); 0 = plain."""
+    bon_temperature: float = 1.0
+    """Temperature best-of-N samples its N candidates at. At 1 the analytic KL log N − (N−1)/N is to the SFT policy
+    itself; at another it is to the tempered policy, and the KL to SFT is estimated as that plus the mean
+    log π_T − log π of the picks (docs/best-of-n.md, "At another temperature")."""
     skip: list[str] = field(default_factory=list)
     """Optional stages not to run: any of ppo, preference, bon."""
     keep_checkpoints: bool = False
@@ -147,6 +151,8 @@ class DemoOptions:
             raise ConfigError(f"workers must be >= 0 (0: auto), got {self.workers}")
         if not (math.isfinite(self.bon_kl_coef) and self.bon_kl_coef >= 0):
             raise ConfigError(f"bon_kl_coef must be a finite number >= 0, got {self.bon_kl_coef}")
+        if not (math.isfinite(self.bon_temperature) and self.bon_temperature > 0):
+            raise ConfigError(f"bon_temperature must be a finite number > 0, got {self.bon_temperature}")
         if self.rm_templated_pairs < 0:
             raise ConfigError(f"rm_templated_pairs must be >= 0, got {self.rm_templated_pairs}")
         if self.samples_per_prompt < 2:
@@ -239,13 +245,15 @@ def _train(train_fn, cfg) -> None:
 
 
 def _best_of_n_task(policy: Path, rm_dir: Path, rows, n: int, out: Path, run: Path, seed: int, name: str,
-                    kl_coef: float = 0.0) -> None:
+                    kl_coef: float = 0.0, temperature: float = 1.0) -> None:
     """Best-of-N against SFT's greedy evaluation, read from its cache (written before this stage runs)."""
     from tether.eval.bon_policy import run_best_of_n
     from tether.eval.policy_cache import load_eval
+    from tether.sampling.generate import SamplingConfig
 
     baseline = load_eval(run / "eval" / "policy-sft.json")[0]
-    run_best_of_n(str(policy), str(rm_dir), rows, n, out, baseline=baseline, seed=seed, name=name, kl_coef=kl_coef)
+    run_best_of_n(str(policy), str(rm_dir), rows, n, out, baseline=baseline, seed=seed, name=name, kl_coef=kl_coef,
+                  sampling=SamplingConfig(do_sample=True, temperature=temperature, max_new_tokens=64))
 
 
 @dataclass
@@ -436,17 +444,19 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
 
     rows = eval_rows[: QUICK_SIZES["eval_prompts"] if quick else opts.eval_prompts]
     bon_n, bon_prompts = QUICK_SIZES["bon"] if quick else (opts.bon_n, opts.bon_prompts)
-    # best-of-N from the SFT policy under the reward model; a regularised pick (bon_kl_coef) gets a dir of its own
-    bon_name = f"bon{bon_n}" + (f"-kl{opts.bon_kl_coef:g}" if opts.bon_kl_coef else "")
+    # best-of-N from the SFT policy under the reward model; a regularised pick (bon_kl_coef) or another temperature
+    # than 1 gets a dir of its own
+    bon_name = (f"bon{bon_n}" + (f"-kl{opts.bon_kl_coef:g}" if opts.bon_kl_coef else "")
+                + (f"-t{opts.bon_temperature:g}" if opts.bon_temperature != 1 else ""))
     bon_dir = run / ("bon-" + bon_name[3:])
     if "bon" not in opts.skip:
         stages.append(_Stage(
             "bon_s", "bon", bon_dir,
             partial(stage_inputs, {"n": bon_n, "prompts": bon_prompts, "seed": opts.seed,
-                                   "kl_coef": opts.bon_kl_coef}, root=run,
+                                   "kl_coef": opts.bon_kl_coef, "temperature": opts.bon_temperature}, root=run,
                     policy=sft_dir, rm=rm_dir, prompts=data_dir / "eval_prompts.jsonl"),
             partial(_best_of_n_task, sft_dir, rm_dir, rows[:bon_prompts], bon_n, bon_dir, run, opts.seed, bon_name,
-                    opts.bon_kl_coef),
+                    opts.bon_kl_coef, opts.bon_temperature),
             f"best-of-{bon_n} on {bon_prompts} held-out prompts → {bon_dir}", f"reusing {bon_dir}",
             needs=("rm_s", "eval:sft")))
 
@@ -570,7 +580,8 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                    "policies": {e.name: e.summary() for e in sampled.values()},
                    "comparisons": sampled_cmp},
                "kl_to_sft": kl, "train_seconds": train_seconds,
-               "best_of_n": None if bon is None else {k: bon.get(k) for k in ("n", "kl_coef", "kl_analytic",
+               "best_of_n": None if bon is None else {k: bon.get(k) for k in ("n", "kl_coef", "temperature",
+                                                                            "kl_analytic", "kl_to_policy",
                                                                             "proxy_before",
                                                                             "proxy_after", "gold_before", "gold_after",
                                                                             "vs_baseline", "vs_sft_sampled")},

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tether.cli.main import _print_demo_summary
 from tether.errors import ConfigError
 from tether.pipeline import QUICK_SIZES, DemoOptions, demo_data_record, run_demo
 from tether.runtime.host import host_label, timed_elsewhere
@@ -141,6 +142,7 @@ def test_bad_options_name_the_field(tiny_configs, tmp_path):
            ({"rm_templated_pairs": -1}, "rm_templated_pairs must be >= 0, got -1"),
            ({"eval_temperature": 0.0}, "eval_temperature must be > 0"),
            ({"bon_kl_coef": -0.5}, "bon_kl_coef must be a finite number >= 0, got -0.5"),
+           ({"bon_temperature": 0.0}, "bon_temperature must be a finite number > 0, got 0.0"),
            ({"bon_prompts": 400}, r"bon_prompts \(400\) must be <= eval_prompts \(300\)"),
            ({"sampled_prompts": 0}, "sampled_prompts must be >= 1, got 0"),
            ({"sampled_prompts": 400}, r"sampled_prompts \(400\) must be <= eval_prompts \(300\)"),
@@ -160,7 +162,7 @@ def test_bad_options_name_the_field(tiny_configs, tmp_path):
         run_demo(DemoOptions(runs_dir=str(tmp_path), eval_prompts=900, config_dir=str(tiny_configs)))
 
 
-def test_stage_whose_inputs_changed_runs_again(first_run, tmp_path):
+def test_stage_whose_inputs_changed_runs_again(first_run, tmp_path, capsys):
     """A run copied elsewhere (new mtimes) is still recognised; after the reward model changes, the stages made
     with the old one (PPO, best-of-N) are moved aside and run again, and the others are reused. This run takes
     the serial path (one worker: each stage in this process)."""
@@ -201,6 +203,21 @@ def test_stage_whose_inputs_changed_runs_again(first_run, tmp_path):
     assert json.loads((moved / "t" / "bon-4" / "result.json").read_text())["kl_coef"] == 0.0  # the plain run stays
     for stage in ("sft", "rm", "ppo", "dpo-dpo", "dpo-simpo"):
         assert f"reusing the finished run in {moved / 't' / stage}" in text, stage
+
+    # another temperature: best-of-N alone runs again, into a dir of its own, with the KL to SFT itself estimated
+    opts = DemoOptions(**{**opts.__dict__, "bon_kl_coef": 0.0, "bon_temperature": 0.5})
+    summary = run_demo(opts, log=[].append)
+    result = json.loads((moved / "t" / "bon-4-t0.5" / "result.json").read_text())
+    assert result["temperature"] == 0.5 and result["name"] == "bon4-t0.5" and result["kl_coef"] == 0.0
+    assert result["kl_to_policy"] == pytest.approx(result["kl_analytic"] + result["tempered_shift"])
+    assert summary["best_of_n"]["temperature"] == 0.5
+    assert summary["best_of_n"]["kl_to_policy"] == pytest.approx(result["kl_to_policy"])
+    assert json.loads((moved / "t" / "bon-4" / "result.json").read_text())["temperature"] == 1.0
+    _print_demo_summary(summary, "t")  # what `tether demo` prints at the end
+    out = capsys.readouterr().out
+    assert (f"best-of-4 (at T 0.5: analytic KL {result['kl_analytic']:.2f} to the tempered policy, ≈ "
+            f"{result['kl_to_policy']:.2f} to sft)") in out
+    assert f"timings (s) on {host_label(summary['host'])}: data " in out
 
 
 @pytest.mark.parametrize("old_record", [

@@ -396,8 +396,10 @@ def _print_demo_summary(summary: dict, run_name: str) -> None:
     bon = summary.get("best_of_n")
     if bon:
         picked = f", picked by RM score + {bon['kl_coef']:g}·log π" if bon.get("kl_coef") else ""
-        line = f"best-of-{bon['n']} (analytic KL {bon['kl_analytic']:.2f}{picked}): RM score " \
-               f"{bon['proxy_before']:.3f} → {bon['proxy_after']:.3f}"
+        kl = f"analytic KL {bon['kl_analytic']:.2f}"
+        if bon.get("temperature", 1) != 1 and bon.get("kl_to_policy") is not None:
+            kl = f"at T {bon['temperature']:g}: {kl} to the tempered policy, ≈ {bon['kl_to_policy']:.2f} to sft"
+        line = f"best-of-{bon['n']} ({kl}{picked}): RM score {bon['proxy_before']:.3f} → {bon['proxy_after']:.3f}"
         if bon.get("vs_baseline"):
             c = bon["vs_baseline"]
             line += (f"; gold {bon['gold_before']:.3f} → {bon['gold_after']:.3f}; win rate vs sft greedy "
