@@ -48,7 +48,7 @@ def first_run(tiny_configs, tmp_path_factory):
 
 def test_every_stage_writes_its_outputs(first_run):
     run, summary, lines, opts = first_run
-    for stage in ("sft", "rm", "ppo", "dpo-dpo", "dpo-simpo", "bon-4"):
+    for stage in ("sft", "rm", "ppo", "dpo-dpo", "dpo-simpo", "bon-4-t0.5"):  # best-of-N at the default T 0.5
         assert (run / stage / "result.json").is_file(), stage
     for stage in ("sft", "rm", "ppo", "dpo-dpo", "dpo-simpo"):  # finished: resume checkpoints deleted
         assert not (run / stage / "checkpoints").exists(), stage
@@ -83,7 +83,7 @@ def test_every_stage_writes_its_outputs(first_run):
     assert len(sft_samples) == k * n
     report = json.loads((run / "report.json").read_text())
     assert {row["name"] for row in report["policies"]} >= {"sft", "ppo", "dpo", "simpo"}
-    assert [row["name"] for row in report["sampled"]["policies"]] == ["sft", "ppo", "dpo", "simpo", "bon4"]
+    assert [row["name"] for row in report["sampled"]["policies"]] == ["sft", "ppo", "dpo", "simpo", "bon4-t0.5"]
     page = (run / "report.html").read_text()
     assert 'id="sampled-table"' in page and f"on the first {n} of the same held-out prompts" in page
     # Every stage's seconds come with the host they were measured on: here, one thread in a worker after SFT.
@@ -186,7 +186,7 @@ def test_stage_whose_inputs_changed_runs_again(first_run, tmp_path, capsys):
     lines = []
     run_demo(opts, log=lines.append)
     text = "\n".join(lines)
-    for stage in ("ppo", "bon-4"):
+    for stage in ("ppo", "bon-4-t0.5"):
         assert f"{moved / 't' / stage} was made from other inputs (inputs.rm)" in text, stage
         assert (moved / "t" / f"{stage}.stale" / "result.json").is_file()
         assert (moved / "t" / stage / "result.json").is_file()
@@ -196,28 +196,32 @@ def test_stage_whose_inputs_changed_runs_again(first_run, tmp_path, capsys):
 
     opts = DemoOptions(**{**opts.__dict__, "bon_kl_coef": 0.3})  # a regularised pick: best-of-N alone runs again
     lines = []
-    run_demo(opts, log=lines.append)
+    summary = run_demo(opts, log=lines.append)
     text = "\n".join(lines)
-    result = json.loads((moved / "t" / "bon-4-kl0.3" / "result.json").read_text())
-    assert result["kl_coef"] == 0.3 and result["name"] == "bon4-kl0.3" and "policy_logprob_after" in result
-    assert json.loads((moved / "t" / "bon-4" / "result.json").read_text())["kl_coef"] == 0.0  # the plain run stays
+    result = json.loads((moved / "t" / "bon-4-kl0.3-t0.5" / "result.json").read_text())
+    assert result["kl_coef"] == 0.3 and result["name"] == "bon4-kl0.3-t0.5" and "policy_logprob_after" in result
+    plain = json.loads((moved / "t" / "bon-4-t0.5" / "result.json").read_text())
+    assert plain["kl_coef"] == 0.0  # the plain run stays
     for stage in ("sft", "rm", "ppo", "dpo-dpo", "dpo-simpo"):
         assert f"reusing the finished run in {moved / 't' / stage}" in text, stage
-
-    # another temperature: best-of-N alone runs again, into a dir of its own, with the KL to SFT itself estimated
-    opts = DemoOptions(**{**opts.__dict__, "bon_kl_coef": 0.0, "bon_temperature": 0.5})
-    summary = run_demo(opts, log=[].append)
-    result = json.loads((moved / "t" / "bon-4-t0.5" / "result.json").read_text())
-    assert result["temperature"] == 0.5 and result["name"] == "bon4-t0.5" and result["kl_coef"] == 0.0
+    # at T 0.5 the analytic KL is to the tempered policy; the KL to SFT itself is estimated on top of it
+    assert result["temperature"] == 0.5 and summary["best_of_n"]["temperature"] == 0.5
     assert result["kl_to_policy"] == pytest.approx(result["kl_analytic"] + result["tempered_shift"])
-    assert summary["best_of_n"]["temperature"] == 0.5
     assert summary["best_of_n"]["kl_to_policy"] == pytest.approx(result["kl_to_policy"])
-    assert json.loads((moved / "t" / "bon-4" / "result.json").read_text())["temperature"] == 1.0
     _print_demo_summary(summary, "t")  # what `tether demo` prints at the end
     out = capsys.readouterr().out
     assert (f"best-of-4 (at T 0.5: analytic KL {result['kl_analytic']:.2f} to the tempered policy, ≈ "
-            f"{result['kl_to_policy']:.2f} to sft)") in out
+            f"{result['kl_to_policy']:.2f} to sft, picked by RM score + 0.3·log π)") in out
     assert f"timings (s) on {host_label(summary['host'])}: data " in out
+
+    # temperature 1: best-of-N alone runs again, into the plain dir, where the analytic KL is to SFT itself
+    opts = DemoOptions(**{**opts.__dict__, "bon_kl_coef": 0.0, "bon_temperature": 1.0})
+    summary = run_demo(opts, log=[].append)
+    result = json.loads((moved / "t" / "bon-4" / "result.json").read_text())
+    assert result["temperature"] == 1.0 and result["name"] == "bon4" and "kl_to_policy" not in result
+    assert summary["best_of_n"]["temperature"] == 1.0 and summary["best_of_n"]["kl_to_policy"] is None
+    _print_demo_summary(summary, "t")
+    assert f"best-of-4 (analytic KL {result['kl_analytic']:.2f}): RM score" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("old_record", [

@@ -413,7 +413,7 @@ def _print_demo_summary(summary: dict, run_name: str) -> None:
                    f"{sampled['temperature']}; CI by prompt):")
         cmps = dict(sampled["comparisons"])
         if bon and bon.get("vs_sft_sampled"):
-            cmps[f"bon{bon['n']}_vs_sft"] = bon["vs_sft_sampled"]
+            cmps[f"{bon.get('name') or 'bon' + str(bon['n'])}_vs_sft"] = bon["vs_sft_sampled"]
         for key, c in cmps.items():
             a = key.split("_vs_")[0]
             gold, sft_gold = sampled["policies"].get(a, {}).get("gold_mean"), sampled["policies"]["sft"]["gold_mean"]

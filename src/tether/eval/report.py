@@ -271,7 +271,7 @@ def _sampled_section(run: Path, summary: dict) -> dict | None:
         rows.append(row)
     bon = summary.get("best_of_n") or {}
     if bon.get("vs_sft_sampled"):
-        rows.append({"name": f"bon{bon.get('n')}", "kind": "best-of-n",
+        rows.append({"name": bon.get("name") or f"bon{bon.get('n')}", "kind": "best-of-n",
                      "win_vs_sft": dict(bon["vs_sft_sampled"], baseline="sft samples")})
     return {"samples_per_prompt": settings.get("samples_per_prompt"), "temperature": settings.get("temperature"),
             "prompts": settings.get("prompts"), "policies": rows}
