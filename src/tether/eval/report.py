@@ -246,6 +246,8 @@ def _timings_section(path: Path, summary: dict) -> dict | None:
         raise DataError(f"{path}: 'timings' must be an object of stage seconds")
     host = summary.get("host") if isinstance(summary.get("host"), dict) else None
     hosts, reused = summary.get("timing_hosts") or {}, set(summary.get("reused", []))
+    if not isinstance(hosts, dict):
+        raise DataError(f"{path}: 'timing_hosts' must be an object of stage hosts")
     elsewhere = timed_elsewhere(summary)
     stages = [{"stage": key.removesuffix("_s"), "seconds": _finite(seconds), "host": hosts.get(key),
                "reused": key.removesuffix("_s") in reused, "elsewhere": key.removesuffix("_s") in elsewhere}

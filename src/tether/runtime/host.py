@@ -1,7 +1,7 @@
 """What machine a timing was measured on, and how fast its matrix multiplies ran at the time.
 
 A wall time means little without its machine: the same demo stage (SFT, byte-identical model) has taken 451 s
-and 821 s on "the 2-core dev CPU", which was an AMX Xeon on some days and an AVX2 EPYC on others. So every
+and 821 s on "the 2-core dev CPU", which was a CPU with AMX on some days and an AVX2 EPYC on others. So every
 pipeline stage saves the host it ran on beside its seconds (`pipeline._settle`), the summary and the report
 carry the host of the run and a fresh fp32 matmul rate, and the benchmarks write both into their results.
 
@@ -13,6 +13,7 @@ carry the host of the run and a fresh fp32 matmul rate, and the benchmarks write
 from __future__ import annotations
 
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -91,4 +92,8 @@ def timed_elsewhere(summary: dict) -> dict[str, str]:
     here = host_label(summary["host"])
     hosts = summary.get("timing_hosts") or {}
     return {key.removesuffix("_s"): hosts.get(key) or "an unrecorded host" for key in summary.get("timings", {})
-            if not all(part.startswith(here) for part in (hosts.get(key) or "?").split("; "))}  # labels: "A; B"
+            if any(_THREADS.sub("", part) != here for part in (hosts.get(key) or "?").split("; "))}  # labels: "A; B"
+
+
+_THREADS = re.compile(r", \d+ threads?\b")
+"""The thread count in a stage's label (`host_label(info, threads)`): the same host ran it with other threads."""

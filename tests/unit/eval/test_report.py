@@ -217,6 +217,10 @@ def test_timings_name_the_host_each_stage_was_measured_on(tmp_path):
     assert "<tr><td>sft (reused from an earlier run, another host)</td><td>451</td>" \
            "<td>Xeon (AVX512+AMX), 2 CPUs, 2 threads</td></tr>" in page
     assert "<tr><td>eval</td><td>—</td>" in page and "so their seconds overlap" in page
+    summary["timing_hosts"] = ["Xeon"]
+    (run / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(DataError, match=r"summary.json: 'timing_hosts' must be an object of stage hosts"):
+        collect(run)
     summary["timings"] = [451.2]
     (run / "summary.json").write_text(json.dumps(summary))
     with pytest.raises(DataError, match=r"summary.json: 'timings' must be an object of stage seconds"):

@@ -69,6 +69,13 @@ def test_timed_elsewhere_names_the_stages_measured_on_another_host():
         "label": "AMD EPYC (AVX2), 2 CPUs, 1 thread; Xeon (AVX512+AMX), 2 CPUs, 1 thread",
         "ppo": "an unrecorded host"}
     assert timed_elsewhere({"timings": summary["timings"]}) == {}  # a summary from before hosts: nothing to say
+    # a GPU host: the thread count sits before the GPU in a stage's label; other CPU counts are other hosts
+    gpu = dict(here, gpus=["NVIDIA H100"])
+    assert timed_elsewhere({"host": gpu, "timings": {"sft_s": 1.0, "rm_s": 1.0, "ppo_s": 1.0},
+                            "timing_hosts": {"sft_s": "AMD EPYC (AVX2), 2 CPUs, 2 threads, GPU: NVIDIA H100",
+                                             "rm_s": "AMD EPYC (AVX2), 24 CPUs, 2 threads, GPU: NVIDIA H100",
+                                             "ppo_s": "AMD EPYC (AVX2), 2 CPUs, 2 threads"}}) == {
+        "rm": "AMD EPYC (AVX2), 24 CPUs, 2 threads, GPU: NVIDIA H100", "ppo": "AMD EPYC (AVX2), 2 CPUs, 2 threads"}
 
 
 def test_matmul_gflops_is_a_finite_positive_rate():
