@@ -29,8 +29,9 @@ from pathlib import Path
 
 from tether.data.demo_task import TASK_VERSION, make_demo_task
 from tether.data.records import interleave_by
-from tether.data.validate import load_records, save_records
+from tether.data.validate import load_records
 from tether.errors import ConfigError
+from tether.pipeline_tasks import best_of_n_task, label_on_policy, train_task
 from tether.runtime.config import load_config
 from tether.runtime.provenance import StageRecord, stage_inputs
 
@@ -221,43 +222,6 @@ def _reusable(output: Path, record: dict, log, *, is_file: bool = False) -> bool
     return StageRecord(output, done_marker=None if is_file else "result.json").reuse(record, log)
 
 
-def _label_on_policy(policy_dir: Path, rows, out: Path, samples_per_prompt: int, seed: int, log=print,
-                     max_new_tokens: int = 64) -> dict:
-    """Sample K responses per prompt from the SFT policy and label pairs with the gold judge."""
-    from tether.models.loading import freeze, load_causal_lm, load_tokenizer
-    from tether.sampling import labelling
-    from tether.sampling.generate import SamplingConfig
-
-    tokenizer = load_tokenizer(str(policy_dir))
-    policy = freeze(load_causal_lm(str(policy_dir), tokenizer))
-    sampling = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=max_new_tokens)
-    cands = labelling.sample_candidates(policy, tokenizer, rows, samples_per_prompt, sampling, seed)
-    pairs, stats = labelling.pairs_from_scores(rows, cands, labelling.gold_scores(rows, cands), "gold",
-                                               max_pairs_per_prompt=2, seed=seed)
-    save_records(out, pairs)
-    log(f"      {out.name}: {stats.pairs} pairs from {stats.prompts} prompts × {samples_per_prompt} samples "
-        f"(ties dropped {stats.ties_dropped}, duplicates dropped {stats.duplicates_dropped})")
-    return {"labels": {"pairs": stats.pairs, "ties_dropped": stats.ties_dropped,
-                       "duplicates_dropped": stats.duplicates_dropped}}
-
-
-def _train(train_fn, cfg) -> None:
-    """A training stage as a task (its return value stays in the worker)."""
-    train_fn(cfg)
-
-
-def _best_of_n_task(policy: Path, rm_dir: Path, rows, n: int, out: Path, run: Path, seed: int, name: str,
-                    kl_coef: float = 0.0, temperature: float = 1.0) -> None:
-    """Best-of-N against SFT's greedy evaluation, read from its cache (written before this stage runs)."""
-    from tether.eval.bon_policy import run_best_of_n
-    from tether.eval.policy_cache import load_eval
-    from tether.sampling.generate import SamplingConfig
-
-    baseline = load_eval(run / "eval" / "policy-sft.json")[0]
-    run_best_of_n(str(policy), str(rm_dir), rows, n, out, baseline=baseline, seed=seed, name=name, kl_coef=kl_coef,
-                  sampling=SamplingConfig(do_sample=True, temperature=temperature, max_new_tokens=64))
-
-
 @dataclass
 class _Stage:
     """One stage after SFT: what it writes, what it is made from, how it runs."""
@@ -385,7 +349,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
                          root=run, policy=sft_dir, prompts=data_dir / source)
         stages.append(_Stage(
             f"label:{fname}", "label", data_dir / fname, record,
-            partial(_label_on_policy, sft_dir, rows, data_dir / fname, opts.samples_per_prompt, seed,
+            partial(label_on_policy, sft_dir, rows, data_dir / fname, opts.samples_per_prompt, seed,
                     max_new_tokens=label_tokens),
             f"sampling {opts.samples_per_prompt} SFT responses for {len(rows)} prompts, gold-judge pairs",
             f"reusing {data_dir / fname}", is_file=True))
@@ -407,8 +371,8 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
         partial(stage_inputs, rm_cfg, root=run, policy=sft_dir, templated=templated,
                 onpolicy=data_dir / "onpolicy_pairs.jsonl", held_out=data_dir / "eval_pairs.jsonl",
                 norm=data_dir / "sft.jsonl"),
-        partial(_train, reward.train, rm_cfg), f"{rm_cfg.train.max_steps} steps × {rm_cfg.train.batch_size} pairs → "
-                                               f"{rm_dir}",
+        partial(train_task, reward.train, rm_cfg),
+        f"{rm_cfg.train.max_steps} steps × {rm_cfg.train.batch_size} pairs → {rm_dir}",
         f"reusing the finished run in {rm_dir}", needs=label_keys))
 
     ppo_dir = run / "ppo"  # from the SFT policy against the reward model, KL-tethered to the SFT policy
@@ -421,7 +385,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
         stages.append(_Stage(
             "ppo_s", "ppo", ppo_dir,
             partial(stage_inputs, ppo_cfg, root=run, policy=sft_dir, rm=rm_dir, prompts=data_dir / "rl_prompts.jsonl"),
-            partial(_train, ppo.train, ppo_cfg),
+            partial(train_task, ppo.train, ppo_cfg),
             f"{ppo_cfg.train.max_steps} iterations × {ppo_cfg.rollout.prompts_per_step} prompts × "
             f"{ppo_cfg.rollout.samples_per_prompt} samples ({ppo_cfg.advantage_estimator}) → {ppo_dir}",
             f"reusing the finished run in {ppo_dir}", needs=("rm_s",)))
@@ -439,7 +403,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
             f"{loss}_s", "preference", out,
             partial(stage_inputs, dpo_cfg, root=run, policy=sft_dir, templated=data_dir / "preference.jsonl",
                     onpolicy=data_dir / "onpolicy_pairs.jsonl"),
-            partial(_train, dpo.train, dpo_cfg),
+            partial(train_task, dpo.train, dpo_cfg),
             f"{loss}: {dpo_cfg.train.max_steps} steps × {dpo_cfg.train.batch_size} → {out}",
             f"{loss}: reusing the finished run in {out}", needs=("label:onpolicy_pairs.jsonl",)))
         pref_runs[loss] = out
@@ -457,7 +421,7 @@ def run_demo(opts: DemoOptions, log=print) -> dict:
             partial(stage_inputs, {"n": bon_n, "prompts": bon_prompts, "seed": opts.seed,
                                    "kl_coef": opts.bon_kl_coef, "temperature": opts.bon_temperature}, root=run,
                     policy=sft_dir, rm=rm_dir, prompts=data_dir / "eval_prompts.jsonl"),
-            partial(_best_of_n_task, sft_dir, rm_dir, rows[:bon_prompts], bon_n, bon_dir, run, opts.seed, bon_name,
+            partial(best_of_n_task, sft_dir, rm_dir, rows[:bon_prompts], bon_n, bon_dir, run, opts.seed, bon_name,
                     opts.bon_kl_coef, opts.bon_temperature),
             f"best-of-{bon_n} on {bon_prompts} held-out prompts → {bon_dir}", f"reusing {bon_dir}",
             needs=("rm_s", "eval:sft")))

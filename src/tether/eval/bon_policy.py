@@ -44,6 +44,10 @@ def _matching_baseline(baseline: PolicyEval, rows: list[PromptRow]) -> PolicyEva
     return summarise(baseline.name, baseline.samples[: len(rows)])
 
 
+BON_SAMPLING = SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=64)
+"""How `run_best_of_n` samples its candidates unless told otherwise (the demo changes only the temperature)."""
+
+
 def run_best_of_n(policy: str, reward_model: str | None, rows: list[PromptRow], n: int, out_dir: Path, *,
                   scorer: str = "rm", baseline: str | PolicyEval | None = "policy",
                   sampling: SamplingConfig | None = None, missing_eos_penalty: float = 1.0,
@@ -72,7 +76,7 @@ def run_best_of_n(policy: str, reward_model: str | None, rows: list[PromptRow], 
 
         rm = freeze(ScalarHeadModel.from_pretrained(Path(reward_model)))
         rm_tokenizer = load_tokenizer(str(reward_model))
-    sampling = sampling or SamplingConfig(do_sample=True, temperature=1.0, max_new_tokens=64)
+    sampling = sampling or BON_SAMPLING
     log(f"best-of-{n}: sampling {n} × {len(rows)} responses from {policy}, scoring with "
         f"{reward_model if scorer == 'rm' else 'the gold judge'}"
         + (f", regularised by {kl_coef:g}·log π(y|x)" if kl_coef else ""))
