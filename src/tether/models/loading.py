@@ -66,9 +66,10 @@ def _hub_offline() -> bool:
 
 
 def _reachable(url: str, timeout: float = 3.0) -> bool:
-    """Whether `url`'s host accepts a TCP connection within `timeout` s. Behind a proxy (a *_PROXY variable) the
-    host is reached through it, which this cannot check: True."""
+    """Whether `url`'s host resolves and accepts a TCP connection, both within `timeout` s. Behind a proxy (a
+    *_PROXY variable) the host is reached through it, which this cannot check: True."""
     import socket
+    import time
     from urllib.parse import urlparse
 
     if any(os.environ.get(var) for var in _PROXY_VARS):
@@ -76,12 +77,41 @@ def _reachable(url: str, timeout: float = 3.0) -> bool:
     parsed = urlparse(url)
     if not parsed.hostname:
         return True  # not a URL this can probe: leave it to transformers
-    try:
-        with socket.create_connection((parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)),
-                                      timeout=timeout):
-            return True
-    except OSError:
-        return False
+    deadline = time.monotonic() + timeout
+    addresses = _resolve(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80), timeout)
+    for family, kind, proto, _, address in addresses or ():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(left)
+                sock.connect(address)
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _resolve(host: str, port: int, timeout: float) -> list | None:
+    """`socket.getaddrinfo` bounded by `timeout` s (it takes no timeout, and a resolver that gets no answer can
+    block for a minute or more): the addresses, or None when it failed or is still waiting. A lookup still waiting
+    is left to finish in its daemon thread."""
+    import socket
+    import threading
+
+    found: dict[str, list] = {}
+
+    def lookup() -> None:
+        try:
+            found["addresses"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=lookup, name="tether-hub-lookup", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return found.get("addresses")
 
 
 def _hub_error(spec: str, err: Exception) -> ModelLoadError:

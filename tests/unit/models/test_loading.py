@@ -56,6 +56,53 @@ def test_the_reachability_probe_connects_and_trusts_a_proxy(monkeypatch):
     assert _reachable(f"http://127.0.0.1:{port}")  # through a proxy: not checkable here, left to transformers
 
 
+def test_the_reachability_probe_does_not_wait_on_a_resolver_that_hangs(monkeypatch):
+    # getaddrinfo takes no timeout: a DNS server that never answers would block the probe for a minute or more
+    import socket
+    import threading
+
+    from tether.models import loading
+
+    _no_proxy(monkeypatch)
+    release = threading.Event()
+    asked, finished = [], []
+
+    def hanging_getaddrinfo(host, port, *args, **kwargs):
+        asked.append((host, port))
+        release.wait(60)
+        finished.append(True)
+        raise socket.gaierror("released by the test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_getaddrinfo)
+    try:
+        assert not loading._reachable("https://hub.example", timeout=0.2)
+        assert asked == [("hub.example", 443)]
+        assert not finished  # the probe returned while the lookup was still blocked
+    finally:
+        release.set()
+
+
+def test_the_reachability_probe_tries_every_resolved_address(monkeypatch):
+    # a host that resolves to a dead address first (an IPv6 one without a route, say) and a live one second
+    import socket
+
+    from tether.models import loading
+
+    _no_proxy(monkeypatch)
+    with socket.socket() as server, socket.socket() as dead:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        dead.bind(("127.0.0.1", 0))
+        dead_port, live_port = dead.getsockname()[1], server.getsockname()[1]
+        dead.close()  # nothing listens there now
+        addresses = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))
+                     for port in (dead_port, live_port)]
+        monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: addresses)
+        assert loading._reachable("https://hub.example")
+        monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: addresses[:1])
+        assert not loading._reachable("https://hub.example")
+
+
 def test_resolve_local_dir_and_errors(tiny_model_dir, tmp_path):
     assert resolve_model_path(str(tiny_model_dir)) == str(tiny_model_dir)
     (tmp_path / "empty").mkdir()
