@@ -23,7 +23,8 @@ def bon_cmd(policy: str = typer.Option(..., help="Policy that samples: model dir
             limit: int = typer.Option(0, help="Use the first N prompts (0 = all)."),
             temperature: float = typer.Option(1.0, help="Sampling temperature. The analytic KL is to the policy "
                                                         "at this temperature; at T ≠ 1 the KL to the policy itself "
-                                                        "is estimated too (kl_to_policy)."),
+                                                        "is estimated too (kl_to_policy). The demo's pipeline "
+                                                        "samples at 0.5 (docs/best-of-n.md)."),
             max_new_tokens: int = typer.Option(64),
             batch_size: int = typer.Option(128, help="Sequences per generate call."),
             missing_eos_penalty: float = typer.Option(1.0, help="Subtracted from the RM score of responses cut at "
