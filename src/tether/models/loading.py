@@ -78,14 +78,14 @@ def _reachable(url: str, timeout: float = 3.0) -> bool:
     if not parsed.hostname:
         return True  # not a URL this can probe: leave it to transformers
     deadline = time.monotonic() + timeout
-    addresses = _resolve(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80), timeout)
-    for family, kind, proto, _, address in addresses or ():
+    addresses = _resolve(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80), timeout) or []
+    for i, (family, kind, proto, _, address) in enumerate(addresses):
         left = deadline - time.monotonic()
         if left <= 0:
             break
         try:
             with socket.socket(family, kind, proto) as sock:
-                sock.settimeout(left)
+                sock.settimeout(left / (len(addresses) - i))  # an address that drops packets leaves time for the next
                 sock.connect(address)
                 return True
         except OSError:
