@@ -51,6 +51,22 @@ def test_resume_two_plus_two_equals_four(assets, tmp_path):
     assert samples[0] == samples[1] and samples[0].count("\n") == 4 * 8  # 4 rollouts of 8 rows, same samples
 
 
+def test_deterministic_setting_reaches_torch_and_keeps_the_run(assets, tmp_path, monkeypatch):
+    import tether.train.ppo as ppo_module
+
+    seen = []
+    real = ppo_module.seed_everything
+    monkeypatch.setattr(ppo_module, "seed_everything", lambda seed, det: (seen.append(det), real(seed, det)))
+    try:
+        train(ppo_cfg(assets, tmp_path / "det", "--train.max_steps", "2", "--train.deterministic", "true"))
+        assert seen == [True] and torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    train(ppo_cfg(assets, tmp_path / "plain", "--train.max_steps", "2"))
+    assert seen == [True, False] and not torch.are_deterministic_algorithms_enabled()
+    assert [m["step"] for m in curves(tmp_path / "det")] == [1, 2]
+
+
 def test_adaptive_controller_state_survives_resume(assets, tmp_path):
     extra = ("--ppo.adaptive_kl", "true", "--ppo.kl_target", "0.01", "--ppo.kl_horizon", "50",
              "--rollout.temperature", "0.7")

@@ -277,7 +277,7 @@ def train(cfg: DPOConfig, interrupt_at_step: int | None = None) -> DPOResult:
     tcfg = cfg.train
     spec = PREFERENCE_LOSSES[cfg.loss]
     accelerator = make_accelerator(tcfg, out)
-    seed_everything(tcfg.seed)
+    seed_everything(tcfg.seed, tcfg.deterministic)
     n_micro = accumulation_steps(tcfg, accelerator.num_processes)
 
     # 1. Data: pairs (or KTO rows) → token ids; held-out prompts never trained on.

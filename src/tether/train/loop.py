@@ -26,6 +26,9 @@ from tether.runtime.checkpoint import disk_guard
 class TrainConfig:
     seed: int = 0
     """Seed for data order, initialisation of new heads and sampling."""
+    deterministic: bool = False
+    """torch's deterministic algorithms (`torch.use_deterministic_algorithms`): bit-identical reruns on more than one
+    CPU thread, where runs otherwise part in the last digits (docs/ppo.md, "Reproducibility")."""
     learning_rate: float = 2e-5
     """Peak learning rate of AdamW."""
     weight_decay: float = 0.0

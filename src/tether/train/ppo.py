@@ -464,7 +464,7 @@ def train(cfg: PPOConfig, *, reward_fn: RewardFn | None = None, reference=None, 
     started = time.perf_counter()
     out, tcfg, hp = Path(cfg.output_dir), cfg.train, cfg.ppo
     accelerator = make_accelerator(tcfg, out)
-    seed_everything(tcfg.seed)
+    seed_everything(tcfg.seed, tcfg.deterministic)
     k = cfg.rollout.samples_per_prompt
     n_rows = cfg.rollout.prompts_per_step * k
     exact_div(n_rows, tcfg.micro_batch_size, "rollout rows / train.micro_batch_size")

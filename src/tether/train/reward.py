@@ -195,7 +195,7 @@ def train(cfg: RMConfig, interrupt_at_step: int | None = None) -> RMResult:
     out = Path(cfg.output_dir)
     tcfg = cfg.train
     accelerator = make_accelerator(tcfg, out)
-    seed_everything(tcfg.seed)
+    seed_everything(tcfg.seed, tcfg.deterministic)
     n_micro = accumulation_steps(tcfg, accelerator.num_processes)
 
     # 1. Data: validated pairs → token ids; held-out pairs are from prompts never trained on.

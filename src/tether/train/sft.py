@@ -147,7 +147,7 @@ def train(cfg: SFTConfig, interrupt_at_step: int | None = None) -> SFTResult:
     out = Path(cfg.output_dir)
     tcfg = cfg.train
     accelerator = make_accelerator(tcfg, out)
-    seed_everything(tcfg.seed)
+    seed_everything(tcfg.seed, tcfg.deterministic)
     n_micro = accumulation_steps(tcfg, accelerator.num_processes)
 
     # 1. Data: validated records → token ids (prompt rendered with the chat template).

@@ -29,3 +29,21 @@ def test_length_grouped_microbatches_keep_the_step_and_group_lengths():
     chunks = length_grouped_microbatches([0, 1, 2, 3, 4, 5], 2, lengths.__getitem__)
     assert chunks == [[0, 4, 2], [3, 5, 1]]
     assert sorted(i for c in chunks for i in c) == [0, 1, 2, 3, 4, 5]
+
+
+def test_seed_everything_sets_torch_deterministic_algorithms_both_ways():
+    import torch
+
+    from tether.runtime.seeding import seed_everything
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    try:
+        seed_everything(3, deterministic=True)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()  # an op without one warns, never fails a run
+        a = torch.rand(3)
+        seed_everything(3)  # a later stage in the same process gets its own setting, not the last stage's
+        assert not torch.are_deterministic_algorithms_enabled()
+        assert torch.equal(torch.rand(3), a)
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
