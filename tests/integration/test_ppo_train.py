@@ -51,7 +51,7 @@ def test_resume_two_plus_two_equals_four(assets, tmp_path):
     assert samples[0] == samples[1] and samples[0].count("\n") == 4 * 8  # 4 rollouts of 8 rows, same samples
 
 
-def test_deterministic_setting_reaches_torch_and_keeps_the_run(assets, tmp_path, monkeypatch):
+def test_deterministic_setting_reaches_torch_and_a_later_stage_resets_it(assets, tmp_path, monkeypatch):
     import tether.train.ppo as ppo_module
 
     seen = []

@@ -12,8 +12,8 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     """Seed Python, NumPy and torch; and switch torch's deterministic algorithms on or off (process-wide, so a stage
     run after another in one process gets its own setting). On the 2-core CPU two PPO runs of the demo config on two
     threads part at the first iteration's updates (the 7th digit of approx_kl) without them and come out
-    byte-identical with them, at no measurable cost (docs/ppo.md); `warn_only` keeps an op that has no deterministic
-    implementation (some CUDA kernels) running, with a warning, instead of failing the run."""
+    byte-identical with them, with no cost that showed in that one pair of runs (docs/ppo.md). `warn_only` keeps an
+    op that has no deterministic implementation (some CUDA kernels) running, with a warning, instead of failing."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
